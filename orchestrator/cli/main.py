@@ -1,0 +1,113 @@
+"""`orchestrator` / `orch`: the top-level command group and the one error handler around it.
+
+Subcommands live in their own modules and are imported only when invoked, so `--help` stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import traceback
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from orchestrator import __version__
+from orchestrator.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, OrchestratorError
+
+# command name -> ("module:attribute", one-line help shown by --help without importing the module)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "agents": (
+        "orchestrator.cli.agents_cmd:agents",
+        "Show each coding CLI: installed, version, auth, ready.",
+    ),
+    "run-agent": ("orchestrator.cli.run_agent_cmd:run_agent", "Run one headless agent step in a directory."),
+    "install-clis": ("orchestrator.cli.install_cmd:install_clis", "Install the pinned coding CLIs from npm."),
+    "testing": ("orchestrator.cli.testing_cmd:testing", "Test tools: the scripted model server."),
+    "run": ("orchestrator.cli.run_cmd:run", "Run a workflow on a task, on a git branch of its own."),
+    "runs": ("orchestrator.cli.runs_cmd:runs", "List, inspect, resume, roll back, merge or discard runs."),
+    "workflows": ("orchestrator.cli.workflows_cmd:workflows", "List, show and validate workflows."),
+    "shell": ("orchestrator.cli.shell_cmd:shell", "Work with the agents in conversation (a REPL)."),
+    "demo": ("orchestrator.cli.demo_cmd:demo", "A full run with the real CLIs and no account."),
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        entry = COMMANDS.get(cmd_name)
+        if entry is None:
+            return None
+        module_name, _, attr = entry[0].partition(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name == module_name:
+                return _not_built(cmd_name)
+            raise
+        command: click.Command = getattr(module, attr)
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, COMMANDS[name][1]) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+def _not_built(name: str) -> click.Command:
+    @click.command(name=name, context_settings={"ignore_unknown_options": True})
+    @click.argument("args", nargs=-1, type=click.UNPROCESSED)
+    def placeholder(args: tuple[str, ...]) -> None:
+        raise click.UsageError(f"`{name}` is not available in this build")
+
+    return placeholder
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="orchestrator")
+def cli() -> None:
+    """Make the real coding CLIs work one task together: implement, review the real diff, refine,
+    on a git branch of its own."""
+
+
+def _crash_log(exc: BaseException) -> Path:
+    state = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+    log_dir = state / "ai-agents-orchestrator" / "crashes"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    path = log_dir / f"crash-{datetime.now():%Y%m%d-%H%M%S}-{os.getpid()}.log"
+    path.write_text(
+        f"ai-agents-orchestrator {__version__}\npython {sys.version}\nargv {sys.argv}\n\n"
+        + "".join(traceback.format_exception(exc)),
+        encoding="utf-8",
+    )
+    return path
+
+
+def main(argv: list[str] | None = None) -> Any:
+    """Run the CLI; map our errors to their exit codes, ^C to 130, anything else to 3 plus a crash log."""
+    try:
+        cli.main(args=argv, prog_name="orchestrator", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("interrupted", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except OrchestratorError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except Exception as exc:  # the last resort: keep the evidence for a bug report
+        path = _crash_log(exc)
+        click.echo(f"internal error: {exc!r}\n  a crash log with the traceback is at {path}", err=True)
+        sys.exit(EXIT_INTERNAL)
+    sys.exit(0)

@@ -1,0 +1,121 @@
+"""One error tree. Every error carries an exit code (see DESIGN.md) and says what to do next."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+# Exit codes, as fixed in DESIGN.md.
+EXIT_OK = 0
+EXIT_NOT_APPROVED = 1  # the run finished without approval, or a step failed
+EXIT_USAGE = 2  # usage or configuration error
+EXIT_INTERNAL = 3  # unexpected internal error (a crash log is written)
+EXIT_INTERRUPTED = 130
+
+AgentErrorKind = Literal[
+    "auth", "rate_limit", "timeout", "idle", "refused", "crashed", "not_installed", "other"
+]
+
+
+class OrchestratorError(Exception):
+    """Base of every error we raise on purpose. `hint` tells the user what to do."""
+
+    exit_code: ClassVar[int] = EXIT_NOT_APPROVED
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message}\n  hint: {self.hint}" if self.hint else self.message
+
+
+class UsageError(OrchestratorError):
+    """The command line was wrong."""
+
+    exit_code = EXIT_USAGE
+
+
+class ConfigError(UsageError):
+    """A configuration or workflow file is invalid: names the file, the key path and what is allowed."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | None = None,
+        key_path: str | None = None,
+        allowed: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        where = file or "configuration"
+        if key_path:
+            where = f"{where}: {key_path}"
+        text = f"{where}: {message}"
+        if allowed:
+            text = f"{text} (allowed: {allowed})"
+        super().__init__(text, hint=hint)
+        self.file = file
+        self.key_path = key_path
+        self.allowed = allowed
+
+
+class AgentError(OrchestratorError):
+    """An agent step failed in a way we can name."""
+
+    kind: ClassVar[AgentErrorKind] = "other"
+
+
+class AgentNotInstalled(AgentError):
+    kind = "not_installed"
+
+
+class AgentNotAuthenticated(AgentError):
+    kind = "auth"
+
+
+class AgentRateLimited(AgentError):
+    kind = "rate_limit"
+
+
+class AgentTimedOut(AgentError):
+    kind = "timeout"
+
+
+class AgentIdle(AgentError):
+    kind = "idle"
+
+
+class AgentRefused(AgentError):
+    kind = "refused"
+
+
+class AgentCrashed(AgentError):
+    kind = "crashed"
+
+
+AGENT_ERRORS_BY_KIND: dict[str, type[AgentError]] = {
+    cls.kind: cls
+    for cls in (
+        AgentError,
+        AgentNotInstalled,
+        AgentNotAuthenticated,
+        AgentRateLimited,
+        AgentTimedOut,
+        AgentIdle,
+        AgentRefused,
+        AgentCrashed,
+    )
+}
+
+
+class GitError(OrchestratorError):
+    """A git operation failed; the message carries git's own words."""
+
+
+class RunNotFound(UsageError):
+    pass
+
+
+class InternalError(OrchestratorError):
+    exit_code = EXIT_INTERNAL

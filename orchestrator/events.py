@@ -1,0 +1,205 @@
+"""The event vocabulary, and the per-run event bus.
+
+Adapters turn each CLI's own output into AgentEvents; the engine adds RunEvents. Everything downstream
+(store, console, dashboard, metrics) reads only these, never raw CLI output.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+from orchestrator.errors import AgentErrorKind
+
+ToolAction = Literal["file_edit", "file_read", "command_run", "search", "other"]
+ToolStatus = Literal["started", "succeeded", "failed", "refused"]
+
+
+class _Event(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    ts: float = Field(default_factory=time.time)
+
+
+# --- what an agent (a CLI) says -------------------------------------------------------------------
+
+
+class SessionStarted(_Event):
+    """The CLI announced its session (thread) id and model, before any work."""
+
+    type: Literal["session"] = "session"
+    session_id: str | None = None
+    model: str | None = None
+
+
+class AssistantMessage(_Event):
+    type: Literal["message"] = "message"
+    text: str
+
+
+class ToolUse(_Event):
+    """A tool call the agent made. `call_id` ties a start to its completion."""
+
+    type: Literal["tool_use"] = "tool_use"
+    call_id: str | None = None
+    tool: str
+    action: ToolAction = "other"
+    status: ToolStatus = "started"
+    path: str | None = None
+    command: str | None = None
+    detail: str | None = None
+
+
+class Usage(_Event):
+    """Tokens (and cost in USD when known) for one model call or the whole step, per `scope`."""
+
+    type: Literal["usage"] = "usage"
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    cost_usd: float | None = None
+    model: str | None = None
+    # "total" replaces what came before for this step; "delta" adds to it.
+    scope: Literal["total", "delta"] = "total"
+
+
+class AgentErrorEvent(_Event):
+    type: Literal["error"] = "error"
+    kind: AgentErrorKind
+    message: str
+
+
+class Result(_Event):
+    type: Literal["result"] = "result"
+    final_text: str = ""
+    session_id: str | None = None
+    success: bool
+
+
+AgentEvent = Annotated[
+    SessionStarted | AssistantMessage | ToolUse | Usage | AgentErrorEvent | Result,
+    Field(discriminator="type"),
+]
+
+# --- what the engine says about a run --------------------------------------------------------------
+
+
+class RunStarted(_Event):
+    type: Literal["run_started"] = "run_started"
+    run_id: str
+    task: str
+    workflow: str
+    branch: str
+    base: str
+
+
+class StepStarted(_Event):
+    type: Literal["step_started"] = "step_started"
+    run_id: str
+    step_id: str
+    agent: str
+    task: str
+    iteration: int
+
+
+class StepFinished(_Event):
+    type: Literal["step_finished"] = "step_finished"
+    run_id: str
+    step_id: str
+    agent: str
+    status: str
+    commit: str | None = None
+    files_changed: list[str] = Field(default_factory=list)
+    error: str | None = None
+
+
+class GateFinished(_Event):
+    type: Literal["gate_finished"] = "gate_finished"
+    run_id: str
+    step_id: str
+    command: str
+    passed: bool
+    exit_code: int | None = None
+    output_tail: str = ""
+
+
+class RunFinished(_Event):
+    type: Literal["run_finished"] = "run_finished"
+    run_id: str
+    status: str
+    stop_reason: str
+    branch: str
+
+
+class AgentActivity(_Event):
+    """An agent event, tagged with the run and step it belongs to (what the bus carries)."""
+
+    type: Literal["agent"] = "agent"
+    run_id: str
+    step_id: str
+    agent: str
+    event: AgentEvent
+
+
+class Notice(_Event):
+    """A line for people: fallbacks taken, retries, warnings."""
+
+    type: Literal["notice"] = "notice"
+    run_id: str | None = None
+    level: Literal["info", "warning", "error"] = "info"
+    text: str
+
+
+RunEvent = Annotated[
+    RunStarted | StepStarted | StepFinished | GateFinished | RunFinished | AgentActivity | Notice,
+    Field(discriminator="type"),
+]
+
+agent_event_adapter: TypeAdapter[AgentEvent] = TypeAdapter(AgentEvent)
+run_event_adapter: TypeAdapter[RunEvent] = TypeAdapter(RunEvent)
+
+Subscriber = Callable[[RunEvent], None]
+
+
+class EventBus:
+    """Fan-out of a run's events. Keeps a bounded history so a late subscriber replays, then follows.
+
+    Subscribers are called synchronously in publish order; one that raises is dropped, so a broken
+    renderer can never stop a run.
+    """
+
+    def __init__(self, history: int = 5000) -> None:
+        self._lock = threading.Lock()
+        self._history: deque[RunEvent] = deque(maxlen=history)
+        self._subscribers: list[Subscriber] = []
+
+    def publish(self, event: RunEvent) -> None:
+        with self._lock:
+            self._history.append(event)
+            subscribers = list(self._subscribers)
+        for subscriber in subscribers:
+            try:
+                subscriber(event)
+            except Exception:  # noqa: BLE001 - a subscriber's fault must not end the run
+                self.unsubscribe(subscriber)
+
+    def subscribe(self, subscriber: Subscriber, *, replay: bool = True) -> Callable[[], None]:
+        with self._lock:
+            backlog = list(self._history) if replay else []
+            self._subscribers.append(subscriber)
+        for event in backlog:
+            subscriber(event)
+        return lambda: self.unsubscribe(subscriber)
+
+    def unsubscribe(self, subscriber: Subscriber) -> None:
+        with self._lock:
+            if subscriber in self._subscribers:
+                self._subscribers.remove(subscriber)
+
+    def history(self) -> Iterator[RunEvent]:
+        with self._lock:
+            return iter(list(self._history))
