@@ -109,6 +109,9 @@ class Availability:
 @runtime_checkable
 class Adapter(Protocol):
     name: str
+    # The vendor's own credential/endpoint variables this CLI may inherit from the user's environment
+    # (unless the agent's config says `inherit_credentials: false`). No other agent ever gets them.
+    credential_vars: tuple[str, ...]
 
     def build_command(self, request: AgentRequest) -> Command: ...
 
