@@ -25,7 +25,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Show each coding CLI: installed, version, auth, ready.",
     ),
     "run-agent": ("orchestrator.cli.run_agent_cmd:run_agent", "Run one headless agent step in a directory."),
-    "install-clis": ("orchestrator.cli.install_cmd:install_clis", "Install the pinned coding CLIs from npm."),
+    "install-clis": (
+        "orchestrator.cli.install_cmd:install_clis_cmd",
+        "Install the pinned coding CLIs from npm.",
+    ),
     "testing": ("orchestrator.cli.testing_cmd:testing", "Test tools: the scripted model server."),
     "run": ("orchestrator.cli.run_cmd:run", "Run a workflow on a task, on a git branch of its own."),
     "runs": ("orchestrator.cli.runs_cmd:runs", "List, inspect, resume, roll back, merge or discard runs."),

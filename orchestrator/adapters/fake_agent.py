@@ -1,0 +1,181 @@
+"""The fake coding agent: a real process that plays a scenario, for tests, the demo and benchmarks.
+
+    python -m orchestrator.adapters.fake_agent --permission edit [--resume ID] PROMPT
+
+It takes turns from the scenario named by $ORCHESTRATOR_FAKE_SCENARIO (the scripted model server's
+format), keeping its place in a state file beside it, until a text turn ends the step. Without a
+scenario it edits `orchestrator-fake.txt` (edit mode) or approves (read-only). It prints one JSON object
+per line, read by orchestrator/adapters/fake.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import json
+import os
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from orchestrator.proc import run_command
+from orchestrator.testing.scenario import (
+    EditFile,
+    Hang,
+    HttpError,
+    Scenario,
+    Shell,
+    Text,
+    Turn,
+    WriteFile,
+    load_scenario,
+)
+
+_ERROR_KIND = {401: "auth", 403: "auth", 429: "rate_limit"}
+
+
+def emit(obj: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+class _Cursor:
+    """The scenario position shared by every fake-agent process of a run (a locked state file)."""
+
+    def __init__(self, scenario_path: Path) -> None:
+        self.path = scenario_path.with_name(scenario_path.name + ".state")
+
+    def take(self, scenario: Scenario) -> Turn | None:
+        with open(self.path, "a+", encoding="utf-8") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            fh.seek(0)
+            raw = fh.read().strip()
+            index, used = (int(x) for x in raw.split(",")) if raw else (0, 0)
+            if index >= len(scenario.turns):
+                return None
+            turn = scenario.turns[index]
+            used += 1
+            if turn.times != "always" and used >= turn.times:
+                index, used = index + 1, 0
+            fh.seek(0)
+            fh.truncate()
+            fh.write(f"{index},{used}")
+            return turn
+
+
+def _default_turns(permission: str, prompt: str) -> list[Turn]:
+    if permission == "read_only":
+        return [Text(text='No issues found.\n```json\n{"verdict": "approve", "findings": []}\n```')]
+    line = f"fake agent step {uuid.uuid4().hex[:8]}: {prompt.splitlines()[0][:60] if prompt else ''}\n"
+    existing = Path("orchestrator-fake.txt").read_text() if Path("orchestrator-fake.txt").exists() else ""
+    return [WriteFile(path="orchestrator-fake.txt", content=existing + line), Text(text="done")]
+
+
+def play(turn: Turn, permission: str, scenario: Scenario) -> bool:
+    """Play one turn; True when the step is over."""
+    emit(
+        {
+            "type": "usage",
+            "input_tokens": scenario.input_tokens,
+            "output_tokens": scenario.output_tokens,
+            "model": scenario.model,
+        }
+    )
+    if isinstance(turn, Text):
+        emit({"type": "message", "text": turn.text})
+        return True
+    if isinstance(turn, HttpError):
+        kind = _ERROR_KIND.get(turn.status, "other")
+        emit({"type": "error", "kind": kind, "message": f"API error {turn.status}: {turn.message}"})
+        sys.exit(1)
+    if isinstance(turn, Hang):
+        time.sleep(turn.seconds if turn.seconds is not None else 10**6)
+        return False
+    call_id = uuid.uuid4().hex[:12]
+    if isinstance(turn, WriteFile | EditFile):
+        emit({"type": "tool", "id": call_id, "action": "file_edit", "path": turn.path, "status": "started"})
+        if permission == "read_only":
+            emit(
+                {"type": "tool", "id": call_id, "action": "file_edit", "path": turn.path, "status": "refused"}
+            )
+            return False
+        target = Path(turn.path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(turn, WriteFile):
+            target.write_text(turn.content, encoding="utf-8")
+            ok = True
+        else:
+            text = target.read_text(encoding="utf-8") if target.exists() else ""
+            ok = turn.old in text
+            if ok:
+                target.write_text(text.replace(turn.old, turn.new, 1), encoding="utf-8")
+        status = "succeeded" if ok else "failed"
+        emit({"type": "tool", "id": call_id, "action": "file_edit", "path": turn.path, "status": status})
+        return False
+    assert isinstance(turn, Shell)
+    emit(
+        {"type": "tool", "id": call_id, "action": "command_run", "command": turn.command, "status": "started"}
+    )
+    if permission == "read_only":
+        emit(
+            {
+                "type": "tool",
+                "id": call_id,
+                "action": "command_run",
+                "command": turn.command,
+                "status": "refused",
+            }
+        )
+        return False
+    # The fake agent stands in for a CLI's own shell tool, which runs commands through a shell.
+    done = run_command(["/bin/sh", "-c", turn.command], Path.cwd(), env=dict(os.environ), timeout_s=600)
+    emit(
+        {
+            "type": "tool",
+            "id": call_id,
+            "action": "command_run",
+            "command": turn.command,
+            "status": "succeeded" if done.returncode == 0 else "failed",
+            "detail": done.stdout[-2000:],
+        }
+    )
+    return False
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="fake-agent")
+    parser.add_argument("--permission", default="edit", choices=["edit", "read_only", "bypass"])
+    parser.add_argument("--resume", default=None)
+    parser.add_argument("--model", default=None)
+    parser.add_argument("prompt", nargs="?", default="")
+    args = parser.parse_args(argv)
+    session_id = args.resume or str(uuid.uuid4())
+    emit({"type": "session", "session_id": session_id, "model": args.model or "scripted-model"})
+    scenario_file = os.environ.get("ORCHESTRATOR_FAKE_SCENARIO")
+    if scenario_file:
+        path = Path(scenario_file)
+        scenario = load_scenario(path)
+        cursor = _Cursor(path)
+        turns_left: list[Turn] | None = None
+    else:
+        scenario = Scenario()
+        turns_left = _default_turns(args.permission, args.prompt)
+    final_text = ""
+    for _ in range(1000):
+        turn = turns_left.pop(0) if turns_left is not None else cursor.take(scenario)
+        if turn is None:
+            final_text = "(the scenario has no more turns)"
+            break
+        if play(turn, args.permission, scenario):
+            final_text = turn.text if isinstance(turn, Text) else ""
+            break
+        if turns_left is not None and not turns_left:
+            break
+    emit({"type": "result", "success": True, "text": final_text, "session_id": session_id})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,247 @@
+"""Run one agent step: build the command, spawn it through proc, parse each line into events, judge it.
+
+This is the one path every entry point (run-agent, the engine, the shell) uses to run an adapter.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import structlog
+
+from orchestrator.adapters.base import (
+    Adapter,
+    AgentRequest,
+    ProcessOutcome,
+    StepSummary,
+    install_hint,
+    summarize,
+)
+from orchestrator.config import AgentConfig
+from orchestrator.errors import AgentNotInstalled
+from orchestrator.events import AgentErrorEvent, AgentEvent, Result
+from orchestrator.proc import (
+    ProcResult,
+    ProcSpec,
+    PtyCommunicator,
+    Stream,
+    SubprocessCommunicator,
+    child_env,
+    run_command,
+)
+
+log = structlog.get_logger(__name__)
+
+# After the CLI's final result event, how long it may take to exit before we end it (some CLIs hang
+# after answering; the result, not the exit, marks the step done).
+RESULT_GRACE_S = 10.0
+
+EventCallback = Callable[[AgentEvent], None]
+
+
+@dataclass
+class AgentStepResult:
+    agent: str
+    summary: StepSummary
+    events: list[AgentEvent]
+    files_changed: list[str]
+    exit_code: int | None
+    duration_s: float
+    first_output_s: float | None
+    ended_after_result: bool = False
+    process: ProcResult | None = field(default=None, repr=False)
+
+    @property
+    def success(self) -> bool:
+        return self.summary.success
+
+    def to_json(self) -> dict[str, Any]:
+        """The object `orchestrator run-agent --json` prints."""
+        s = self.summary
+        return {
+            "agent": self.agent,
+            "status": "succeeded" if s.success else "failed",
+            "exit_code": self.exit_code,
+            "final_text": s.final_text,
+            "session_id": s.session_id,
+            "files_changed": self.files_changed,
+            "usage": {
+                "input_tokens": s.input_tokens,
+                "output_tokens": s.output_tokens,
+                "cached_tokens": s.cached_tokens,
+                "cost_usd": s.cost_usd,
+            },
+            "error": None if s.success else {"kind": s.error_kind, "message": s.error_message},
+            "duration_s": round(self.duration_s, 3),
+            "first_output_s": None if self.first_output_s is None else round(self.first_output_s, 3),
+        }
+
+
+def _git_dirty(cwd: Path) -> dict[str, str] | None:
+    """path -> a token of its current content, for every file git sees as changed; None outside git."""
+    status = run_command(
+        ["git", "status", "--porcelain=v1", "-z", "--untracked-files=all"], cwd, timeout_s=60
+    )
+    if not status.ok:
+        return None
+    entries = [e for e in status.stdout.split("\0") if e]
+    paths: list[str] = []
+    skip_next = False
+    for entry in entries:
+        if skip_next:  # the source path of a rename
+            skip_next = False
+            continue
+        code, path = entry[:2], entry[3:]
+        if code[0] in "RC":
+            skip_next = True
+        paths.append(path)
+    if not paths:
+        return {}
+    existing = [p for p in paths if (cwd / p).is_file()]
+    hashes = run_command(["git", "hash-object", "--", *existing], cwd, timeout_s=60) if existing else None
+    tokens = dict(zip(existing, hashes.stdout.split(), strict=False)) if hashes and hashes.ok else {}
+    return {p: tokens.get(p, "deleted") for p in paths}
+
+
+def _changed_between(before: Mapping[str, str] | None, after: Mapping[str, str] | None) -> list[str] | None:
+    if before is None or after is None:
+        return None
+    return sorted(p for p in set(before) | set(after) if before.get(p) != after.get(p))
+
+
+def run_agent_step(
+    adapter: Adapter,
+    request: AgentRequest,
+    config: AgentConfig,
+    *,
+    parent_env: Mapping[str, str],
+    on_event: EventCallback | None = None,
+    cancel: threading.Event | None = None,
+    transcript: Path | None = None,
+    result_grace_s: float = RESULT_GRACE_S,
+) -> AgentStepResult:
+    command = adapter.build_command(request)
+    for path, text in command.setup_files.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    env = child_env(parent_env, command.env, tmpdir=request.run_dir / "tmp")
+    spec = ProcSpec(
+        argv=command.argv,
+        cwd=command.cwd,
+        env=env,
+        stdin=command.stdin,
+        wall_timeout_s=config.timeout_s,
+        idle_timeout_s=config.idle_timeout_s,
+        install_hint=install_hint(adapter.name),
+    )
+    communicator = PtyCommunicator() if config.communicator == "pty" else SubprocessCommunicator()
+    events: list[AgentEvent] = []
+    before = _git_dirty(command.cwd)
+
+    # Our own stop signal: the caller's cancel, or the result grace period running out.
+    stop = threading.Event()
+    result_seen = threading.Event()
+    watcher_done = threading.Event()
+
+    def watch() -> None:
+        grace_deadline: float | None = None
+        while not watcher_done.wait(0.1):
+            if cancel is not None and cancel.is_set():
+                stop.set()
+                return
+            if result_seen.is_set():
+                grace_deadline = grace_deadline or time.monotonic() + result_grace_s
+                if time.monotonic() >= grace_deadline:
+                    stop.set()
+                    return
+
+    def publish(new: list[AgentEvent]) -> None:
+        for event in new:
+            events.append(event)
+            if isinstance(event, Result):
+                result_seen.set()
+            if on_event is not None:
+                on_event(event)
+
+    out_file: IO[str] | None = None
+    err_file: IO[str] | None = None
+    if transcript is not None:
+        transcript.parent.mkdir(parents=True, exist_ok=True)
+        out_file = transcript.open("w", encoding="utf-8")
+        err_file = transcript.with_name(transcript.name + ".stderr").open("w", encoding="utf-8")
+
+    def on_line(stream: Stream, line: str) -> None:
+        if stream == "stderr":
+            if err_file is not None:
+                err_file.write(line + "\n")
+            return
+        if out_file is not None:
+            out_file.write(line + "\n")
+        try:
+            parsed = adapter.parse_line(line)
+        except Exception as exc:  # an unknown shape must never end the run (PEERS #2)
+            log.warning("unparsed line", agent=adapter.name, error=repr(exc))
+            parsed = []
+        publish(parsed)
+
+    watcher = threading.Thread(target=watch, name=f"{adapter.name}-watch", daemon=True)
+    watcher.start()
+    started = time.monotonic()
+    proc_result: ProcResult | None = None
+    try:
+        proc_result = communicator.run(spec, on_line, cancel=stop)
+    except AgentNotInstalled as exc:
+        publish([AgentErrorEvent(kind="not_installed", message=str(exc))])
+    finally:
+        watcher_done.set()
+        watcher.join()
+        for fh in (out_file, err_file):
+            if fh is not None:
+                with contextlib.suppress(OSError):
+                    fh.close()
+
+    cancelled_by_user = cancel is not None and cancel.is_set()
+    ended_after_result = bool(
+        proc_result and proc_result.cancelled and result_seen.is_set() and not cancelled_by_user
+    )
+    if proc_result is None:
+        outcome = ProcessOutcome(exit_code=None, duration_s=time.monotonic() - started)
+    else:
+        outcome = ProcessOutcome(
+            # A CLI we ended after its final result is judged by that result, as if it had exited.
+            exit_code=0 if ended_after_result else proc_result.exit_code,
+            timed_out=proc_result.timed_out,
+            idle=proc_result.idle,
+            cancelled=proc_result.cancelled and not ended_after_result,
+            duration_s=proc_result.duration_s,
+            output_tail=proc_result.tail,
+            wall_limit_s=config.timeout_s,
+            idle_limit_s=config.idle_timeout_s,
+        )
+        collected: dict[Path, str] = {}
+        for path in command.collect_files:
+            with contextlib.suppress(OSError):
+                collected[path] = path.read_text(encoding="utf-8")
+        publish(adapter.finish(outcome, events, collected))
+
+    summary = summarize(events, outcome)
+    changed = _changed_between(before, _git_dirty(command.cwd))
+    if changed is None:
+        changed = list(summary.files_touched)
+    return AgentStepResult(
+        agent=adapter.name,
+        summary=summary,
+        events=events,
+        files_changed=changed,
+        exit_code=None if proc_result is None else proc_result.exit_code,
+        duration_s=time.monotonic() - started,
+        first_output_s=None if proc_result is None else proc_result.first_output_s,
+        ended_after_result=ended_after_result,
+        process=proc_result,
+    )

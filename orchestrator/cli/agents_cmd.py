@@ -1,0 +1,65 @@
+"""`orchestrator agents`: each coding CLI, installed or not, which version, which auth, ready or not."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from orchestrator.adapters import REAL_AGENTS, get_adapter
+from orchestrator.adapters.base import Availability
+from orchestrator.cli.common import config_option, print_json, settings_for
+from orchestrator.config import LoadedSettings, agent_child_vars
+from orchestrator.proc import child_env
+
+
+def check_agents(loaded: LoadedSettings, agents: tuple[str, ...] = REAL_AGENTS) -> list[Availability]:
+    """Availability of each agent, judged with the environment its child would really get."""
+    found: list[Availability] = []
+    for name in agents:
+        adapter = get_adapter(name)
+        config = loaded.settings.agent(name)
+        env = child_env(os.environ, agent_child_vars(name, config, adapter.credential_vars, os.environ))
+        availability = adapter.availability(env, config.command)
+        missing = loaded.unresolved.get(name)
+        if missing and not availability.auth_configured:
+            note = f"; agents.{name}.env refers to {', '.join('$' + m for m in missing)}, which is not set"
+            availability = Availability(**{**availability.__dict__, "reason": availability.reason + note})
+        found.append(availability)
+    return found
+
+
+@click.command("agents")
+@config_option
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+def agents(config_path: Path | None, as_json: bool) -> None:
+    """Show each coding CLI: installed, path, version (and whether we tested it), auth, ready or why not."""
+    loaded = settings_for(config_path, Path.cwd())
+    rows = check_agents(loaded)
+    if as_json:
+        print_json([row.to_json() for row in rows])
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="Coding CLIs", show_lines=False)
+    for column in ("agent", "ready", "version", "auth", "path / why not"):
+        table.add_column(column)
+    for row in rows:
+        version = row.version or "-"
+        if row.version and not row.version_tested:
+            version += f" (tested: {row.tested_version})"
+        detail = row.path or "-"
+        if not row.ready:
+            detail = row.reason + (f"\n  fix: {row.fix}" if row.fix else "")
+        table.add_row(
+            row.agent,
+            "[green]yes[/]" if row.ready else "[red]no[/]",
+            version,
+            row.auth_source or ("[red]none[/]" if row.installed else "-"),
+            detail,
+        )
+    Console().print(table)
+    if loaded.source:
+        click.echo(f"configuration: {loaded.source}")

@@ -1,0 +1,138 @@
+"""Rendering events for people: rich on a terminal, plain timestamped lines otherwise (CI, pipes).
+
+NO_COLOR is honoured (rich reads it); `plain` is chosen when stdout is not a TTY or CI=true.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Mapping
+from typing import TextIO
+
+from rich.console import Console
+from rich.markup import escape
+
+from orchestrator.events import (
+    AgentActivity,
+    AgentErrorEvent,
+    AgentEvent,
+    AssistantMessage,
+    GateFinished,
+    Notice,
+    Result,
+    RunEvent,
+    RunFinished,
+    RunStarted,
+    SessionStarted,
+    StepFinished,
+    StepStarted,
+    ToolUse,
+    Usage,
+)
+
+_VERB = {
+    "file_edit": ("editing", "edited"),
+    "file_read": ("reading", "read"),
+    "command_run": ("running", "ran"),
+    "search": ("searching", "searched"),
+    "other": ("using", "used"),
+}
+
+
+def describe_tool(event: ToolUse) -> str:
+    """'editing src/app.py', 'running pytest', 'refused: editing x.py' (what the agent is doing now)."""
+    target = event.path or (event.command and event.command[:80]) or event.tool
+    doing, done = _VERB.get(event.action, _VERB["other"])
+    if event.status == "started":
+        return f"{doing} {target}"
+    if event.status == "refused":
+        return f"refused: {doing} {target}"
+    if event.status == "failed":
+        return f"failed: {doing} {target}"
+    return f"{done} {target}"
+
+
+def wants_plain(env: Mapping[str, str], stream: TextIO) -> bool:
+    return env.get("CI", "").lower() in {"1", "true", "yes"} or not stream.isatty()
+
+
+class ConsoleRenderer:
+    """Prints agent and run events as they come. Used by run-agent, run and the shell."""
+
+    def __init__(
+        self, *, plain: bool | None = None, stream: TextIO | None = None, quiet: bool = False
+    ) -> None:
+        self.stream = stream or sys.stderr
+        self.plain = wants_plain(os.environ, self.stream) if plain is None else plain
+        self.console = Console(file=self.stream, highlight=False, soft_wrap=True)
+        self.quiet = quiet
+
+    def _line(self, who: str, text: str, style: str = "") -> None:
+        if self.quiet:
+            return
+        if self.plain:
+            self.stream.write(f"[{time.strftime('%H:%M:%S')}] {who}: {text}\n")
+            self.stream.flush()
+        else:
+            body = escape(text)
+            self.console.print(
+                f"[bold]{escape(who)}[/] [{style}]{body}[/]" if style else f"[bold]{escape(who)}[/] {body}"
+            )
+
+    def agent_event(self, agent: str, event: AgentEvent) -> None:
+        if isinstance(event, SessionStarted):
+            self._line(agent, f"session {event.session_id or '?'} ({event.model or 'default model'})", "dim")
+        elif isinstance(event, AssistantMessage):
+            text = event.text.strip()
+            if text:
+                lines = text.splitlines()
+                shown = "\n".join(lines[:12]) + (
+                    f"\n… ({len(lines) - 12} more lines)" if len(lines) > 12 else ""
+                )
+                self._line(agent, shown)
+        elif isinstance(event, ToolUse):
+            style = {"refused": "red", "failed": "yellow", "succeeded": "green"}.get(event.status, "cyan")
+            self._line(agent, describe_tool(event), style)
+        elif isinstance(event, AgentErrorEvent):
+            self._line(agent, f"error [{event.kind}]: {event.message}", "bold red")
+        elif isinstance(event, Result):
+            self._line(
+                agent,
+                "finished" if event.success else "finished with failure",
+                "green" if event.success else "red",
+            )
+        elif isinstance(event, Usage):
+            return
+
+    def run_event(self, event: RunEvent) -> None:
+        if isinstance(event, AgentActivity):
+            self.agent_event(f"{event.agent}", event.event)
+        elif isinstance(event, RunStarted):
+            self._line(
+                "run", f"{event.run_id} started: workflow {event.workflow}, branch {event.branch}", "bold"
+            )
+        elif isinstance(event, StepStarted):
+            self._line(
+                "step",
+                f"{event.step_id}: {event.task} by {event.agent} (iteration {event.iteration})",
+                "bold cyan",
+            )
+        elif isinstance(event, StepFinished):
+            what = f"{event.step_id} {event.status}"
+            if event.commit:
+                what += f", commit {event.commit[:10]} ({len(event.files_changed)} files)"
+            if event.error:
+                what += f": {event.error}"
+            self._line("step", what, "green" if event.status == "succeeded" else "yellow")
+        elif isinstance(event, GateFinished):
+            self._line(
+                "gate",
+                f"{event.command}: {'passed' if event.passed else 'failed'}",
+                "green" if event.passed else "red",
+            )
+        elif isinstance(event, Notice):
+            self._line("note", event.text, {"warning": "yellow", "error": "red"}.get(event.level, "dim"))
+        elif isinstance(event, RunFinished):
+            self._line("run", f"{event.status} ({event.stop_reason}); branch {event.branch}", "bold")

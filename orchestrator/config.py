@@ -1,0 +1,190 @@
+"""Settings and per-agent configuration (pydantic), and where they are found.
+
+First found wins: `--config FILE`, `$ORCHESTRATOR_CONFIG`, `.orchestrator.yaml` at the repo root,
+`~/.config/orchestrator/config.yaml` (`$XDG_CONFIG_HOME` honoured). A bad file exits 2 naming the file,
+the key path, and what is allowed.
+
+    agents:
+      claude:
+        command: /opt/claude/bin/claude     # another binary
+        args: ["--add-dir", "../shared"]     # extra arguments, appended
+        env: {ANTHROPIC_API_KEY: "${MY_KEY}"}  # `${VAR}` takes the parent's value
+        model: claude-sonnet-4-5
+        timeout_s: 1200
+        idle_timeout_s: 180
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from orchestrator.adapters import AGENT_NAMES
+from orchestrator.errors import ConfigError
+
+
+class AgentConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    command: str | None = None
+    args: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict)
+    model: str | None = None
+    timeout_s: float = Field(default=1800.0, gt=0)
+    idle_timeout_s: float = Field(default=300.0, gt=0)
+    # Let this CLI read its own vendor's credentials from your environment (ANTHROPIC_API_KEY for claude,
+    # ...). Never another vendor's. Set false to pass credentials only through `env`.
+    inherit_credentials: bool = True
+    # "subprocess" (structured output on pipes, the default) or "pty" (a terminal).
+    communicator: Literal["subprocess", "pty"] = "subprocess"
+
+    @field_validator("env")
+    @classmethod
+    def _env_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+                raise ValueError(f"{name!r} is not a valid environment variable name")
+        return value
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    agents: dict[str, AgentConfig] = Field(default_factory=dict)
+    # Who takes a step when its agent is not ready (not installed, not authenticated, rate-limited).
+    fallback_order: list[str] = Field(default_factory=lambda: ["claude", "codex", "gemini", "copilot"])
+    workspace_dir: Path | None = None  # where runs outside any repo get a repo of their own
+    workflow: str = "default"
+
+    @field_validator("agents")
+    @classmethod
+    def _known_agents(cls, value: dict[str, AgentConfig]) -> dict[str, AgentConfig]:
+        for name in value:
+            if name not in AGENT_NAMES:
+                raise ValueError(f"unknown agent {name!r}")
+        return value
+
+    @field_validator("fallback_order")
+    @classmethod
+    def _known_fallbacks(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if name not in AGENT_NAMES:
+                raise ValueError(f"unknown agent {name!r}")
+        return value
+
+    def agent(self, name: str) -> AgentConfig:
+        return self.agents.get(name) or AgentConfig()
+
+
+@dataclass(frozen=True)
+class LoadedSettings:
+    settings: Settings
+    source: Path | None  # None: built-in defaults
+    unresolved: dict[str, list[str]] = field(default_factory=dict)  # agent -> `${VAR}` not set
+
+
+_ALLOWED = {
+    "": "agents, fallback_order, workspace_dir, workflow",
+    "agents": ", ".join(AGENT_NAMES),
+    "agent": "command, args, env, model, timeout_s, idle_timeout_s, inherit_credentials, communicator",
+}
+
+
+def discover_config(
+    explicit: Path | None, repo_root: Path | None, env: Mapping[str, str]
+) -> tuple[Path | None, str]:
+    """The config file to use and how it was found."""
+    if explicit is not None:
+        return explicit, "--config"
+    if env.get("ORCHESTRATOR_CONFIG"):
+        return Path(env["ORCHESTRATOR_CONFIG"]), "$ORCHESTRATOR_CONFIG"
+    if repo_root is not None and (repo_root / ".orchestrator.yaml").is_file():
+        return repo_root / ".orchestrator.yaml", "repo"
+    config_home = (
+        Path(env["XDG_CONFIG_HOME"])
+        if env.get("XDG_CONFIG_HOME")
+        else Path(env.get("HOME", "~")).expanduser() / ".config"
+    )
+    user_file = config_home / "orchestrator" / "config.yaml"
+    if user_file.is_file():
+        return user_file, "user"
+    return None, "defaults"
+
+
+def load_settings(
+    explicit: Path | None = None, *, repo_root: Path | None = None, env: Mapping[str, str]
+) -> LoadedSettings:
+    path, how = discover_config(explicit, repo_root, env)
+    if path is None:
+        return LoadedSettings(Settings(), None)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read the configuration file ({exc.strerror})",
+            file=str(path),
+            hint="check the path given by " + how,
+        ) from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"not valid YAML: {exc}", file=str(path)) from exc
+    settings = settings_from_data(data or {}, source=str(path))
+    return LoadedSettings(settings, path, _unresolved(settings, env))
+
+
+def settings_from_data(data: Any, *, source: str = "configuration") -> Settings:
+    if not isinstance(data, dict):
+        raise ConfigError("the top level must be a mapping", file=source, allowed=_ALLOWED[""])
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = [str(p) for p in err["loc"]]
+        key_path = ".".join(loc)
+        if err["type"] == "extra_forbidden":
+            allowed = _ALLOWED["agent"] if len(loc) >= 3 and loc[0] == "agents" else _ALLOWED[""]
+            raise ConfigError("unknown key", file=source, key_path=key_path, allowed=allowed) from exc
+        choices = _ALLOWED["agents"] if loc[:1] == ["agents"] and "unknown agent" in err["msg"] else None
+        raise ConfigError(err["msg"], file=source, key_path=key_path, allowed=choices) from exc
+
+
+_VAR_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def resolve_agent_env(config: AgentConfig, parent: Mapping[str, str]) -> dict[str, str]:
+    """The agent's configured variables with `${VAR}` taken from the parent. A variable whose reference
+    is not set in the parent is left out (and `orchestrator agents` says so)."""
+    resolved: dict[str, str] = {}
+    for name, value in config.env.items():
+        missing = [ref for ref in _VAR_REF.findall(value) if ref not in parent]
+        if missing:
+            continue
+        resolved[name] = _VAR_REF.sub(lambda m: parent[m.group(1)], value)
+    return resolved
+
+
+def _unresolved(settings: Settings, env: Mapping[str, str]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for agent, config in settings.agents.items():
+        refs = [ref for value in config.env.values() for ref in _VAR_REF.findall(value) if ref not in env]
+        if refs:
+            out[agent] = refs
+    return out
+
+
+def agent_child_vars(
+    name: str, config: AgentConfig, credential_vars: tuple[str, ...], parent: Mapping[str, str]
+) -> dict[str, str]:
+    """Everything an agent's child gets on top of proc's allowlist: its own vendor's credentials from the
+    parent (when allowed), then its configured variables (which win)."""
+    inherited = (
+        {var: parent[var] for var in credential_vars if var in parent} if config.inherit_credentials else {}
+    )
+    return {**inherited, **resolve_agent_env(config, parent)}
