@@ -40,7 +40,8 @@ Stream = Literal["stdout", "stderr"]
 LineCallback = Callable[[Stream, str], None]
 
 # Every child carries these, so that tests and resume can find what we started (even grandchildren
-# that left the process group): the orchestrator's pid, and one id per spawn.
+# that left the process group): the pid of the outermost orchestrator (a test run, or the orchestrator
+# that started this one: it is inherited), and one id per spawn.
 MARKER_PARENT = "ORCHESTRATOR_PARENT_PID"
 MARKER_SPAWN = "ORCHESTRATOR_SPAWN_ID"
 
@@ -157,7 +158,7 @@ def _pdeathsig() -> None:
 def _marked_env(env: Mapping[str, str]) -> tuple[dict[str, str], str]:
     spawn_id = uuid.uuid4().hex
     marked = dict(env)
-    marked[MARKER_PARENT] = str(os.getpid())
+    marked[MARKER_PARENT] = os.environ.get(MARKER_PARENT) or str(os.getpid())
     marked[MARKER_SPAWN] = spawn_id
     return marked, spawn_id
 

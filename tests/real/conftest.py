@@ -1,0 +1,151 @@
+"""The harness for the conformance suite: the real CLIs, through `orchestrator run-agent`, against the
+scripted model server. No test here is ever skipped: a missing CLI fails with the install command."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from orchestrator.adapters.base import cli_cache_bin_dir, install_hint, resolve_executable
+from orchestrator.adapters.pins import PINNED
+from orchestrator.proc import run_command
+from orchestrator.testing.model_server import ScriptedModelServer
+from orchestrator.testing.pointing import agent_config
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/real/" in str(item.fspath).replace(os.sep, "/"):
+            item.add_marker(pytest.mark.real)
+
+
+@dataclass
+class AgentRun:
+    data: dict[str, Any]
+    exit_code: int
+    duration_s: float
+    cwd: Path
+    stdout: str
+    stderr: str
+    transcript: list[str]
+    transcript_path: Path
+
+
+def real_cache_home() -> str:
+    return os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+
+
+def init_repo(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    ident = ["-c", "user.name=Test", "-c", "user.email=test@example.invalid", "-c", "commit.gpgsign=false"]
+    run_command(["git", "init", "-q", "-b", "main"], path, check=True)
+    (path / "README.md").write_text("# sample\n", encoding="utf-8")
+    run_command(["git", "add", "-A"], path, check=True)
+    run_command(["git", *ident, "commit", "-q", "-m", "initial"], path, check=True)
+    return path
+
+
+def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def require_cli(agent: str, env: dict[str, str]) -> None:
+    if resolve_executable(PINNED[agent].binary, env) is None:
+        pytest.fail(f"{agent} is not installed; {install_hint(agent)}", pytrace=False)
+
+
+@pytest.fixture
+def run_agent(tmp_path: Path):
+    home = tmp_path / "home"
+    home.mkdir()
+    counter = {"n": 0}
+
+    def run(
+        agent: str,
+        prompt: str,
+        *,
+        server: ScriptedModelServer,
+        cwd: Path | None = None,
+        read_only: bool = False,
+        resume: str | None = None,
+        timeout_s: float = 90,
+        idle_timeout_s: float | None = None,
+        extra_config: dict[str, Any] | None = None,
+    ) -> AgentRun:
+        counter["n"] += 1
+        n = counter["n"]
+        if cwd is None:
+            cwd = init_repo(tmp_path / f"repo{n}")
+        env = {
+            "PATH": os.environ.get("PATH", os.defpath),
+            "HOME": str(home),
+            "LANG": "C.UTF-8",
+            "XDG_CACHE_HOME": real_cache_home(),  # the CLIs' caches and our installed CLIs
+            "XDG_STATE_HOME": str(tmp_path / "state"),
+            "XDG_CONFIG_HOME": str(home / ".config"),
+            "ORCHESTRATOR_HOME": str(tmp_path / "orchestrator-state"),
+            "CI": "true",
+        }
+        if os.environ.get("ORCHESTRATOR_CLI_DIR"):
+            env["ORCHESTRATOR_CLI_DIR"] = os.environ["ORCHESTRATOR_CLI_DIR"]
+        require_cli(agent, env)
+        block = agent_config(agent, server.url)
+        block["timeout_s"] = timeout_s
+        block["idle_timeout_s"] = idle_timeout_s or timeout_s
+        config = deep_merge({"agents": {agent: block}}, extra_config or {})
+        config_path = tmp_path / f"config{n}.yaml"
+        config_path.write_text(yaml.safe_dump(config), encoding="utf-8")
+        transcript = tmp_path / f"transcript{n}.jsonl"
+        argv = [
+            sys.executable,
+            "-m",
+            "orchestrator",
+            "run-agent",
+            agent,
+            prompt,
+            "--cwd",
+            str(cwd),
+            "--config",
+            str(config_path),
+            "--json",
+            "--transcript",
+            str(transcript),
+        ]
+        if read_only:
+            argv.append("--read-only")
+        if resume:
+            argv += ["--resume", resume]
+        result = run_command(argv, REPO_ROOT, env=env, timeout_s=timeout_s + 30)
+        assert not result.timed_out, f"run-agent itself did not end within {timeout_s + 30} s"
+        try:
+            data = json.loads(result.stdout)
+        except ValueError:
+            pytest.fail(
+                f"run-agent printed no JSON (exit {result.returncode}):\n{result.stdout}\n{result.stderr}"
+            )
+        lines = transcript.read_text(encoding="utf-8").splitlines() if transcript.exists() else []
+        return AgentRun(
+            data, result.returncode, result.duration_s, cwd, result.stdout, result.stderr, lines, transcript
+        )
+
+    return run
+
+
+@pytest.fixture
+def cli_bin_dir() -> Path:
+    return cli_cache_bin_dir(os.environ)
