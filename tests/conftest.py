@@ -23,7 +23,8 @@ def _no_process_left_behind():
         for pid in left:
             try:
                 with open(f"/proc/{pid}/cmdline", "rb") as fh:
-                    details.append(f"{pid}: {fh.read().replace(b'\0', b' ').decode(errors='replace')[:200]}")
+                    cmdline = fh.read().replace(b"\0", b" ").decode(errors="replace")
+                details.append(f"{pid}: {cmdline[:200]}")
             except OSError:
                 details.append(str(pid))
         kill_leftovers()
