@@ -1,0 +1,195 @@
+"""Logging set-up (structlog over the standard library), with secrets masked before anything is written.
+
+`configure_logging` routes structlog loggers and plain `logging` loggers (ours and third parties') through
+one handler: stderr, or a file. stdout is left alone: it carries `--json` reports.
+
+`SecretMasker` is also used by the store, so secrets reach neither logs nor stored events.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import structlog
+from structlog.typing import EventDict, Processor, WrappedLogger
+
+MASK = "***"
+
+# Environment variables whose values are secrets, by the end of their name.
+SECRET_NAME_SUFFIXES: tuple[str, ...] = ("KEY", "TOKEN", "SECRET", "PASSWORD")
+
+# A value shorter than this is not masked by value: masking "1" or "true" everywhere would mangle logs,
+# and such a value is no real credential.
+MIN_SECRET_LENGTH = 6
+
+# Strings that look like credentials wherever they come from (a key pasted into a task, a CLI echoing
+# a header). Each keeps its recognizable prefix so a reader still sees what kind of thing was there.
+SECRET_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
+    # OpenAI and Anthropic keys: sk-..., sk-proj-..., sk-ant-...
+    (re.compile(r"\bsk-[A-Za-z0-9_\-]{12,}"), "sk-" + MASK),
+    # GitHub tokens: ghp_ (classic), gho_, ghu_, ghs_, ghr_, and fine-grained github_pat_.
+    (re.compile(r"\bgh[pousr]_[A-Za-z0-9]{16,}"), "gh_" + MASK),
+    (re.compile(r"\bgithub_pat_[A-Za-z0-9_]{16,}"), "github_pat_" + MASK),
+    # Google API keys (Gemini).
+    (re.compile(r"\bAIza[0-9A-Za-z_\-]{30,}"), "AIza" + MASK),
+    # Authorization headers: "Bearer <token>" in any case.
+    (re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=\-]{8,}"), r"\1 " + MASK),
+)
+
+
+def secret_values(env: Mapping[str, str]) -> tuple[str, ...]:
+    """The values of variables named like secrets, longest first (so a key that contains another is
+    masked whole)."""
+    values = {
+        value
+        for name, value in env.items()
+        if name.upper().endswith(SECRET_NAME_SUFFIXES) and len(value) >= MIN_SECRET_LENGTH
+    }
+    return tuple(sorted(values, key=len, reverse=True))
+
+
+class SecretMasker:
+    """Replaces secrets in text: the values of secret-named variables of `env`, and credential-shaped
+    strings. `env` is read once, when the masker is made; it is never written."""
+
+    def __init__(self, env: Mapping[str, str] | None = None) -> None:
+        self._values = secret_values(os.environ if env is None else env)
+
+    def mask(self, text: str) -> str:
+        for value in self._values:
+            if value in text:
+                text = text.replace(value, MASK)
+        for pattern, replacement in SECRET_PATTERNS:
+            text = pattern.sub(replacement, text)
+        return text
+
+    def mask_value(self, value: Any) -> Any:
+        """Masks strings inside dicts, lists and tuples; other values are returned as they are."""
+        if isinstance(value, str):
+            return self.mask(value)
+        if isinstance(value, dict):
+            return {key: self.mask_value(item) for key, item in value.items()}
+        if isinstance(value, list | tuple):
+            return type(value)(self.mask_value(item) for item in value)
+        return value
+
+
+class MaskSecrets:
+    """A structlog processor: masks every string value of the event dict (the message included)."""
+
+    def __init__(self, masker: SecretMasker) -> None:
+        self._masker = masker
+
+    def __call__(self, logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
+        for key, value in event_dict.items():
+            if isinstance(value, str | dict | list | tuple):
+                event_dict[key] = self._masker.mask_value(value)
+            elif isinstance(value, BaseException):
+                # An exception's text can quote a secret; keep the text, lose the object.
+                event_dict[key] = self._masker.mask(repr(value))
+        return event_dict
+
+
+class _MaskedRenderer:
+    """Runs the final renderer, then masks its output once more: objects rendered by repr() and
+    third-party messages formatted with %-args only become text here."""
+
+    def __init__(self, renderer: Processor, masker: SecretMasker) -> None:
+        self._renderer = renderer
+        self._masker = masker
+
+    def __call__(self, logger: WrappedLogger, method_name: str, event_dict: EventDict) -> str:
+        rendered = self._renderer(logger, method_name, event_dict)
+        if not isinstance(rendered, str):
+            raise TypeError("the renderer must return text")
+        return self._masker.mask(rendered)
+
+
+# The handler configure_logging installed last, so a second call replaces it instead of adding one.
+_HANDLER_NAME = "orchestrator"
+
+
+def _level_number(level: int | str) -> int:
+    if isinstance(level, int):
+        return level
+    number = logging.getLevelNamesMapping().get(level.upper())
+    if number is None:
+        raise ValueError(f"unknown log level {level!r} (allowed: debug, info, warning, error, critical)")
+    return number
+
+
+def configure_logging(
+    level: int | str = "warning",
+    json: bool = False,
+    file: Path | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+) -> None:
+    """Send every log record (structlog and stdlib) at `level` or above to `file` (appended), or to
+    stderr when no file is given; as JSON lines or as plain text; with secrets masked.
+
+    `env` is where secret values are read from (default: os.environ, read only). Calling it again
+    replaces the previous set-up."""
+    masker = SecretMasker(env)
+    number = _level_number(level)
+    timestamper = structlog.processors.TimeStamper(fmt="iso", utc=True)
+    shared: list[Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        timestamper,
+    ]
+    renderer: Processor = (
+        structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder()],
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.StackInfoRenderer(),
+            structlog.processors.format_exc_info,
+            MaskSecrets(masker),
+            _MaskedRenderer(renderer, masker),
+        ],
+    )
+    handler: logging.Handler
+    if file is not None:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(file, encoding="utf-8", delay=True)
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+    handler.set_name(_HANDLER_NAME)
+    handler.setFormatter(formatter)
+    handler.setLevel(number)
+
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if h.get_name() == _HANDLER_NAME]:
+        root.removeHandler(old)
+        old.close()
+    root.addHandler(handler)
+    root.setLevel(number)
+
+    structlog.configure(
+        processors=[
+            structlog.stdlib.filter_by_level,
+            *shared,
+            structlog.stdlib.PositionalArgumentsFormatter(),
+            structlog.processors.UnicodeDecoder(),
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        # Not cached: a later configure_logging (tests, `--log-file`) must reach loggers made before it.
+        cache_logger_on_first_use=False,
+    )
+
+
+def get_logger(name: str = "orchestrator", **context: Any) -> structlog.stdlib.BoundLogger:
+    logger: structlog.stdlib.BoundLogger = structlog.stdlib.get_logger(name)
+    return logger.bind(**context) if context else logger
