@@ -151,8 +151,12 @@ def settings_from_data(data: Any, *, source: str = "configuration") -> Settings:
         if err["type"] == "extra_forbidden":
             allowed = _ALLOWED["agent"] if len(loc) >= 3 and loc[0] == "agents" else _ALLOWED[""]
             raise ConfigError("unknown key", file=source, key_path=key_path, allowed=allowed) from exc
-        choices = _ALLOWED["agents"] if loc[:1] == ["agents"] and "unknown agent" in err["msg"] else None
-        raise ConfigError(err["msg"], file=source, key_path=key_path, allowed=choices) from exc
+        message = err["msg"].removeprefix("Value error, ")
+        unknown = re.search(r"unknown agent '([^']*)'", message)
+        choices = _ALLOWED["agents"] if unknown else None
+        if unknown and loc == ["agents"]:
+            key_path = f"agents.{unknown.group(1)}"
+        raise ConfigError(message, file=source, key_path=key_path, allowed=choices) from exc
 
 
 _VAR_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")

@@ -141,7 +141,7 @@ def resolve_argv0(argv: Sequence[str], env: Mapping[str, str], install_hint: str
         found = shutil.which(exe, path=env.get("PATH", os.defpath))
     if found is None:
         raise AgentNotInstalled(
-            f"`{exe}` was not found (PATH={env.get('PATH', '')!r})",
+            f"`{exe}` was not found" + ("" if os.sep in exe else " on PATH"),
             hint=install_hint or f"install `{exe}` or put it on PATH",
         )
     return found

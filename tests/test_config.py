@@ -1,0 +1,110 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from orchestrator.config import (
+    AgentConfig,
+    agent_child_vars,
+    discover_config,
+    load_settings,
+    resolve_agent_env,
+    settings_from_data,
+)
+from orchestrator.errors import ConfigError
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_discovery_order(tmp_path):
+    repo = tmp_path / "repo"
+    explicit = write(tmp_path / "explicit.yaml", "{}")
+    from_env = write(tmp_path / "env.yaml", "{}")
+    repo_file = write(repo / ".orchestrator.yaml", "{}")
+    user_file = write(tmp_path / "xdg" / "orchestrator" / "config.yaml", "{}")
+    env = {"ORCHESTRATOR_CONFIG": str(from_env), "XDG_CONFIG_HOME": str(tmp_path / "xdg")}
+    assert discover_config(explicit, repo, env)[0] == explicit
+    assert discover_config(None, repo, env)[0] == from_env
+    env.pop("ORCHESTRATOR_CONFIG")
+    assert discover_config(None, repo, env)[0] == repo_file
+    assert discover_config(None, None, env)[0] == user_file
+    assert discover_config(None, None, {"HOME": str(tmp_path / "nohome")}) == (None, "defaults")
+
+
+def test_full_agent_block_loads(tmp_path):
+    path = write(
+        tmp_path / "c.yaml",
+        """
+agents:
+  claude:
+    command: /opt/claude
+    args: ["--add-dir", "../x"]
+    env: {ANTHROPIC_API_KEY: "${MY_KEY}", PLAIN: "v"}
+    model: claude-sonnet-4-5
+    timeout_s: 60
+    idle_timeout_s: 10
+fallback_order: [codex, claude]
+""",
+    )
+    loaded = load_settings(path, env={"MY_KEY": "k-123"})
+    claude = loaded.settings.agent("claude")
+    assert claude.command == "/opt/claude" and claude.args == ["--add-dir", "../x"]
+    assert claude.timeout_s == 60 and claude.idle_timeout_s == 10 and claude.model == "claude-sonnet-4-5"
+    assert resolve_agent_env(claude, {"MY_KEY": "k-123"}) == {"ANTHROPIC_API_KEY": "k-123", "PLAIN": "v"}
+    assert loaded.unresolved == {}
+    assert loaded.settings.fallback_order == ["codex", "claude"]
+
+
+def test_unset_reference_is_left_out_and_reported(tmp_path):
+    path = write(tmp_path / "c.yaml", "agents: {codex: {env: {CODEX_API_KEY: '${NOPE}'}}}")
+    loaded = load_settings(path, env={})
+    assert resolve_agent_env(loaded.settings.agent("codex"), {}) == {}
+    assert loaded.unresolved == {"codex": ["NOPE"]}
+
+
+@pytest.mark.parametrize(
+    ("text", "key_path", "allowed"),
+    [
+        ("agents: {claude: {timeout: 5}}", "agents.claude.timeout", "command, args, env"),
+        ("agents: {clod: {}}", "agents.clod", "claude, codex, gemini, copilot"),
+        ("agentz: {}", "agentz", "agents, fallback_order"),
+        ("agents: {claude: {timeout_s: -1}}", "agents.claude.timeout_s", None),
+        ("agents: {claude: {env: {'BAD NAME': x}}}", "agents.claude.env", None),
+    ],
+)
+def test_bad_files_name_file_key_path_and_allowed(tmp_path, text, key_path, allowed):
+    path = write(tmp_path / "bad.yaml", text)
+    with pytest.raises(ConfigError) as info:
+        load_settings(path, env={})
+    message = str(info.value)
+    assert str(path) in message and key_path in message
+    if allowed:
+        assert allowed in message
+    assert info.value.exit_code == 2
+
+
+def test_not_yaml_and_not_a_mapping(tmp_path):
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_settings(write(tmp_path / "a.yaml", "agents: [unclosed"), env={})
+    with pytest.raises(ConfigError, match="top level must be a mapping"):
+        settings_from_data(["x"])
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_settings(tmp_path / "missing.yaml", env={})
+
+
+def test_credentials_reach_only_their_own_agent():
+    parent = {"ANTHROPIC_API_KEY": "a-key", "GITHUB_TOKEN": "gh", "OPENAI_API_KEY": "o"}
+    claude_vars = agent_child_vars("claude", AgentConfig(), ("ANTHROPIC_API_KEY",), parent)
+    assert claude_vars == {"ANTHROPIC_API_KEY": "a-key"}
+    locked = AgentConfig(inherit_credentials=False, env={"X": "1"})
+    assert agent_child_vars("claude", locked, ("ANTHROPIC_API_KEY",), parent) == {"X": "1"}
+    # Configured values win over inherited ones.
+    override = AgentConfig(env={"ANTHROPIC_API_KEY": "other"})
+    assert agent_child_vars("claude", override, ("ANTHROPIC_API_KEY",), parent) == {
+        "ANTHROPIC_API_KEY": "other"
+    }
