@@ -169,9 +169,7 @@ def configure_logging(
     handler.setLevel(number)
 
     root = logging.getLogger()
-    for old in [h for h in root.handlers if h.get_name() == _HANDLER_NAME]:
-        root.removeHandler(old)
-        old.close()
+    _remove_our_handlers(root)
     root.addHandler(handler)
     root.setLevel(number)
 
@@ -188,6 +186,18 @@ def configure_logging(
         # Not cached: a later configure_logging (tests, `--log-file`) must reach loggers made before it.
         cache_logger_on_first_use=False,
     )
+
+
+def _remove_our_handlers(root: logging.Logger) -> None:
+    for handler in [h for h in root.handlers if h.get_name() == _HANDLER_NAME]:
+        root.removeHandler(handler)
+        handler.close()
+
+
+def reset_logging() -> None:
+    """Undoes configure_logging: removes (and closes) its handler and restores structlog's defaults."""
+    _remove_our_handlers(logging.getLogger())
+    structlog.reset_defaults()
 
 
 def get_logger(name: str = "orchestrator", **context: Any) -> structlog.stdlib.BoundLogger:

@@ -168,7 +168,7 @@ def _boot_id() -> str:
 
 def process_token(pid: int) -> str | None:
     """A token for the live process `pid` that a later process given the same pid will not share:
-    the boot id and the process's start time (in clock ticks since boot, from /proc/<pid>/stat).
+    the boot id, the pid and the process's start time (in clock ticks since boot, from /proc/<pid>/stat).
     None when no such process is alive (zombies count as dead)."""
     try:
         raw = Path(f"/proc/{pid}/stat").read_bytes()
@@ -188,7 +188,7 @@ def process_token(pid: int) -> str | None:
     fields = raw.rsplit(b")", 1)[-1].split()
     if fields[0] in (b"Z", b"X"):
         return None
-    return f"{_boot_id()}:{fields[19].decode()}"
+    return f"{_boot_id()}:{pid}:{fields[19].decode()}"
 
 
 def owner_alive(pid: int | None, token: str | None) -> bool:
