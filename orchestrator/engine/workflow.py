@@ -333,7 +333,7 @@ class WorkflowInvalid(ConfigError):
             file=file,
             key_path=first.key_path or None,
             allowed=first.allowed,
-            hint="`orchestrator workflows show default --json` shows a valid workflow",
+            hint="`orchestrator workflows list` gives the built-in files: each is a valid example",
         )
         self.problems = tuple(problems)
         self.message = "\n".join(p.render(file) for p in problems)

@@ -1,0 +1,161 @@
+"""`orchestrator workflows list|show|validate`: what workflows there are, what one does, and whether a
+file is valid (exit 2 when not, naming the file, the key path and what is allowed)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from orchestrator.engine.workflow import (
+    GateStep,
+    LoadedWorkflow,
+    Step,
+    WorkflowListing,
+    list_workflows,
+    load_workflow,
+    read_workflow_file,
+)
+from orchestrator.errors import EXIT_USAGE, ConfigError
+
+_SOURCE_LABEL = {"builtin": "built-in", "repo": "repository", "file": "file"}
+
+_repo_option = click.option(
+    "--repo",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Repository whose .orchestrator/workflows/ to include (default: the one around the current directory).",
+)
+
+
+def find_repo_root(start: Path) -> Path | None:
+    """The nearest directory from `start` upwards holding `.git` (a directory, or a worktree's file)."""
+    for directory in (start, *start.parents):
+        if (directory / ".git").exists():
+            return directory
+    return None
+
+
+def _repo(repo: Path | None) -> Path | None:
+    return repo if repo is not None else find_repo_root(Path.cwd().resolve())
+
+
+@click.group()
+def workflows() -> None:
+    """List, show and validate workflows."""
+
+
+@workflows.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_repo_option
+def list_command(as_json: bool, repo: Path | None) -> None:
+    """The repository's workflows, then the built-ins."""
+    listings = list_workflows(_repo(repo))
+    if as_json:
+        click.echo(json.dumps([_listing_json(item) for item in listings], indent=2))
+        return
+    width = max((len(item.name) for item in listings), default=0)
+    for item in listings:
+        source = _SOURCE_LABEL[item.source]
+        if item.error is not None:
+            click.echo(f"{item.name:<{width}}  {source:<10}  INVALID: {item.error.splitlines()[0]}")
+            continue
+        replaced = "  (replaced by the repository's)" if item.shadowed else ""
+        click.echo(f"{item.name:<{width}}  {source:<10}  {item.summary}{replaced}")
+        if item.description:
+            click.echo(f"{'':<{width}}  {'':<10}  {item.description}")
+
+
+@workflows.command("show")
+@click.argument("name")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print JSON (the resolved workflow, as a run stores it)."
+)
+@_repo_option
+def show_command(name: str, as_json: bool, repo: Path | None) -> None:
+    """One workflow, by built-in name, repository name, or path (FILE#NAME picks one of several)."""
+    loaded = load_workflow(name, repo=_repo(repo))
+    if as_json:
+        click.echo(json.dumps(_loaded_json(loaded), indent=2))
+    else:
+        click.echo(_render_loaded(loaded))
+
+
+@workflows.command("validate")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.pass_context
+def validate_command(ctx: click.Context, files: tuple[Path, ...]) -> None:
+    """Check workflow files; every problem names the file, the key path and what is allowed."""
+    invalid = 0
+    for path in files:
+        try:
+            found = read_workflow_file(path)
+        except ConfigError as exc:
+            invalid += 1
+            click.echo(f"invalid {exc}", err=True)
+            continue
+        names = ", ".join(fw.workflow.name for fw in found)
+        click.echo(f"ok {path}: {names}")
+        for note in dict.fromkeys(note for fw in found for note in fw.notes):
+            click.echo(f"  note: {note}")
+    if invalid:
+        ctx.exit(EXIT_USAGE)
+
+
+def _listing_json(item: WorkflowListing) -> dict[str, Any]:
+    return {
+        "name": item.name,
+        "source": item.source,
+        "path": str(item.path),
+        "description": item.description,
+        "summary": item.summary,
+        "shadowed": item.shadowed,
+        "error": item.error,
+    }
+
+
+def _loaded_json(loaded: LoadedWorkflow) -> dict[str, Any]:
+    return {
+        "source": loaded.source,
+        "path": str(loaded.path),
+        "notes": list(loaded.notes),
+        "workflow": loaded.workflow.model_dump(mode="json"),
+    }
+
+
+def _render_loaded(loaded: LoadedWorkflow) -> str:
+    wf = loaded.workflow
+    lines = [f"{wf.name}  ({_SOURCE_LABEL[loaded.source]}: {loaded.path})"]
+    if wf.description:
+        lines.append(wf.description)
+    lines.append(
+        f"max_iterations: {wf.max_iterations}   min_suggestions_threshold: {wf.min_suggestions_threshold}"
+        f"   diff_base: {wf.diff_base}"
+    )
+    lines.append("steps:")
+    for number, step in enumerate(wf.steps, 1):
+        lines.append(f"  {number}. {_render_step(step)}")
+    if any(step.task == "implement" for step in wf.agent_steps):
+        lines.append("later iterations skip implement and re-run the rest with the findings")
+    for note in loaded.notes:
+        lines.append(f"note: {note}")
+    return "\n".join(lines)
+
+
+def _render_step(step: Step | GateStep) -> str:
+    if isinstance(step, GateStep):
+        command = "auto (the repository's tests)" if step.is_auto else step.run
+        flags = ", optional" if step.optional else ""
+        return f"gate {step.label}: {command}  (timeout {step.timeout_s:g}s{flags})"
+    extras = [f"timeout {step.timeout_s:g}s"] if step.timeout_s is not None else []
+    extras += [f"model {step.model}"] if step.model else []
+    extras += ["optional"] if step.optional else []
+    extras += ["read-only"] if step.read_only else []
+    text = f"{step.task} by {step.agent}"
+    if extras:
+        text += f"  ({', '.join(extras)})"
+    if step.description:
+        text += f": {step.description}"
+    return text
