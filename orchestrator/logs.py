@@ -90,8 +90,9 @@ class MaskSecrets:
         for key, value in event_dict.items():
             if isinstance(value, str | dict | list | tuple):
                 event_dict[key] = self._masker.mask_value(value)
-            elif isinstance(value, BaseException):
-                # An exception's text can quote a secret; keep the text, lose the object.
+            elif value is not None and not isinstance(value, bool | int | float):
+                # Any other object (an exception, a path, a custom class) is rendered by repr() later,
+                # by whichever handler gets the record: render it here, masked.
                 event_dict[key] = self._masker.mask(repr(value))
         return event_dict
 
@@ -109,6 +110,14 @@ class _MaskedRenderer:
         if not isinstance(rendered, str):
             raise TypeError("the renderer must return text")
         return self._masker.mask(rendered)
+
+
+class _BoundLogger(structlog.stdlib.BoundLogger):
+    def exception(self, event: str | None = None, *args: Any, **kw: Any) -> Any:
+        kw.setdefault("exc_info", True)
+        # Not logging.Logger.exception: that attaches the raw traceback to the record, and a handler
+        # other than ours would print it unmasked. format_exc_info renders (and we mask) it instead.
+        return self._proxy_to_logger("error", event, *args, **kw)
 
 
 # The handler configure_logging installed last, so a second call replaces it instead of adding one.
@@ -179,10 +188,15 @@ def configure_logging(
             *shared,
             structlog.stdlib.PositionalArgumentsFormatter(),
             structlog.processors.UnicodeDecoder(),
+            # Masked here already, not only in our handler's formatter: any other handler on the root
+            # logger (a library's, pytest's) gets the record too, and must not see a secret either.
+            structlog.processors.StackInfoRenderer(),
+            structlog.processors.format_exc_info,
+            MaskSecrets(masker),
             structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
         ],
         logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
+        wrapper_class=_BoundLogger,
         # Not cached: a later configure_logging (tests, `--log-file`) must reach loggers made before it.
         cache_logger_on_first_use=False,
     )

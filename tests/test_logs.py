@@ -1,0 +1,129 @@
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+import structlog
+
+from orchestrator.logs import MASK, SecretMasker, configure_logging, get_logger, reset_logging
+
+# Long, unique, made up: never a real credential.
+API_KEY = "test-anthropic-key-9c1d7e2f4a6b8d0e3f5a7c9e1b3d5f7a"
+GH_TOKEN = "ghp_T3stT0kenF0rLogs8a7b6c5d4e3f2a1b0c9d8"
+OPENAI = "sk-proj-t3stK3yForLogsQ9w8e7r6t5y4u3i2o1p"
+GOOGLE = "AIzaSyT3stK3yF0rL0gs-abcdefghijklmnopqrs"
+ENV = {
+    "ANTHROPIC_API_KEY": API_KEY,
+    "GH_TOKEN": GH_TOKEN,
+    "DB_PASSWORD": 'hunter2"but\\longer-7781',  # JSON escapes both: it must be masked before rendering
+    "CLIENT_SECRET": "client-secret-value-5521",
+    "SHORT_TOKEN": "abc",  # too short to mask by value
+    "PATH": "/usr/bin:/bin",  # not a secret name
+    "MONKEY": "banana-bread-recipe",  # ends in KEY: named like a secret, so masked
+}
+
+
+class _Client:
+    def __repr__(self) -> str:
+        return f"<Client {API_KEY}>"
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging():
+    root = logging.getLogger()
+    level = root.level
+    yield
+    reset_logging()
+    root.setLevel(level)
+
+
+def test_masker_values_and_patterns():
+    masker = SecretMasker(ENV)
+    text = (
+        f"key={API_KEY} gh={GH_TOKEN} db={ENV['DB_PASSWORD']} c=client-secret-value-5521 "
+        f"openai={OPENAI} google={GOOGLE} Authorization: Bearer eyJhbGciOi.J9x-y_z abc /usr/bin:/bin "
+        "banana-bread-recipe github_pat_11ABCDEFG0123456789_abcdefghijklmnop"
+    )
+    masked = masker.mask(text)
+    for secret in (
+        API_KEY,
+        GH_TOKEN,
+        "hunter2",
+        "client-secret-value",
+        OPENAI,
+        GOOGLE,
+        "eyJhbGciOi",
+        "banana",
+    ):
+        assert secret not in masked
+    assert "github_pat_11ABC" not in masked
+    assert f"key={MASK} " in masked and "Authorization: Bearer ***" in masked
+    assert " abc /usr/bin:/bin " in masked  # short values and non-secret names are left alone
+
+
+def test_masker_on_structures_and_overlapping_values():
+    masker = SecretMasker({"A_KEY": "prefix-secret", "B_KEY": "prefix-secret-and-more"})
+    # The longer value is masked whole, not left as "***-and-more".
+    assert masker.mask("x prefix-secret-and-more y") == f"x {MASK} y"
+    nested = {"a": ["prefix-secret", 3, ("bearer abcdefghijk",)], "n": None}
+    assert masker.mask_value(nested) == {"a": [MASK, 3, (f"bearer {MASK}",)], "n": None}
+
+
+def test_json_lines_to_a_file_with_secrets_masked(tmp_path, caplog):
+    log_file = tmp_path / "logs" / "orchestrator.log"
+    configure_logging("info", json=True, file=log_file, env=ENV)
+    log = get_logger("orchestrator.test", run_id="r1")
+    log.info("calling the api", header=f"Bearer {API_KEY}", argv=["claude", "--key", API_KEY])
+    log.debug("hidden at info level")
+    log.info("connecting", password=ENV["DB_PASSWORD"], client=_Client())
+    logging.getLogger("werkzeug").warning("token %s from %s", GH_TOKEN, "a third party")
+    try:
+        raise RuntimeError(f"401 for {OPENAI}")
+    except RuntimeError:
+        log.exception("step failed")
+
+    # Other handlers on the root logger (here pytest's) get our records masked too.
+    assert API_KEY not in caplog.text and OPENAI not in caplog.text and "step failed" in caplog.text
+    text = log_file.read_text(encoding="utf-8")
+    for secret in (API_KEY, GH_TOKEN, OPENAI):
+        assert secret not in text
+    records = [json.loads(line) for line in text.splitlines()]
+    assert [r["event"] for r in records] == [
+        "calling the api",
+        "connecting",
+        f"token {MASK} from a third party",
+        "step failed",
+    ]
+    first = records[0]
+    assert (first["level"], first["logger"], first["run_id"]) == ("info", "orchestrator.test", "r1")
+    assert first["header"] == f"Bearer {MASK}" and first["argv"] == ["claude", "--key", MASK]
+    assert "timestamp" in first
+    assert "hunter2" not in text and records[1]["password"] == MASK
+    assert records[1]["client"] == f"<Client {MASK}>"  # an object is rendered by repr(), then masked
+    assert records[2]["level"] == "warning" and records[2]["logger"] == "werkzeug"
+    assert "RuntimeError: 401 for sk-***" in records[3]["exception"]
+
+
+def test_plain_text_to_stderr_and_reconfiguring_replaces_the_handler(capsys):
+    configure_logging("warning", json=False, env=ENV)
+    configure_logging("debug", json=False, env=ENV)  # a second call must not log twice
+    get_logger().debug("using key", key=API_KEY)
+    captured = capsys.readouterr()
+    assert captured.out == ""  # stdout belongs to --json reports
+    assert captured.err.count("using key") == 1
+    assert API_KEY not in captured.err and f"key={MASK}" in captured.err
+    ours = [h for h in logging.getLogger().handlers if h.get_name() == "orchestrator"]
+    assert len(ours) == 1
+
+
+def test_reset_logging_removes_the_handler(tmp_path):
+    configure_logging("info", json=True, file=tmp_path / "x.log", env=ENV)
+    reset_logging()
+    assert not [h for h in logging.getLogger().handlers if h.get_name() == "orchestrator"]
+    assert structlog.is_configured() is False
+
+
+def test_unknown_level_is_refused():
+    with pytest.raises(ValueError, match="unknown log level 'loud'"):
+        configure_logging("loud")
