@@ -1,0 +1,153 @@
+"""`orchestrator run "TASK"`: a workflow on a branch of its own, with a report at the end."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from orchestrator.cli.common import config_option, print_json, run_cancellable, settings_for
+from orchestrator.cli.render import ConsoleRenderer
+from orchestrator.engine.report import RunReport, render_markdown, render_text
+from orchestrator.engine.service import RunService, RunSpec
+from orchestrator.errors import EXIT_INTERRUPTED, UsageError
+from orchestrator.workspace.git import Git
+
+
+def publish_outputs(report: RunReport, *, report_file: Path | None, summary_file: Path | None) -> None:
+    if report_file is not None:
+        report_file.parent.mkdir(parents=True, exist_ok=True)
+        report_file.write_text(report.to_json() + "\n", encoding="utf-8")
+    markdown = render_markdown(report)
+    if summary_file is not None:
+        summary_file.parent.mkdir(parents=True, exist_ok=True)
+        summary_file.write_text(markdown, encoding="utf-8")
+    step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if step_summary:
+        with open(step_summary, "a", encoding="utf-8") as fh:
+            fh.write(markdown + "\n")
+
+
+def push_branch(repo: Path, branch: str, remote: str) -> None:
+    git = Git(repo, environ=os.environ)
+    result = git.run("push", remote, f"refs/heads/{branch}:refs/heads/{branch}", check=False)
+    if not result.ok:
+        raise UsageError(
+            f"could not push {branch} to {remote}: {(result.stderr or result.stdout).strip()[-500:]}",
+            hint=f"check that the remote {remote!r} exists and accepts pushes (git remote -v)",
+        )
+
+
+@click.command("run")
+@click.argument("task")
+@click.option(
+    "--repo",
+    type=click.Path(path_type=Path, file_okay=False, exists=True),
+    default=None,
+    help="The repository (default: the one holding the current directory; outside any, a new one).",
+)
+@click.option(
+    "--workflow",
+    default=None,
+    help="A built-in name, a YAML file, or a name in <repo>/.orchestrator/workflows/.",
+)
+@click.option("--base", default="HEAD", show_default=True, help="The ref the run branches from.")
+@click.option(
+    "--include-uncommitted",
+    is_flag=True,
+    help="Copy your staged, unstaged and untracked changes in as the run's first commit.",
+)
+@click.option(
+    "--budget-usd", type=float, default=None, help="Stop when the run's agents have spent this much."
+)
+@click.option(
+    "--timeout", "timeout_s", type=float, default=None, help="Stop the run after this many seconds."
+)
+@click.option(
+    "--max-iterations",
+    type=click.IntRange(1, 50),
+    default=None,
+    help="Override the workflow's max_iterations.",
+)
+@click.option(
+    "--agent",
+    "agent_overrides",
+    multiple=True,
+    metavar="TASK=AGENT",
+    help="Who does what, e.g. --agent review=gemini (repeatable).",
+)
+@config_option
+@click.option("--json", "as_json", is_flag=True, help="Print the JSON report on stdout.")
+@click.option(
+    "--report",
+    "report_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Write the JSON report to this file.",
+)
+@click.option(
+    "--summary",
+    "summary_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Write a Markdown summary (also appended to $GITHUB_STEP_SUMMARY).",
+)
+@click.option(
+    "--push",
+    "push_remote",
+    default=None,
+    metavar="REMOTE",
+    help="Push the run branch to this remote at the end.",
+)
+def run(
+    task: str,
+    repo: Path | None,
+    workflow: str | None,
+    base: str,
+    include_uncommitted: bool,
+    budget_usd: float | None,
+    timeout_s: float | None,
+    max_iterations: int | None,
+    agent_overrides: tuple[str, ...],
+    config_path: Path | None,
+    as_json: bool,
+    report_file: Path | None,
+    summary_file: Path | None,
+    push_remote: str | None,
+) -> None:
+    """Run a workflow on TASK. Exit 0 only when the review approved and the gates passed."""
+    cwd = Path.cwd()
+    loaded = settings_for(config_path, repo or cwd)
+    service = RunService(settings=loaded.settings, env=os.environ)
+    spec = RunSpec(
+        task=task,
+        cwd=cwd,
+        repo=repo,
+        workflow=workflow,
+        base=base,
+        include_uncommitted=include_uncommitted,
+        budget_usd=budget_usd,
+        timeout_s=timeout_s,
+        max_iterations=max_iterations,
+        agent_overrides=agent_overrides,
+    )
+    try:
+        record = service.create(spec)
+        renderer = ConsoleRenderer(stream=sys.stderr)
+        report, interrupted = run_cancellable(
+            lambda cancel: service.execute(record.id, subscribers=[renderer.run_event], cancel=cancel)
+        )
+        assert report is not None
+        publish_outputs(report, report_file=report_file, summary_file=summary_file)
+        if push_remote:
+            push_branch(Path(record.repo), record.branch, push_remote)
+            click.echo(f"pushed {record.branch} to {push_remote}", err=True)
+        if as_json:
+            print_json(report.model_dump(mode="json"))
+        else:
+            click.echo(render_text(report))
+    finally:
+        service.close()
+    sys.exit(EXIT_INTERRUPTED if interrupted else report.exit_code)

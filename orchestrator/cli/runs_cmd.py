@@ -1,0 +1,201 @@
+"""`orchestrator runs list|show|diff|log|rollback|resume|merge|discard`."""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import click
+
+from orchestrator.cli.common import config_option, print_json, repo_root_of, run_cancellable, settings_for
+from orchestrator.cli.render import ConsoleRenderer
+from orchestrator.engine.report import build_report, render_text
+from orchestrator.engine.service import RunService
+from orchestrator.errors import EXIT_INTERRUPTED, RunNotFound, UsageError
+from orchestrator.events import Notice
+from orchestrator.store import RunRecord
+
+
+def _service(config_path: Path | None) -> RunService:
+    loaded = settings_for(config_path, Path.cwd())
+    return RunService(settings=loaded.settings, env=os.environ)
+
+
+def find_run(service: RunService, run_ref: str) -> RunRecord:
+    """A run by id, by a unique prefix of it, or `last` (the newest run of this repository)."""
+    if run_ref == "last":
+        repo = repo_root_of(Path.cwd())
+        runs = service.store.list_runs(repo=repo, limit=1) if repo else service.store.list_runs(limit=1)
+        if not runs:
+            raise RunNotFound("there are no runs yet", hint='start one with `orchestrator run "TASK"`')
+        return runs[0]
+    matches = [r for r in service.store.list_runs(limit=10_000) if r.id.startswith(run_ref)]
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise RunNotFound(f"no run {run_ref!r}", hint="`orchestrator runs list` shows the runs")
+    raise UsageError(f"{run_ref!r} matches {len(matches)} runs", hint="give more of the run id")
+
+
+def rollback_run(service: RunService, run: RunRecord, to: str) -> tuple[str, str]:
+    """Move the run branch back to after step `to` (a step id, `base`, or a commit). Returns (target
+    commit, backup ref). What is removed stays reachable under the backup ref."""
+    ws = service.workspace(run.id)
+    target = ws.first if to == "base" else ws.commit_for_step(to)
+    if target is None:
+        target = to  # a commit of the run
+    kept = ws.rollback(target)
+    text = f"rolled back to {to} ({target[:10]}); what was removed is kept at {kept}"
+    service.store.add_event(run.id, Notice(run_id=run.id, level="warning", text=text))
+    return target, kept
+
+
+@click.group("runs")
+def runs() -> None:
+    """Inspect and manage runs (a run id, a unique prefix of one, or `last`)."""
+
+
+@runs.command("list")
+@click.option("--all", "all_repos", is_flag=True, help="Runs of every repository, not only this one.")
+@click.option("--limit", type=int, default=20, show_default=True)
+@config_option
+@click.option("--json", "as_json", is_flag=True)
+def list_cmd(all_repos: bool, limit: int, config_path: Path | None, as_json: bool) -> None:
+    """The newest runs (of the repository here, unless --all)."""
+    service = _service(config_path)
+    repo = None if all_repos else repo_root_of(Path.cwd())
+    found = service.store.list_runs(repo=repo, limit=limit)
+    if as_json:
+        print_json([r.model_dump(mode="json", exclude={"workflow"}) for r in found])
+        return
+    if not found:
+        click.echo("no runs yet" + ("" if all_repos else " in this repository (try --all)"))
+    for r in found:
+        cost = service.store.usage_total(r.id).cost_usd
+        cost_text = f"${cost:.4f}" if cost is not None else "-"
+        click.echo(f"{r.id}  {r.status:<15} {r.workflow_name:<12} {cost_text:>9}  {r.task[:60]}")
+
+
+@runs.command("show")
+@click.argument("run_ref")
+@config_option
+@click.option("--json", "as_json", is_flag=True)
+def show_cmd(run_ref: str, config_path: Path | None, as_json: bool) -> None:
+    """The run's report."""
+    service = _service(config_path)
+    report = build_report(service.store, find_run(service, run_ref).id)
+    if as_json:
+        print_json(report.model_dump(mode="json"))
+    else:
+        click.echo(render_text(report))
+
+
+@runs.command("diff")
+@click.argument("run_ref")
+@config_option
+@click.option("--stat", is_flag=True, help="Only the list of changed files.")
+@click.option("--json", "as_json", is_flag=True)
+def diff_cmd(run_ref: str, config_path: Path | None, stat: bool, as_json: bool) -> None:
+    """What the run changed since its base."""
+    service = _service(config_path)
+    diff = service.workspace(find_run(service, run_ref).id).diff(max_bytes=10_000_000)
+    if as_json:
+        print_json({"files": diff.files, "diff": diff.text, "truncated": diff.truncated})
+    elif stat:
+        click.echo("\n".join(diff.files))
+    else:
+        click.echo(diff.text, nl=False)
+
+
+@runs.command("log")
+@click.argument("run_ref")
+@config_option
+@click.option("--json", "as_json", is_flag=True)
+def log_cmd(run_ref: str, config_path: Path | None, as_json: bool) -> None:
+    """The run branch's commits: one per editing step, with the agent that made it."""
+    service = _service(config_path)
+    commits = service.workspace(find_run(service, run_ref).id).log()
+    if as_json:
+        print_json([asdict(c) for c in commits])
+        return
+    for c in commits:
+        click.echo(
+            f"{c.sha[:10]}  {c.step_id or '-':<18} {c.agent or '-':<8} {c.subject}  ({len(c.files)} files)"
+        )
+
+
+@runs.command("rollback")
+@click.argument("run_ref")
+@click.option("--to", "to", required=True, help="A step id (e.g. i1-s1-implement), `base`, or a commit.")
+@config_option
+@click.option("--json", "as_json", is_flag=True)
+def rollback_cmd(run_ref: str, to: str, config_path: Path | None, as_json: bool) -> None:
+    """Move the run branch back to after a step. What it removes stays under a backup ref."""
+    service = _service(config_path)
+    run = find_run(service, run_ref)
+    target, kept = rollback_run(service, run, to)
+    if as_json:
+        print_json({"run_id": run.id, "branch": run.branch, "head": target, "backup_ref": kept})
+    else:
+        click.echo(f"{run.branch} is now at {target[:10]}; what was removed is kept at {kept}")
+
+
+@runs.command("resume")
+@click.argument("run_ref")
+@config_option
+@click.option("--json", "as_json", is_flag=True)
+def resume_cmd(run_ref: str, config_path: Path | None, as_json: bool) -> None:
+    """Go on with an interrupted run from its last completed step."""
+    service = _service(config_path)
+    run = find_run(service, run_ref)
+    if run.status == "running":
+        raise UsageError(f"run {run.id} is still running", hint="wait for it, or stop its process first")
+    renderer = ConsoleRenderer(stream=sys.stderr)
+    report, interrupted = run_cancellable(
+        lambda cancel: service.execute(run.id, subscribers=[renderer.run_event], cancel=cancel, resume=True)
+    )
+    assert report is not None
+    if as_json:
+        print_json(report.model_dump(mode="json"))
+    else:
+        click.echo(render_text(report))
+    sys.exit(EXIT_INTERRUPTED if interrupted else report.exit_code)
+
+
+@runs.command("merge")
+@click.argument("run_ref")
+@click.option("--into", "target", default=None, help="Branch to merge into (default: your current branch).")
+@config_option
+@click.option("--json", "as_json", is_flag=True)
+def merge_cmd(run_ref: str, target: str | None, config_path: Path | None, as_json: bool) -> None:
+    """Merge the run branch into your branch. Refuses if that would overwrite uncommitted changes."""
+    service = _service(config_path)
+    run = find_run(service, run_ref)
+    result = service.workspace(run.id).merge_into(target)
+    if as_json:
+        print_json(asdict(result))
+    elif result.up_to_date:
+        click.echo(f"{result.target_branch} already has everything from {result.run_branch}")
+    else:
+        how = "fast-forward" if result.fast_forward else "merge commit"
+        click.echo(
+            f"merged {result.run_branch} into {result.target_branch} ({how}, {len(result.files)} files)"
+        )
+
+
+@runs.command("discard")
+@click.argument("run_ref")
+@config_option
+@click.option("--json", "as_json", is_flag=True)
+def discard_cmd(run_ref: str, config_path: Path | None, as_json: bool) -> None:
+    """Remove the run's worktree and branch. Its commits stay reachable under a backup ref."""
+    service = _service(config_path)
+    run = find_run(service, run_ref)
+    kept = service.workspace(run.id).discard()
+    service.store.add_event(run.id, Notice(run_id=run.id, level="warning", text=f"discarded; kept at {kept}"))
+    if as_json:
+        print_json({"run_id": run.id, "backup_ref": kept})
+    else:
+        click.echo(f"discarded {run.branch}; its commits are kept at {kept} (git log {kept})")
