@@ -18,6 +18,7 @@ import os
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -369,12 +370,22 @@ class Store:
                 self.path, timeout=self._busy_timeout_s, isolation_level=None, check_same_thread=False
             )
             self._connections.append(conn)
+        # A thread that ends takes its connection with it: a server with a thread per request would
+        # otherwise keep three open files per request until the store is closed.
+        weakref.finalize(threading.current_thread(), self._release, conn)
         conn.row_factory = sqlite3.Row
         conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_s * 1000)}")
         conn.execute("PRAGMA foreign_keys = ON")
         conn.execute("PRAGMA synchronous = NORMAL")  # durable enough in WAL mode, and much faster
         self._local.conn = conn
         return conn
+
+    def _release(self, conn: sqlite3.Connection) -> None:
+        with self._lock:
+            if conn not in self._connections:
+                return  # the store was closed already
+            self._connections.remove(conn)
+        conn.close()
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -451,30 +462,29 @@ class Store:
         """A new run, status "running", owned by this process."""
         now = time.time()
         pid = os.getpid()
+        values = {
+            "id": run_id,
+            "repo": _repo_key(repo),
+            "task": task,
+            "workflow_name": workflow_name,
+            "workflow_json": json.dumps(dict(workflow)),
+            "base": base,
+            "base_sha": base_sha,
+            "branch": branch,
+            "worktree": str(worktree) if worktree is not None else None,
+            "status": "running",
+            "created_at": now,
+            "updated_at": now,
+            "owner_pid": pid,
+            "owner_token": process_token(pid),
+            "options_json": (options or RunOptions()).model_dump_json(),
+        }
+        columns = ", ".join(values)
+        placeholders = ", ".join(f":{name}" for name in values)
         with self._write() as tx:
-            tx.execute(
-                f"INSERT INTO runs ({_RUN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    run_id,
-                    _repo_key(repo),
-                    task,
-                    workflow_name,
-                    json.dumps(dict(workflow)),
-                    base,
-                    base_sha,
-                    branch,
-                    str(worktree) if worktree is not None else None,
-                    "running",
-                    None,
-                    0,
-                    now,
-                    now,
-                    None,
-                    pid,
-                    process_token(pid),
-                    (options or RunOptions()).model_dump_json(),
-                ),
-            )
+            if tx.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is not None:
+                raise UsageError(f"a run {run_id!r} already exists in {self.path}")
+            tx.execute(f"INSERT INTO runs ({columns}) VALUES ({placeholders})", values)
         return self.get_run(run_id)
 
     def get_run(self, run_id: str) -> RunRecord:

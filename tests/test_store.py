@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import sqlite3
@@ -490,3 +491,32 @@ def test_claiming_a_run_a_live_process_owns_is_refused(store):
         store.claim_run(RUN)
     store.update_run_status(RUN, "failed", stop_reason="step_failed")
     assert store.claim_run(RUN).owner_pid == os.getpid()  # a finished run may be taken over
+
+
+def _open_files(path: Path) -> int:
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        count += target.startswith(str(path))
+    return count
+
+
+def test_threads_that_end_release_their_connections(store):
+    new_run(store)
+    before = _open_files(store.path)
+
+    def read() -> None:
+        assert store.get_run(RUN).id == RUN
+
+    for _ in range(40):
+        thread = threading.Thread(target=read)
+        thread.start()
+        thread.join()
+        del thread
+    gc.collect()
+    # SQLite keeps the descriptor of a closed connection's database file for reuse while other
+    # connections of the process hold locks on it (POSIX locks are per process): at most one more.
+    assert _open_files(store.path) <= before + 1
