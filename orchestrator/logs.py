@@ -98,8 +98,8 @@ class MaskSecrets:
 
 
 class _MaskedRenderer:
-    """Runs the final renderer, then masks its output once more: objects rendered by repr() and
-    third-party messages formatted with %-args only become text here."""
+    """Runs the final renderer, then masks its output once more, in case rendering made text out of
+    something the event dict did not hold as text (belt and braces: MaskSecrets ran before)."""
 
     def __init__(self, renderer: Processor, masker: SecretMasker) -> None:
         self._renderer = renderer
