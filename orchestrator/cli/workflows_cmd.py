@@ -18,7 +18,7 @@ from orchestrator.engine.workflow import (
     load_workflow,
     read_workflow_file,
 )
-from orchestrator.errors import EXIT_USAGE, ConfigError
+from orchestrator.errors import ConfigError, UsageError
 
 _SOURCE_LABEL = {"builtin": "built-in", "repo": "repository", "file": "file"}
 
@@ -85,8 +85,7 @@ def show_command(name: str, as_json: bool, repo: Path | None) -> None:
 
 @workflows.command("validate")
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
-@click.pass_context
-def validate_command(ctx: click.Context, files: tuple[Path, ...]) -> None:
+def validate_command(files: tuple[Path, ...]) -> None:
     """Check workflow files; every problem names the file, the key path and what is allowed."""
     invalid = 0
     for path in files:
@@ -101,7 +100,8 @@ def validate_command(ctx: click.Context, files: tuple[Path, ...]) -> None:
         for note in dict.fromkeys(note for fw in found for note in fw.notes):
             click.echo(f"  note: {note}")
     if invalid:
-        ctx.exit(EXIT_USAGE)
+        # An error, not ctx.exit(2): the top-level handler maps errors to their exit codes.
+        raise UsageError(f"{invalid} of {len(files)} workflow file(s) are invalid")
 
 
 def _listing_json(item: WorkflowListing) -> dict[str, Any]:
