@@ -15,6 +15,7 @@ What the pinned version (2.1.329) does, as recorded in tests/fixtures/transcript
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -86,6 +87,11 @@ TOOL_ACTIONS: dict[str, ToolAction] = {
     "WebSearch": "search",
     "ToolSearch": "search",
 }
+
+# What a tool result says when the tool was disabled for the session ("No such tool available: Bash.
+# Bash is disabled for this session, ...").
+DISABLED_TOOL = "is disabled for this session"
+_NO_SUCH_TOOL = re.compile(r"No such tool available: ([A-Za-z0-9_-]+)")
 
 # The synthetic assistant message's `error` codes, for failures the API reported.
 ERROR_CODES: dict[str, AgentErrorKind] = {
@@ -331,14 +337,20 @@ def _tool_results(data: dict[str, Any]) -> list[AgentEvent]:
             continue  # already reported, with the tool's name, by system/permission_denied
         tool, action, path = _result_shape(outcome if len(content) == 1 else None)
         failed = bool(block.get("is_error"))
+        text = _result_text(block.get("content")) if failed else None
+        # A tool the configuration took away (`--disallowedTools`) is refused, not a failed attempt.
+        refused = text is not None and DISABLED_TOOL in text
+        named = _NO_SUCH_TOOL.search(text or "") if refused else None
+        if named:
+            tool, action = named.group(1), TOOL_ACTIONS.get(named.group(1), "other")
         events.append(
             ToolUse(
                 call_id=call_id,
                 tool=tool,
                 action=action,
-                status="failed" if failed else "succeeded",
+                status="refused" if refused else "failed" if failed else "succeeded",
                 path=path,
-                detail=_clip(_result_text(block.get("content"))) if failed else None,
+                detail=_clip(text),
             )
         )
     return events
@@ -433,7 +445,7 @@ def _error_from_text(text: str) -> AgentErrorEvent | None:
 
 def _refused_error(what: list[str]) -> AgentErrorEvent:
     shown = "; ".join(what[:5]) + (f"; and {len(what) - 5} more" if len(what) > 5 else "")
-    return AgentErrorEvent(kind="refused", message=f"claude's permission mode refused: {shown}")
+    return AgentErrorEvent(kind="refused", message=f"claude was not allowed to run: {shown}")
 
 
 def _denial_text(denial: Mapping[str, Any]) -> str:

@@ -239,6 +239,7 @@ def test_every_recorded_line_survives_truncation():
         ("shared_sample_stream.jsonl", True, None),
         ("read_only_refused.jsonl", False, "refused"),
         ("edit_mode_command_denied.jsonl", False, "refused"),
+        ("disallowed_tool.jsonl", False, "refused"),
         ("http_401.jsonl", False, "auth"),
         ("not_logged_in.jsonl", False, "auth"),
         ("http_429.jsonl", False, "rate_limit"),
@@ -272,6 +273,35 @@ def test_command_denied_in_edit_mode():
     (refused,) = [e for e in events if isinstance(e, ToolUse) and e.status == "refused"]
     assert refused.action == "command_run" and "requires approval" in (refused.detail or "")
     assert "python3 -c" in (summary.error_message or "")
+
+
+def test_a_disabled_tool_is_refused_not_failed():
+    # `--disallowedTools Bash` (from config args): the CLI answers "No such tool available" and exits 0.
+    events, summary = judged("disallowed_tool.jsonl")
+    ends = [e for e in events if isinstance(e, ToolUse) and e.status != "started"]
+    assert [(e.tool, e.action, e.status) for e in ends] == [("Bash", "command_run", "refused")]
+    assert summary.error_message == "claude was not allowed to run: Bash"
+
+
+def test_a_failed_tool_is_not_a_refusal():
+    line = json.dumps(
+        {
+            "type": "user",
+            "message": {
+                "content": [
+                    {
+                        "type": "tool_result",
+                        "tool_use_id": "t9",
+                        "is_error": True,
+                        "content": "<tool_use_error>String to replace not found in file.</tool_use_error>",
+                    }
+                ]
+            },
+            "tool_use_result": "Error: String to replace not found in file.",
+        }
+    )
+    (event,) = ClaudeAdapter().parse_line(line)
+    assert event.status == "failed" and "not found" in event.detail
 
 
 def test_auth_errors_say_what_to_do():
