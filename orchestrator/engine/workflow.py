@@ -13,6 +13,7 @@ Every problem names the file, the key path and what is allowed, and exits 2 (Con
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import re
 import shlex
@@ -543,13 +544,28 @@ class LoadedWorkflow:
     notes: tuple[str, ...] = ()
 
 
+DISTRIBUTION = "ai-agents-orchestrator"
+
+
 def builtin_dir() -> Path:
-    """The built-in workflows: workflows/ beside the package in a source or editable install; in an
-    installed wheel, the copy pyproject's data-files put under <prefix>/share/ai-agents-orchestrator."""
+    """The built-in workflows: workflows/ beside the package in a source or editable install. An
+    installed wheel carries them as data files (pyproject's data-files) under
+    <scheme data>/share/ai-agents-orchestrator/workflows/, found through the distribution's record."""
     root = Path(__file__).resolve().parents[2]
     if (root / "workflows").is_dir() and (root / "pyproject.toml").is_file():
         return root / "workflows"
-    return Path(sys.prefix) / "share" / "ai-agents-orchestrator" / "workflows"
+    return _installed_builtin_dir() or Path(sys.prefix) / "share" / DISTRIBUTION / "workflows"
+
+
+def _installed_builtin_dir() -> Path | None:
+    try:
+        files = importlib.metadata.distribution(DISTRIBUTION).files or []
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    for file in files:
+        if file.parts[-3:-1] == (DISTRIBUTION, "workflows") and file.suffix == ".yaml":
+            return Path(str(file.locate())).resolve().parent
+    return None
 
 
 def repo_workflow_dir(repo: Path) -> Path:
