@@ -310,11 +310,24 @@ def auth_source_in(env: Mapping[str, str]) -> str | None:
             return "Vertex AI (GOOGLE_CLOUD_PROJECT)"
     home = env.get("GEMINI_CLI_HOME") or env.get("HOME")
     if home:
+        # A Google sign-in leaves its tokens and selects its auth type in settings.json; headless, the
+        # CLI uses the login only when both are there.
         folder = Path(home) / ".gemini"
         for name in ("oauth_creds.json", "gemini-credentials.json"):
-            if (folder / name).is_file():
+            if (folder / name).is_file() and _selected_auth(folder / "settings.json") == "oauth-personal":
                 return f"Google login (~/.gemini/{name})"
     return None
+
+
+def _selected_auth(settings: Path) -> str | None:
+    try:
+        data = json.loads(settings.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    selected = (
+        data.get("security", {}).get("auth", {}).get("selectedType") if isinstance(data, dict) else None
+    )
+    return selected if isinstance(selected, str) else None
 
 
 # --- events -------------------------------------------------------------------------------------------
