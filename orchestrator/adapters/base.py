@@ -273,7 +273,8 @@ def summarize(events: Sequence[AgentEvent], outcome: ProcessOutcome) -> StepSumm
                 if event.cost_usd is not None:
                     delta_cost = (delta_cost or 0.0) + event.cost_usd
         elif isinstance(event, ToolUse) and event.action == "file_edit" and event.path:
-            if event.status != "refused" and event.path not in touched:
+            # Only edits that completed: a started edit may still be refused or fail.
+            if event.status == "succeeded" and event.path not in touched:
                 touched.append(event.path)
         session_id = getattr(event, "session_id", None) or session_id
     if cost is not None or delta_cost is not None:

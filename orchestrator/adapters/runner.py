@@ -6,6 +6,7 @@ This is the one path every entry point (run-agent, the engine, the shell) uses t
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -21,6 +22,7 @@ from orchestrator.adapters.base import (
     ProcessOutcome,
     StepSummary,
     install_hint,
+    resolve_executable,
     summarize,
 )
 from orchestrator.config import AgentConfig
@@ -131,8 +133,12 @@ def run_agent_step(
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
     env = child_env(parent_env, command.env, tmpdir=request.run_dir / "tmp")
+    # The pinned CLIs may live in our cache folder rather than on PATH (orchestrator install-clis).
+    argv0 = command.argv[0]
+    if os.sep not in argv0:
+        argv0 = resolve_executable(argv0, env) or argv0
     spec = ProcSpec(
-        argv=command.argv,
+        argv=(argv0, *command.argv[1:]),
         cwd=command.cwd,
         env=env,
         stdin=command.stdin,

@@ -94,7 +94,8 @@ def _crash_log(exc: BaseException) -> Path:
 def main(argv: list[str] | None = None) -> Any:
     """Run the CLI; map our errors to their exit codes, ^C to 130, anything else to 3 plus a crash log."""
     try:
-        cli.main(args=argv, prog_name="orchestrator", standalone_mode=False)
+        # Without standalone mode click returns the code of ctx.exit(n) instead of raising it.
+        code = cli.main(args=argv, prog_name="orchestrator", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("interrupted", err=True)
         sys.exit(EXIT_INTERRUPTED)
@@ -113,4 +114,4 @@ def main(argv: list[str] | None = None) -> Any:
         path = _crash_log(exc)
         click.echo(f"internal error: {exc!r}\n  a crash log with the traceback is at {path}", err=True)
         sys.exit(EXIT_INTERNAL)
-    sys.exit(0)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -87,6 +87,7 @@ class _State:
 
     verdict: ReviewVerdict | None = None
     verdict_head: str | None = None  # the commit the verdict was given on
+    verdict_iteration: int | None = None  # the iteration whose review gave it
     fingerprint: str | None = None
     previous_fingerprint: str | None = None
     findings: list[Finding] = field(default_factory=list)
@@ -174,7 +175,7 @@ class RunEngine:
         record = self.store.step(self.run_id, step_id)
         if record is not None and record.status in COMPLETED_STEP_STATUSES:
             self._replay(index, step, record)  # resume: this step is done already
-        elif isinstance(step, Step) and self._skip_after_approval():
+        elif isinstance(step, Step) and self._skip_after_approval(iteration):
             self._record_skip(iteration, index, step, "the review approved; nothing left to refine")
         elif isinstance(step, GateStep):
             self._run_gate(iteration, index, step)
@@ -184,10 +185,11 @@ class RunEngine:
         just_reviewed = isinstance(step, Step) and step.task == "review"
         return decide_stop(self._stop_state(iteration, max_iterations, just_reviewed=just_reviewed))
 
-    def _skip_after_approval(self) -> bool:
+    def _skip_after_approval(self, iteration: int) -> bool:
         """After an approving review of the current tree, only gates still run in this iteration."""
         return (
-            self.state.verdict is not None
+            self.state.verdict_iteration == iteration
+            and self.state.verdict is not None
             and self.state.verdict.approved
             and self.state.verdict_head == self.ws.head()
         )
@@ -279,7 +281,7 @@ class RunEngine:
         if step.read_only and result.success and step.task == "review":
             verdict, extra_usage = self._review_verdict(agent, step, step_id, result)
             usage = usage + extra_usage
-            self._take_verdict(verdict, head_before)
+            self._take_verdict(verdict, head_before, iteration)
             detail["verdict"] = verdict.verdict
             detail["findings"] = [f.model_dump(mode="json") for f in verdict.findings]
         elif step.read_only and result.success and step.task == "suggestions":
@@ -417,11 +419,12 @@ class RunEngine:
         again = parse_review(retry.summary.final_text) if retry.success else None
         return again or unparsed_review(result.summary.final_text), _usage_of(retry)
 
-    def _take_verdict(self, verdict: ReviewVerdict, head: str) -> None:
+    def _take_verdict(self, verdict: ReviewVerdict, head: str, iteration: int | None = None) -> None:
         self.state.previous_fingerprint = self.state.fingerprint
         self.state.fingerprint = findings_fingerprint(verdict.findings)
         self.state.verdict = verdict
         self.state.verdict_head = head
+        self.state.verdict_iteration = iteration
         self.state.findings = list(verdict.findings)
 
     def _pick_agent(self, wanted: str, notes: list[str]) -> str | None:
@@ -599,7 +602,7 @@ class RunEngine:
                 findings=[Finding.model_validate(f) for f in detail.get("findings", [])],
             )
             head = record.commit or self._head_at(record)
-            self._take_verdict(verdict, head)
+            self._take_verdict(verdict, head, record.iteration)
         elif step.task == "suggestions":
             self.state.suggestions = [Finding.model_validate(f) for f in detail.get("suggestions", [])]
         elif record.commit and self.state.verdict is not None:

@@ -52,7 +52,12 @@ class ScriptedModelServer:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> ScriptedModelServer:
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="scripted-model", daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="scripted-model",
+            daemon=True,
+        )
         self._thread.start()
         return self
 
