@@ -86,7 +86,7 @@ _SEARCH_TOOLS = {"grep", "glob", "rg", "search", "web_search", "web_fetch"}
 
 _AUTH_TEXT = re.compile(
     r"No authentication information found|Authentication failed|not authenticated|Bad credentials"
-    r"|invalid api key|HTTP 401|401 Unauthorized",
+    r"|invalid api key|HTTP 401|401 Unauthorized|Offline mode requires a local model provider",
     re.IGNORECASE,
 )
 _RATE_TEXT = re.compile(r"\b429\b|rate.?limit", re.IGNORECASE)
@@ -413,6 +413,8 @@ def _usage_from_spans(text: str) -> Usage | None:
         span = load_json_line(line)
         attrs = span.get("attributes") if span and span.get("type") == "span" else None
         if not isinstance(attrs, dict) or attrs.get("gen_ai.operation.name") != "chat":
+            continue
+        if "gen_ai.usage.input_tokens" not in attrs:  # a call that failed or was cut short
             continue
         model = str(attrs.get("gen_ai.response.model") or attrs.get("gen_ai.request.model") or "")
         counts = [
