@@ -313,9 +313,6 @@ def test_error_turns_use_the_api_error_shape(model_server, tmp_path, status, cod
 
 def test_side_calls_do_not_consume_turns(model_server, tmp_path):
     server = model_server([{"text": "the real answer"}])
-    status, _, raw = call(server, method="GET", path="/v1/models")
-    assert status == 200
-    assert json.loads(raw)["data"][0]["object"] == "model"
     compaction = {"x-codex-turn-metadata": json.dumps({"request_kind": "compaction"})}
     status, _, raw = call(server, body(str(tmp_path)), headers=compaction)
     assert status == 200
@@ -323,7 +320,7 @@ def test_side_calls_do_not_consume_turns(model_server, tmp_path):
     status, _, raw = call(server, body(str(tmp_path), stream=False), path="/v1/responses/compact")
     assert json.loads(raw)["output"][0]["type"] == "message"
     assert server.turns_used == 0
-    assert [r.answered_with for r in server.requests] == ["side", "side", "side"]
+    assert [r.answered_with for r in server.requests] == ["side", "side"]
     turn = {"x-codex-turn-metadata": json.dumps({"request_kind": "turn"})}
     _, _, raw = call(server, body(str(tmp_path)), headers=turn)
     assert only_output_item(raw)["content"][0]["text"] == "the real answer"
@@ -337,6 +334,7 @@ def test_dialect_routes_only_its_paths():
     assert DIALECT.route("POST", "/api/v1/responses")
     assert not DIALECT.route("POST", "/v1/chat/completions")
     assert not DIALECT.route("GET", "/v1/responses")
+    assert not DIALECT.route("GET", "/v1/models")  # the OpenAI Chat dialect's, same list format
 
 
 # --- pointing the real CLI here -------------------------------------------------------------------------------

@@ -303,9 +303,9 @@ class OpenAIResponsesDialect:
     api = "openai_responses"
 
     def route(self, method: str, path: str) -> bool:
-        if method == "POST":
-            return path.endswith(("/responses", "/responses/compact"))
-        return method == "GET" and path.endswith("/models")
+        # Codex 0.169 asks a custom provider for nothing else (no model list: it uses its bundled
+        # catalog). GET /models is the OpenAI Chat dialect's, in the same OpenAI list format.
+        return method == "POST" and path.endswith(("/responses", "/responses/compact"))
 
     def consumes_turn(self, request: ModelRequest) -> bool:
         """Main requests are the conversation's turns. Codex labels each request in a metadata header;
@@ -321,15 +321,6 @@ class OpenAIResponsesDialect:
 
     def respond_side(self, request: ModelRequest, ctx: TurnContext, out: ResponseWriter) -> None:
         model = _model_of(request, ctx)
-        if request.method == "GET":
-            out.json(
-                200,
-                {
-                    "object": "list",
-                    "data": [{"id": model, "object": "model", "created": 0, "owned_by": "scripted"}],
-                },
-            )
-            return
         output = [_message(f"side{ctx.serial}", "ok")]
         if request.path.endswith("/compact"):
             out.json(200, {"output": output})
