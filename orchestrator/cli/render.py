@@ -68,6 +68,9 @@ class ConsoleRenderer:
         self.plain = wants_plain(os.environ, self.stream) if plain is None else plain
         self.console = Console(file=self.stream, highlight=False, soft_wrap=True)
         self.quiet = quiet
+        # An adapter may complete a result after the process ends (adding the final text): say
+        # "finished" once per step.
+        self._last_was_result = False
 
     def _line(self, who: str, text: str, style: str = "") -> None:
         if self.quiet:
@@ -82,6 +85,11 @@ class ConsoleRenderer:
             )
 
     def agent_event(self, agent: str, event: AgentEvent) -> None:
+        repeated_result = isinstance(event, Result) and self._last_was_result
+        if not isinstance(event, Usage):
+            self._last_was_result = isinstance(event, Result)
+        if repeated_result:
+            return
         if isinstance(event, SessionStarted):
             self._line(agent, f"session {event.session_id or '?'} ({event.model or 'default model'})", "dim")
         elif isinstance(event, AssistantMessage):
@@ -114,11 +122,8 @@ class ConsoleRenderer:
                 "run", f"{event.run_id} started: workflow {event.workflow}, branch {event.branch}", "bold"
             )
         elif isinstance(event, StepStarted):
-            self._line(
-                "step",
-                f"{event.step_id}: {event.task} by {event.agent} (iteration {event.iteration})",
-                "bold cyan",
-            )
+            who = "running the gate" if event.agent == "gate" else f"{event.task} by {event.agent}"
+            self._line("step", f"{event.step_id}: {who} (iteration {event.iteration})", "bold cyan")
         elif isinstance(event, StepFinished):
             what = f"{event.step_id} {event.status}"
             if event.commit:

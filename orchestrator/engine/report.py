@@ -119,7 +119,8 @@ def _notes(steps: Iterable[StepRecord], notices: Iterable[Notice]) -> list[str]:
                 f"{step.step_id}: the cost of {step.agent}'s tokens is unknown (no price for its model)"
             )
     notes += [notice.text for notice in notices if notice.level != "info"]
-    return notes
+    # A note is often both in a step's detail and in the notice the engine published about it.
+    return list(dict.fromkeys(notes))
 
 
 def build_report(store: Store, run_id: str, *, now: float | None = None) -> RunReport:

@@ -529,7 +529,7 @@ class RunEngine:
             )
             return
         command = " ".join(argv)
-        env = child_env(self.env, tmpdir=self.paths.tmp_dir)
+        env = child_env(self.env, {"PYTHONDONTWRITEBYTECODE": "1"}, tmpdir=self.paths.tmp_dir)
         try:
             result = run_command(list(argv), self.ws.worktree, env=env, timeout_s=gate.timeout_s)
             output = (result.stdout + result.stderr)[-GATE_TAIL_CHARS:]
