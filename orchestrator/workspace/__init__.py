@@ -14,6 +14,7 @@ from orchestrator.workspace.run_workspace import (
     UndoneEdits,
     WorkspaceConflict,
     branch_name,
+    list_run_ids,
     resolve_repo,
 )
 
@@ -32,6 +33,7 @@ __all__ = [
     "default_workspace_dir",
     "find_repo_root",
     "init_repo",
+    "list_run_ids",
     "new_run_id",
     "resolve_repo",
     "run_paths",

@@ -153,14 +153,18 @@ class RunWorkspace:
         carry = include_uncommitted and uncommitted is not None
         start_point = uncommitted if carry and base_sha == user_head else base_sha
         assert start_point is not None
-        user.run("worktree", "add", "--no-track", "-b", branch, str(paths.worktree), start_point)
         workspace = cls(root, run_id, paths, base_sha, start_point, environ)
         workspace._user_git = user
-        if carry and start_point == base_sha:
-            assert uncommitted is not None
-            workspace._carry_onto_base(uncommitted)
-        user.run("update-ref", f"{meta_prefix(run_id)}first", workspace.head(), zero)
-        workspace.first = workspace.head()
+        try:
+            user.run("worktree", "add", "--no-track", "-b", branch, str(paths.worktree), start_point)
+            if carry and start_point == base_sha:
+                assert uncommitted is not None
+                workspace._carry_onto_base(uncommitted)
+            workspace.first = workspace.head()
+            user.run("update-ref", f"{meta_prefix(run_id)}first", workspace.first, zero)
+        except BaseException:
+            workspace._drop_fresh_run(start_point)
+            raise
         return workspace
 
     def _carry_onto_base(self, uncommitted: str) -> None:
@@ -169,26 +173,27 @@ class RunWorkspace:
         picked = wt.run("cherry-pick", "--no-commit", uncommitted, check=False)
         if not picked.ok:
             wt.run("cherry-pick", "--abort", check=False)
-            wt.run("reset", "-q", "--hard", self.base, check=False)
-            self._drop_fresh_run()
             raise WorkspaceConflict(
                 f"your uncommitted changes do not apply cleanly on {self.base[:12]}: "
                 f"{(picked.stderr or picked.stdout).strip()[-500:]}",
                 hint="start the run from your current HEAD, or commit your changes first",
             )
         wt.run("cherry-pick", "--quit", check=False)
-        message = wt.out("log", "-1", "--format=%B", uncommitted)
+        message = wt.out("log", "-1", "--no-show-signature", "--format=%B", uncommitted)
         tree = trees.work_tree_tree(wt, self.paths.tmp_dir)
         sha = trees.commit_tree(wt, tree, [self.base], message + "\n")
         self._move_branch(sha, self.base)
         wt.run("reset", "-q")  # the worktree's index to the new commit; files already match
 
-    def _drop_fresh_run(self) -> None:
-        """Undo `create` after a failure: nothing of the run exists yet but base (no commits lost)."""
+    def _drop_fresh_run(self, start_point: str) -> None:
+        """Undo a `create` that failed midway. Only what holds no new work goes: the worktree, the
+        branch while it still points at its start, the run's metadata refs. The backups stay."""
         user = self._user()
-        user.run("worktree", "remove", "--force", str(self.paths.worktree), check=False)
-        user.run("update-ref", "-d", f"refs/heads/{self.branch}", self.base, check=False)
+        user.run("worktree", "remove", "--force", "--force", str(self.paths.worktree), check=False)
         user.run("worktree", "prune", check=False)
+        user.run("update-ref", "-d", f"refs/heads/{self.branch}", start_point, check=False)
+        for name in ("base", "first"):
+            user.run("update-ref", "-d", f"{meta_prefix(self.run_id)}{name}", check=False)
 
     @classmethod
     def open(
@@ -244,7 +249,7 @@ class RunWorkspace:
         old = since or self.base
         tree = self._current_tree()
         files = trees.changed_paths(self._user(), old, tree)
-        text = self._user().run("diff", "--no-color", "--no-ext-diff", "-M", old, tree).stdout
+        text = trees.diff_text(self._user(), old, tree)
         return truncate_diff(text, files, max_bytes)
 
     def log(self) -> list[CommitInfo]:
@@ -252,6 +257,7 @@ class RunWorkspace:
         fmt = "%x1e%H%x00%P%x00%s%x00%(trailers:unfold,only)%x00"
         out = self._user().out(
             "log",
+            "--no-show-signature",
             "--reverse",
             "--no-renames",
             "--name-only",
@@ -334,7 +340,7 @@ class RunWorkspace:
         if tree == trees.tree_of(wt, target) and self.head() == target:
             self._clean(target)
             return UndoneEdits(diff="", files=[], backup_ref=None)
-        diff = wt.run("diff", "--no-color", "--no-ext-diff", target, tree).stdout
+        diff = trees.diff_text(wt, target, tree, renames=False)
         files = trees.changed_paths(wt, target, tree)
         kept = self._keep_worktree_state("undone", message=f"Edits undone in run {self.run_id}")
         self._move_branch(target, self.head())
@@ -477,14 +483,18 @@ class RunWorkspace:
         """Point a new backups/<run>/<kind>[-<n>] ref at `sha`; never overwrites one."""
         user = self._user()
         existing = set(self.backups())
-        n = 1
-        while True:
-            name = f"{backup_prefix(self.run_id)}{kind}" + ("" if kind == "discarded" and n == 1 else f"-{n}")
-            if name not in existing:
-                zero = "0" * len(sha)
-                if user.run("update-ref", name, sha, zero, check=False).ok:
-                    return name
-            n += 1
+        zero = "0" * len(sha)
+        for n in range(1, 10_000):
+            suffix = "" if kind == "discarded" and n == 1 else f"-{n}"
+            name = f"{backup_prefix(self.run_id)}{kind}{suffix}"
+            if name in existing:
+                continue
+            result = user.run("update-ref", name, sha, zero, check=False)
+            if result.ok:
+                return name
+            if user.rev_parse(name) is None:  # not taken meanwhile: a real failure
+                raise GitError(f"could not keep {sha[:12]} under {name}: {result.stderr.strip()}")
+        raise GitError(f"too many {kind} backups in run {self.run_id}")
 
     def _keep_worktree_state(self, kind: str, *, message: str) -> str:
         """Keep the branch tip plus, when the worktree holds uncommitted work, a commit of it on top."""
@@ -520,6 +530,14 @@ class RunWorkspace:
         for lock in candidates:
             with contextlib.suppress(FileNotFoundError):
                 lock.unlink()
+
+
+def list_run_ids(repo: Path, *, environ: Mapping[str, str] | None = None) -> list[str]:
+    """Ids of the runs made in this repository (discarded ones included), oldest id first."""
+    user = Git(_repo_root(repo, environ), environ=environ)
+    out = user.out("for-each-ref", "--format=%(refname)", "refs/orchestrator/runs/")
+    ids = {line.split("/")[3] for line in out.splitlines() if line.count("/") >= 4}
+    return sorted(ids)
 
 
 def resolve_repo(

@@ -52,12 +52,24 @@ def one_line(value: str) -> str:
     return text if len(text) <= _TRAILER_MAX else text[: _TRAILER_MAX - 3] + "..."
 
 
-def commit_message(subject: str, trailers: Mapping[str, str], body: str = "") -> str:
-    lines = [one_line(subject) or "orchestrator commit", ""]
+def commit_message(message: str, trailers: Mapping[str, str]) -> str:
+    """The message's first line as the subject, the rest as the body, then our trailers."""
+    first, _, body = message.strip().partition("\n")
+    lines = [one_line(first) or "orchestrator commit", ""]
     if body.strip():
         lines += [body.strip(), ""]
     lines += [f"{key}: {one_line(value)}" for key, value in trailers.items() if one_line(value)]
     return "\n".join(lines) + "\n"
+
+
+def diff_text(git: Git, old: str, new: str, *, renames: bool = True) -> str:
+    """The unified diff between two tree-ishes. Plumbing (`diff-tree`), on purpose: it reads no diff
+    configuration of the user's (prefixes, external tools, textconv, colour), and porcelain `git diff`
+    against a work tree rewrites that work tree's index even with GIT_OPTIONAL_LOCKS=0 (git 2.39)."""
+    args = ["diff-tree", "-r", "-p", "--no-color"]
+    if renames:
+        args.append("-M")
+    return git.run(*args, old, new).stdout
 
 
 def commit_tree(git: Git, tree: str, parents: list[str], message: str) -> str:

@@ -130,3 +130,18 @@ def test_init_repo_inside_another_repository_makes_a_nested_one(tmp_path, make_r
 
 def test_git_version_is_parsed():
     assert git_version() >= (2, 0)
+
+
+def test_reading_status_never_rewrites_the_users_index(tmp_path, make_repo):
+    path = make_repo(tmp_path / "r")
+    index = path / ".git" / "index"
+    readme = path / "README.md"
+    stat = readme.stat()
+    readme.write_text(readme.read_text())  # same bytes, new stat data: the index entry is stale
+    os.utime(readme, ns=(stat.st_atime_ns, stat.st_mtime_ns + 5_000_000_000))
+    before = index.read_bytes()
+    Git(path).run("status", "--porcelain")
+    assert index.read_bytes() == before
+    # Plain git would have refreshed it (so the check above can fail).
+    Git(path).run("status", "--porcelain", env={"GIT_OPTIONAL_LOCKS": "1"})
+    assert index.read_bytes() != before

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from orchestrator.errors import RunNotFound, UsageError
-from orchestrator.workspace import RunWorkspace, WorkspaceConflict
+from orchestrator.workspace import RunWorkspace, WorkspaceConflict, list_run_ids
 
 
 def create(repo, state, run_id="r1", **kwargs) -> RunWorkspace:
@@ -85,6 +85,7 @@ def test_uncommitted_changes_that_do_not_apply_on_the_base_leave_nothing_behind(
     assert git(repo, "branch", "--list", "orchestrator/*") == ""
     assert not (state / "worktrees" / "r1").exists()
     assert "orchestrator/r1" not in git(repo, "worktree", "list")
+    assert list_run_ids(repo) == []
     # The user's work is still kept under the backup ref.
     assert git(repo, "show", "refs/orchestrator/backups/r1/uncommitted:README.md") == "wip on top"
 
@@ -339,3 +340,41 @@ def test_a_second_repo_does_not_see_the_first_repos_runs(tmp_path, state, make_r
     create(one, state, "r1")
     with pytest.raises(RunNotFound):
         RunWorkspace.open(two, "r1", state)
+
+
+def test_a_multi_line_message_keeps_its_body_and_unicode_survives(repo, state, git, write):
+    ws = create(repo, state)
+    write(ws.worktree / "données" / "café.txt", "crème brûlée\n")
+    result = ws.commit_step(
+        step_id="s1", agent="claude", task="Écrire le café ☕", message="Add café\n\nWhy: the menu needs it."
+    )
+    assert result.files == ["données/café.txt"]
+    [info] = ws.log()
+    assert info.subject == "Add café" and info.files == ["données/café.txt"]
+    assert info.trailers["Orchestrator-Task"] == "Écrire le café ☕"
+    assert "Why: the menu needs it." in git(repo, "log", "-1", "--format=%b", result.sha)
+    assert "+crème brûlée" in ws.diff().text
+
+
+def test_resume_clears_lock_files_a_killed_process_left(repo, state, git, write):
+    ws = create(repo, state)
+    write(ws.worktree / "a.txt", "a\n")
+    tip = ws.commit_step(step_id="s1", agent="claude").sha
+    write(ws.worktree / "a.txt", "half")
+    worktree_gitdir = repo / git(ws.worktree, "rev-parse", "--git-dir")
+    (worktree_gitdir / "index.lock").write_text("")
+    branch_lock = repo / ".git" / "refs" / "heads" / "orchestrator" / "r1.lock"
+    branch_lock.write_text("")
+    resumed = RunWorkspace.open(repo, "r1", state)
+    resumed.reset_to(tip)
+    assert not (worktree_gitdir / "index.lock").exists() and not branch_lock.exists()
+    assert (ws.worktree / "a.txt").read_text() == "a\n"
+    write(ws.worktree / "b.txt", "b\n")
+    assert resumed.commit_step(step_id="s2", agent="claude").changed
+
+
+def test_list_run_ids(repo, state):
+    assert list_run_ids(repo) == []
+    create(repo, state, "20261121-000001-aaaaaa")
+    create(repo, state, "20261121-000000-bbbbbb").discard()
+    assert list_run_ids(repo) == ["20261121-000000-bbbbbb", "20261121-000001-aaaaaa"]
