@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -117,6 +118,8 @@ _RATE = re.compile(
     re.IGNORECASE,
 )
 
+_MEMO_SIZE = 256  # tool calls awaiting their result; the CLI runs a handful at a time
+
 # The CLI's own exit codes (packages/cli: ExitCodes).
 EXIT_AUTH = 41
 EXIT_INPUT = 42
@@ -139,6 +142,12 @@ class GeminiAdapter:
         "GOOGLE_CLOUD_LOCATION",
         "GOOGLE_APPLICATION_CREDENTIALS",
     )
+
+    def __init__(self) -> None:
+        # The CLI's `tool_result` names only the call id; the path and command were on its `tool_use`.
+        # A bounded memo of those, so a completed edit names its file (summarize counts completed edits
+        # only). parse_line still does no I/O: its events follow from the lines seen so far.
+        self._calls: OrderedDict[str, ToolUse] = OrderedDict()
 
     # --- the command ---------------------------------------------------------------------------
     def build_command(self, request: AgentRequest) -> Command:
@@ -184,9 +193,25 @@ class GeminiAdapter:
                 return [AssistantMessage(text=text)]
             return []
         if kind == "tool_use":
-            return [_tool_started(data)]
+            started = _tool_started(data)
+            if started.call_id:
+                self._calls[started.call_id] = started
+                while len(self._calls) > _MEMO_SIZE:
+                    self._calls.popitem(last=False)
+            return [started]
         if kind == "tool_result":
-            return [_tool_finished(data)]
+            finished = _tool_finished(data)
+            call = self._calls.pop(finished.call_id, None) if finished.call_id else None
+            if call is not None:
+                finished = finished.model_copy(
+                    update={
+                        "tool": call.tool,
+                        "action": call.action,
+                        "path": call.path,
+                        "command": call.command,
+                    }
+                )
+            return [finished]
         if kind == "error":
             # Warnings (a loop detected, a hook that blocked a step) are followed by a result; only an
             # error-severity event is a failure of its own.

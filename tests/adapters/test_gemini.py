@@ -245,12 +245,12 @@ def test_edit_and_shell_transcripts():
     edit = of_type(parse("edit_file.jsonl"), ToolUse)
     assert [(t.tool, t.action, t.status, t.path) for t in edit] == [
         ("replace", "file_edit", "started", "README.md"),
-        ("replace", "file_edit", "succeeded", None),
+        ("replace", "file_edit", "succeeded", "README.md"),
     ]
     shell = of_type(parse("shell.jsonl"), ToolUse)
     assert shell[0].action == "command_run"
     assert shell[0].command == "mkdir -p out && echo ran > out/shell.txt"
-    assert shell[1].status == "succeeded"
+    assert (shell[1].status, shell[1].command) == ("succeeded", "mkdir -p out && echo ran > out/shell.txt")
     _, summary = judged("shell.jsonl")
     assert summary.success and summary.final_text == "ran it"
 
@@ -287,6 +287,7 @@ def test_read_only_edit_is_refused_even_with_exit_0():
     assert not summary.success
     assert summary.error_kind == "refused"
     assert "write_file" in (summary.error_message or "")
+    assert summary.files_touched == ()  # refused, so not touched
 
 
 def test_policy_denial_is_refused():
@@ -400,6 +401,30 @@ def test_failed_read_outside_the_workspace_is_a_failure_not_a_refusal():
     )
     (event,) = GeminiAdapter().parse_line(line)
     assert (event.tool, event.action, event.status) == ("read_file", "file_read", "failed")
+
+
+def test_a_result_names_the_call_its_start_named_and_the_memo_stays_bounded():
+    adapter = GeminiAdapter()
+    # A result whose start was never seen still parses, from its id alone.
+    (orphan,) = adapter.parse_line(
+        '{"type":"tool_result","tool_id":"glob__glob_1795241187773_0","status":"success"}'
+    )
+    assert (orphan.tool, orphan.action, orphan.path) == ("glob", "search", None)
+    for n in range(300):
+        adapter.parse_line(
+            json.dumps(
+                {
+                    "type": "tool_use",
+                    "tool_name": "write_file",
+                    "tool_id": f"w{n}",
+                    "parameters": {"file_path": f"f{n}"},
+                }
+            )
+        )
+    (latest,) = adapter.parse_line('{"type":"tool_result","tool_id":"w299","status":"success"}')
+    assert (latest.tool, latest.path, latest.status) == ("write_file", "f299", "succeeded")
+    (evicted,) = adapter.parse_line('{"type":"tool_result","tool_id":"w0","status":"success"}')
+    assert evicted.path is None
 
 
 def test_final_answer_is_the_text_after_the_last_tool():

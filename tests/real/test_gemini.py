@@ -60,7 +60,7 @@ def test_write_file(model_server, run_agent, tmp_path):
     assert run.data["usage"]["cost_usd"] == pytest.approx((246 * 1.0 + 14 * 2.0) / 1e6)
     edits = [e for e in events_of(run) if isinstance(e, ToolUse) and e.action == "file_edit"]
     assert [(e.tool, e.status) for e in edits] == [("write_file", "started"), ("write_file", "succeeded")]
-    assert edits[0].path == "hello.txt"
+    assert [e.path for e in edits] == ["hello.txt", "hello.txt"]
     # The CLI's own write_file tool, called with its own argument names, on the streaming endpoint.
     main = server.main_requests("gemini")
     assert len(main) == 2
