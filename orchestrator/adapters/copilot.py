@@ -61,6 +61,9 @@ LOG_DIR = "copilot-logs"
 
 # Shell commands a reviewer may run without asking (read-only mode). Anything else, and any
 # redirection to a file, is denied by the CLI itself because no one can approve it headless.
+# Known gap: `git diff|log|show --output=FILE` writes a file and Copilot's rules cannot tell it apart
+# (`--deny-tool=shell(git diff --output:*)` catches `--output FILE` but not `--output=FILE`); the engine
+# undoes a reviewer's edits in the worktree, and denying `git diff` would make every review "refused".
 READ_ONLY_SHELL: tuple[str, ...] = (
     "shell(git status:*)",
     "shell(git diff:*)",
@@ -166,8 +169,7 @@ class CopilotAdapter:
         if event is None:
             return []
         kind = event.get("type")
-        data = event.get("data") if isinstance(event.get("data"), dict) else {}
-        assert isinstance(data, dict)
+        data = _dict(event.get("data"))
         if kind == "session.tools_updated" and data.get("model"):
             return [SessionStarted(model=str(data["model"]))]
         if kind == "assistant.message":
@@ -210,7 +212,6 @@ class CopilotAdapter:
             text_error = _error_from_text(outcome, has_result=bool(results))
             if text_error is not None:
                 added.append(text_error)
-                has_error = True
         refused = [e for e in events if isinstance(e, ToolUse) and e.status == "refused"]
         if refused:
             added.append(_refusal(refused, events))
@@ -307,14 +308,17 @@ def _action(tool: str) -> ToolAction:
     return "other"
 
 
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 def _str(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
 def _tool_started(data: dict[str, Any]) -> ToolUse:
     tool = _str(data.get("toolName")) or "tool"
-    args = data.get("arguments") if isinstance(data.get("arguments"), dict) else {}
-    assert isinstance(args, dict)
+    args = _dict(data.get("arguments"))
     action = _action(tool)
     detail = _str(args.get("pattern")) or _str(data.get("toolTitle"))
     return ToolUse(
@@ -330,10 +334,7 @@ def _tool_started(data: dict[str, Any]) -> ToolUse:
 
 def _completed_tool_name(data: dict[str, Any]) -> str:
     """The completion line does not name its tool; its telemetry and result fields tell."""
-    telemetry = data.get("toolTelemetry") if isinstance(data.get("toolTelemetry"), dict) else {}
-    assert isinstance(telemetry, dict)
-    props = telemetry.get("properties") if isinstance(telemetry.get("properties"), dict) else {}
-    assert isinstance(props, dict)
+    props = _dict(_dict(data.get("toolTelemetry")).get("properties"))
     named = _str(props.get("command"))
     if named and named.isidentifier():
         return named
