@@ -76,7 +76,9 @@ class ConsoleRenderer:
         if self.quiet:
             return
         if self.plain:
-            self.stream.write(f"[{time.strftime('%H:%M:%S')}] {who}: {text}\n")
+            # Every line of a multi-line message carries the stamp too, so CI logs stay line-oriented.
+            stamp = f"[{time.strftime('%H:%M:%S')}] {who}: "
+            self.stream.write("".join(f"{stamp}{line}\n" for line in text.splitlines() or [""]))
             self.stream.flush()
         else:
             body = escape(text)

@@ -13,6 +13,7 @@ from orchestrator.cli.render import ConsoleRenderer
 from orchestrator.engine.report import RunReport, render_markdown, render_text
 from orchestrator.engine.service import RunService, RunSpec
 from orchestrator.errors import EXIT_INTERRUPTED, UsageError
+from orchestrator.events import Notice
 from orchestrator.workspace.git import Git
 
 
@@ -28,6 +29,16 @@ def publish_outputs(report: RunReport, *, report_file: Path | None, summary_file
     if step_summary:
         with open(step_summary, "a", encoding="utf-8") as fh:
             fh.write(markdown + "\n")
+
+
+def check_remote(where: Path, remote: str) -> None:
+    """Fail before any agent runs (and spends) when --push names a remote the repository lacks."""
+    result = Git(where, environ=os.environ).run("remote", "get-url", remote, check=False)
+    if not result.ok:
+        raise UsageError(
+            f"cannot push to {remote!r}: {(result.stderr or result.stdout).strip()[-500:]}",
+            hint=f"add it (git remote add {remote} URL) or name one that `git remote -v` lists",
+        )
 
 
 def push_branch(repo: Path, branch: str, remote: str) -> None:
@@ -134,6 +145,8 @@ def run(
         agent_overrides=agent_overrides,
     )
     try:
+        if push_remote:
+            check_remote(repo or cwd, push_remote)
         record = service.create(spec)
         renderer = ConsoleRenderer(stream=sys.stderr)
         report, interrupted = run_cancellable(
@@ -143,7 +156,7 @@ def run(
         publish_outputs(report, report_file=report_file, summary_file=summary_file)
         if push_remote:
             push_branch(Path(record.repo), record.branch, push_remote)
-            click.echo(f"pushed {record.branch} to {push_remote}", err=True)
+            renderer.run_event(Notice(run_id=record.id, text=f"pushed {record.branch} to {push_remote}"))
         if as_json:
             print_json(report.model_dump(mode="json"))
         else:
