@@ -24,6 +24,7 @@ from orchestrator.errors import GitError, RunNotFound, UsageError
 from orchestrator.workspace import trees
 from orchestrator.workspace.diffs import DiffText, truncate_diff
 from orchestrator.workspace.git import Git, find_repo_root, init_repo
+from orchestrator.workspace.guard import guard_env, install_guard, original_hooks_dir
 from orchestrator.workspace.merge import MergeResult, merge_run
 from orchestrator.workspace.paths import RunPaths, run_paths
 
@@ -287,6 +288,16 @@ class RunWorkspace:
             "for-each-ref", "--format=%(refname) %(objectname)", backup_prefix(self.run_id)
         )
         return dict(line.split(" ", 1) for line in out.splitlines() if line)
+
+    def agent_env(self) -> dict[str, str]:
+        """Environment entries for the agents' processes (and gates) in this run: their git may change
+        only the run's branch, never the stash, tags or branches of the user's checkout (guard.py)."""
+        hooks = install_guard(
+            self.paths.run_dir / "git-hooks",
+            branch_ref=f"refs/heads/{self.branch}",
+            original=original_hooks_dir(self._user()),
+        )
+        return guard_env(hooks)
 
     # --- writing the run (never the user's checkout) ----------------------------------------------
 
