@@ -40,8 +40,9 @@ def agents(config_path: Path | None, as_json: bool) -> None:
     if as_json:
         print_json([row.to_json() for row in rows])
         return
-    from rich.console import Console
     from rich.table import Table
+
+    from orchestrator.cli.render import make_console
 
     table = Table(title="Coding CLIs", show_lines=False)
     for column in ("agent", "ready", "version", "auth", "path / why not"):
@@ -60,6 +61,6 @@ def agents(config_path: Path | None, as_json: bool) -> None:
             row.auth_source or ("[red]none[/]" if row.installed else "-"),
             detail,
         )
-    Console().print(table)
+    make_console().print(table)
     if loaded.source:
         click.echo(f"configuration: {loaded.source}")

@@ -1,6 +1,7 @@
 """Rendering events for people: rich on a terminal, plain timestamped lines otherwise (CI, pipes).
 
-NO_COLOR is honoured (rich reads it); `plain` is chosen when stdout is not a TTY or CI=true.
+NO_COLOR is honoured (no escape codes at all: make_console); `plain` is chosen when stdout is not a TTY
+or CI=true.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ import os
 import sys
 import time
 from collections.abc import Mapping
-from typing import TextIO
+from typing import Any, TextIO
 
 from rich.console import Console
 from rich.markup import escape
@@ -54,6 +55,14 @@ def describe_tool(event: ToolUse) -> str:
     return f"{done} {target}"
 
 
+def make_console(stream: TextIO | None = None, **options: Any) -> Console:
+    """A rich console that prints no escape codes at all when NO_COLOR is set. (Rich alone drops only
+    the colours and still prints bold, italic and underline.)"""
+    if os.environ.get("NO_COLOR"):
+        options["color_system"] = None
+    return Console(file=stream, **options)
+
+
 def wants_plain(env: Mapping[str, str], stream: TextIO) -> bool:
     return env.get("CI", "").lower() in {"1", "true", "yes"} or not stream.isatty()
 
@@ -66,7 +75,7 @@ class ConsoleRenderer:
     ) -> None:
         self.stream = stream or sys.stderr
         self.plain = wants_plain(os.environ, self.stream) if plain is None else plain
-        self.console = Console(file=self.stream, highlight=False, soft_wrap=True)
+        self.console = make_console(self.stream, highlight=False, soft_wrap=True)
         self.quiet = quiet
         # An adapter may complete a result after the process ends (adding the final text): say
         # "finished" once per step.
