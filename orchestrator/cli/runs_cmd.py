@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import click
@@ -16,6 +16,7 @@ from orchestrator.engine.service import RunService
 from orchestrator.errors import EXIT_INTERRUPTED, RunNotFound, UsageError
 from orchestrator.events import Notice
 from orchestrator.store import RunRecord
+from orchestrator.workspace.run_workspace import UNCOMMITTED_STEP
 
 
 def _service(config_path: Path | None) -> RunService:
@@ -50,6 +51,42 @@ def rollback_run(service: RunService, run: RunRecord, to: str) -> tuple[str, str
     text = f"rolled back to {to} ({target[:10]}); what was removed is kept at {kept}"
     service.store.add_event(run.id, Notice(run_id=run.id, level="warning", text=text))
     return target, kept
+
+
+@dataclass(frozen=True)
+class UndoneStep:
+    step_id: str  # the step whose commit was undone
+    agent: str | None
+    commit: str
+    files: list[str]
+    to: str  # the step now at the branch's tip, or `base`
+    target: str  # the branch's new tip
+    backup_ref: str  # where the undone commit is kept
+
+
+def rollback_last_step(service: RunService, run: RunRecord) -> UndoneStep:
+    """Undo the run's last editing step: the branch moves back to the commit before it (the previous
+    step's, or the run's start) through `rollback_run`, so the undone commit stays under a backup ref."""
+    commits = service.workspace(run.id).log()
+    last = commits[-1] if commits else None
+    if last is None or last.step_id in (None, UNCOMMITTED_STEP):
+        raise UsageError(
+            f"run {run.id} has no step commit to undo",
+            hint="`orchestrator runs log` shows its commits; `runs rollback --to` moves the branch anywhere",
+        )
+    before = commits[-2] if len(commits) > 1 else None
+    to = before.step_id if before is not None and before.step_id not in (None, UNCOMMITTED_STEP) else None
+    if to is None:
+        to = before.sha if before is not None and before.step_id is None else "base"
+    target, kept = rollback_run(service, run, to)
+    return UndoneStep(last.step_id, last.agent, last.sha, last.files, to, target, kept)
+
+
+def discard_run(service: RunService, run: RunRecord) -> str:
+    """Remove the run's worktree and branch; returns the backup ref that keeps its commits."""
+    kept = service.workspace(run.id).discard()
+    service.store.add_event(run.id, Notice(run_id=run.id, level="warning", text=f"discarded; kept at {kept}"))
+    return kept
 
 
 @click.group("runs")
@@ -193,8 +230,7 @@ def discard_cmd(run_ref: str, config_path: Path | None, as_json: bool) -> None:
     """Remove the run's worktree and branch. Its commits stay reachable under a backup ref."""
     service = _service(config_path)
     run = find_run(service, run_ref)
-    kept = service.workspace(run.id).discard()
-    service.store.add_event(run.id, Notice(run_id=run.id, level="warning", text=f"discarded; kept at {kept}"))
+    kept = discard_run(service, run)
     if as_json:
         print_json({"run_id": run.id, "backup_ref": kept})
     else:
