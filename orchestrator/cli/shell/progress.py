@@ -181,6 +181,11 @@ class ProgressView:
             self.console.print(f"[{style}]{escape(text)}[/]" if style else escape(text))
 
     def event(self, event: RunEvent) -> None:
+        self._show(event)
+        if self._live is not None:
+            self._live.refresh()  # at once, not at the next tick: the live line follows the events
+
+    def _show(self, event: RunEvent) -> None:
         if isinstance(event, AgentActivity):
             self._agent(event)
         elif isinstance(event, RunStarted):

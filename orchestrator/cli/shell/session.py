@@ -225,8 +225,9 @@ class ShellSession:
         if not commits:
             self.say(f"no commits on {run.branch} since its base")
         for c in commits:
-            files = f"{len(c.files)} file{'' if len(c.files) == 1 else 's'}"
-            self.say(f"{c.sha[:10]}  {c.step_id or '-':<18} {c.agent or '-':<8} {c.subject}  ({files})")
+            self.say(
+                f"{c.sha[:10]}  {c.step_id or '-':<18} {c.agent or '-':<8} {c.subject}  ({_files(len(c.files))})"
+            )
 
     def undo(self) -> None:
         run = self._run()
@@ -245,7 +246,9 @@ class ShellSession:
             self.say(f"{result.target_branch} already has everything from {result.run_branch}")
             return
         how = "fast-forward" if result.fast_forward else "merge commit"
-        self.say(f"merged {result.run_branch} into {result.target_branch} ({how}, {len(result.files)} files)")
+        self.say(
+            f"merged {result.run_branch} into {result.target_branch} ({how}, {_files(len(result.files))})"
+        )
 
     def discard(self) -> None:
         run = self._run()
@@ -298,3 +301,7 @@ class ShellSession:
 def _usage(usage: TokenUsage) -> str:
     cached = f" ({usage.cached_tokens:,} cached)" if usage.cached_tokens else ""
     return f"{format_tokens(usage)}{cached}  {format_cost(usage.cost_usd)}"
+
+
+def _files(count: int) -> str:
+    return f"{count} file{'' if count == 1 else 's'}"
