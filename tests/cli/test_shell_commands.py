@@ -364,3 +364,37 @@ def test_merge_refuses_over_uncommitted_changes_then_merges(session):
     (repo / "a.txt").unlink()
     assert "into main (fast-forward, 1 file)" in said(session, "/merge")
     assert (repo / "a.txt").read_text() == "a\n"
+    run_id = session.run_id
+    text = said(session, "/new")
+    assert f"left run {run_id}" in text and "your next message starts a new run with workflow wf" in text
+    assert session.run_id is None and session.prompt() == "orchestrator[wf]> "
+
+
+def test_history_file_is_loaded_appended_and_bounded(tmp_path):
+    import readline
+
+    from orchestrator.cli.shell.line_editing import HISTORY_LENGTH, LineEditor
+
+    history = tmp_path / "state" / "shell_history"
+    history.parent.mkdir()
+    history.write_text("".join(f"task {n}\n" for n in range(HISTORY_LENGTH + 200)))
+    editor = LineEditor(history, lambda buffer, text: [])
+    try:
+        count = readline.get_current_history_length()
+        assert readline.get_history_item(count) == f"task {HISTORY_LENGTH + 199}"  # Up recalls it
+        readline.add_history("/status")  # what input() does for a typed line
+        editor.remember("/status")
+        assert history.read_text().splitlines()[-1] == "/status"  # on disk at once
+    finally:
+        editor.close()
+        readline.clear_history()
+    lines = history.read_text().splitlines()
+    assert len(lines) == HISTORY_LENGTH and lines[-2:] == [f"task {HISTORY_LENGTH + 199}", "/status"]
+
+
+def test_agents_lists_every_cli_and_the_fallbacks(session):
+    text = said(session, "/agents")
+    rows = {line.split()[0]: line for line in text.splitlines()}
+    assert set(rows) == {"claude", "codex", "gemini", "copilot", "fake"}
+    assert " ready " in rows["fake"]
+    assert all(" ready " in row or " not ready " in row for row in rows.values())
