@@ -10,12 +10,15 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
+from orchestrator.adapters import REAL_AGENTS, get_adapter
+from orchestrator.cli.run_cmd import run as run_command_cli
 from orchestrator.proc import CommandResult, child_env, run_command
 from orchestrator.testing.checkout import DEFAULT_IGNORED_REFS, snapshot_checkout
 from orchestrator.workspace.git import Git
@@ -264,3 +267,47 @@ def test_push_to_a_missing_remote_exits_2_with_a_hint_before_any_agent_runs(tmp_
     # Checked before the run started: no agent spent anything, no branch was made.
     assert project.run_branches() == [] and not project.report.exists()
     assert not project.scenario.with_name(project.scenario.name + ".state").exists()
+
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "github-actions" / "orchestrator.yml"
+
+
+def _example_steps() -> tuple[dict, list[dict]]:
+    data = yaml.safe_load(EXAMPLE.read_text())
+    return data, data["jobs"]["run"]["steps"]
+
+
+def test_github_actions_example_runs_the_command_as_it_exists():
+    data, steps = _example_steps()
+    trigger = data.get("on", data.get(True))  # YAML 1.1 reads a bare `on` as true
+    inputs = trigger["workflow_dispatch"]["inputs"]
+    assert inputs["task"]["required"] is True and inputs["workflow"]["default"] == "default"
+    assert data["permissions"] == {"contents": "write"}
+    scripts = [step["run"] for step in steps if "run" in step]
+    # Inputs and secrets reach scripts through env only: nothing is pasted into a shell script.
+    assert all("${{" not in script for script in scripts)
+    assert any("orchestrator install-clis" in script for script in scripts)
+
+    (run_step,) = [step for step in steps if "orchestrator run " in step.get("run", "")]
+    argv = shlex.split(run_step["run"])
+    assert argv[:3] == ["orchestrator", "run", "$TASK"]
+    known = {opt for param in run_command_cli.params for opt in getattr(param, "opts", [])}
+    flags = [arg for arg in argv if arg.startswith("--")]
+    assert set(flags) <= known, set(flags) - known
+    assert {"--workflow", "--report", "--summary", "--push"} <= set(flags)
+    assert argv[argv.index("--push") + 1] == "origin"
+    assert run_step["env"]["TASK"] == "${{ inputs.task }}"
+    assert run_step["env"]["WORKFLOW"] == "${{ inputs.workflow }}"
+
+    # Every secret passed is a variable some adapter reads, and each real CLI gets one.
+    credential_vars = {agent: set(get_adapter(agent).credential_vars) for agent in REAL_AGENTS}
+    secrets = {name for name, value in run_step["env"].items() if "secrets." in value}
+    assert secrets and all(any(name in wanted for wanted in credential_vars.values()) for name in secrets)
+    assert all(wanted & secrets for wanted in credential_vars.values())
+
+    (upload,) = [step for step in steps if step.get("uses", "").startswith("actions/upload-artifact@")]
+    assert upload["if"] == "always()"
+    report_path = argv[argv.index("--report") + 1].replace("$RUNNER_TEMP", "${{ runner.temp }}")
+    assert report_path in upload["with"]["path"]
+    uses = {step.get("uses", "").split("@")[0] for step in steps}
+    assert {"actions/checkout", "actions/setup-python", "actions/setup-node"} <= uses
