@@ -5,17 +5,13 @@ from __future__ import annotations
 import json
 import os
 import sys
-import threading
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
 from orchestrator.config import LoadedSettings, load_settings
 from orchestrator.proc import run_command
-
-T = TypeVar("T")
 
 
 def repo_root_of(path: Path) -> Path | None:
@@ -39,32 +35,3 @@ config_option = click.option(
     default=None,
     help="Configuration file (default: $ORCHESTRATOR_CONFIG, .orchestrator.yaml, ~/.config/orchestrator/config.yaml).",
 )
-
-
-def run_cancellable(work: Callable[[threading.Event], T]) -> tuple[T | None, bool]:
-    """Run `work(cancel)` in a worker thread; Ctrl-C sets `cancel` (the current step's process group
-    ends) and waits for the work to wind down. Returns (result, interrupted)."""
-    cancel = threading.Event()
-    box: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            box["result"] = work(cancel)
-        except BaseException as exc:  # handed to the main thread
-            box["error"] = exc
-
-    worker = threading.Thread(target=target, name="orchestrator-run", daemon=True)
-    worker.start()
-    interrupted = False
-    while worker.is_alive():
-        try:
-            worker.join(0.2)
-        except KeyboardInterrupt:
-            if interrupted:  # a second Ctrl-C: stop waiting
-                raise
-            interrupted = True
-            cancel.set()
-            click.echo("\ncancelling the current step (Ctrl-C again to quit at once)...", err=True)
-    if "error" in box:
-        raise box["error"]
-    return box.get("result"), interrupted

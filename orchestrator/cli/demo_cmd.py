@@ -16,8 +16,9 @@ from typing import Any
 import click
 import yaml
 
-from orchestrator.cli.common import print_json, run_cancellable
+from orchestrator.cli.common import print_json
 from orchestrator.cli.render import ConsoleRenderer
+from orchestrator.cli.worker import run_cancellable
 from orchestrator.config import settings_from_data
 from orchestrator.engine.report import render_text
 from orchestrator.engine.service import RunService, RunSpec
@@ -141,7 +142,6 @@ def demo(where: Path | None, as_json: bool) -> None:
             report, interrupted = run_cancellable(
                 lambda cancel: service.execute(record.id, subscribers=[renderer.run_event], cancel=cancel)
             )
-            assert report is not None
             commits = service.workspace(record.id).log()
         finally:
             service.close()

@@ -20,7 +20,11 @@ def install_clis(agents: tuple[str, ...], prefix: Path, *, timeout_s: float = 90
         raise UsageError("npm was not found", hint="install Node.js 20+ with npm, then run this again")
     packages = [f"{PINNED[a].package}@{PINNED[a].version}" for a in agents]
     prefix.mkdir(parents=True, exist_ok=True)
-    env = child_env(os.environ, {"npm_config_update_notifier": "false", "npm_config_fund": "false"})
+    # npm's own settings from your environment (registry, cafile, proxy) reach npm, and only npm.
+    npm_settings = {k: v for k, v in os.environ.items() if k.lower().startswith("npm_config_")}
+    env = child_env(
+        os.environ, {**npm_settings, "npm_config_update_notifier": "false", "npm_config_fund": "false"}
+    )
     # --prefer-online: a plain install may take a stale version from ~/.npm (CLI_FACTS.md).
     argv = [npm, "install", "--prefix", str(prefix), "--no-audit", "--prefer-online", *packages]
     result = run_command(argv, prefix, env=env, timeout_s=timeout_s)

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import click
 
-from orchestrator.cli.common import config_option, print_json, run_cancellable, settings_for
+from orchestrator.cli.common import config_option, print_json, settings_for
 from orchestrator.cli.render import ConsoleRenderer
+from orchestrator.cli.worker import run_cancellable
 from orchestrator.engine.report import RunReport, render_markdown, render_text
 from orchestrator.engine.service import RunService, RunSpec
 from orchestrator.errors import EXIT_INTERRUPTED, UsageError
@@ -152,7 +153,6 @@ def run(
         report, interrupted = run_cancellable(
             lambda cancel: service.execute(record.id, subscribers=[renderer.run_event], cancel=cancel)
         )
-        assert report is not None
         publish_outputs(report, report_file=report_file, summary_file=summary_file)
         if push_remote:
             push_branch(Path(record.repo), record.branch, push_remote)

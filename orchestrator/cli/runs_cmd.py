@@ -9,8 +9,9 @@ from pathlib import Path
 
 import click
 
-from orchestrator.cli.common import config_option, print_json, repo_root_of, run_cancellable, settings_for
+from orchestrator.cli.common import config_option, print_json, repo_root_of, settings_for
 from orchestrator.cli.render import ConsoleRenderer
+from orchestrator.cli.worker import run_cancellable
 from orchestrator.engine.report import build_report, render_text
 from orchestrator.engine.service import RunService
 from orchestrator.errors import EXIT_INTERRUPTED, RunNotFound, UsageError
@@ -193,7 +194,6 @@ def resume_cmd(run_ref: str, config_path: Path | None, as_json: bool) -> None:
     report, interrupted = run_cancellable(
         lambda cancel: service.execute(run.id, subscribers=[renderer.run_event], cancel=cancel, resume=True)
     )
-    assert report is not None
     if as_json:
         print_json(report.model_dump(mode="json"))
     else:

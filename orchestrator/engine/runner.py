@@ -128,6 +128,7 @@ class RunEngine:
         self.started = time.monotonic()
         self.state = _State()
         self._availability: dict[str, Availability] = {}
+        self._guard: dict[str, str] | None = None
 
     # --- the walk -----------------------------------------------------------------------------------
 
@@ -381,7 +382,9 @@ class RunEngine:
             resume_session=self._session_for(agent, step.read_only),
             model=step.model or config.model,
             extra_args=tuple(config.args),
-            env=agent_child_vars(agent, config, adapter.credential_vars, self.env),
+            # The guard keeps the agent's git off the user's stash, tags and branches (a worktree shares
+            # every ref but HEAD with the user's repository).
+            env={**agent_child_vars(agent, config, adapter.credential_vars, self.env), **self._guard_env()},
             command=config.command,
         )
 
@@ -397,6 +400,11 @@ class RunEngine:
             cancel=self.cancel,
             transcript=self.paths.run_dir / "transcripts" / f"{step_id}-{agent}.jsonl",
         )
+
+    def _guard_env(self) -> dict[str, str]:
+        if self._guard is None:
+            self._guard = self.ws.agent_env()
+        return self._guard
 
     def _session_for(self, agent: str, read_only: bool) -> str | None:
         """Follow-ups to the same agent in the same run resume its CLI session, per role: a reviewer
@@ -529,7 +537,9 @@ class RunEngine:
             )
             return
         command = " ".join(argv)
-        env = child_env(self.env, {"PYTHONDONTWRITEBYTECODE": "1"}, tmpdir=self.paths.tmp_dir)
+        env = child_env(
+            self.env, {"PYTHONDONTWRITEBYTECODE": "1", **self._guard_env()}, tmpdir=self.paths.tmp_dir
+        )
         try:
             result = run_command(list(argv), self.ws.worktree, env=env, timeout_s=gate.timeout_s)
             output = (result.stdout + result.stderr)[-GATE_TAIL_CHARS:]

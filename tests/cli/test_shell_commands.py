@@ -31,7 +31,7 @@ from orchestrator.cli.shell.progress import (
     wants_plain_view,
 )
 from orchestrator.cli.shell.session import ShellSession, short_run_id
-from orchestrator.cli.shell.worker import run_interruptible
+from orchestrator.cli.worker import run_interruptible
 from orchestrator.config import LoadedSettings, settings_from_data
 from orchestrator.engine.report import RunReport
 from orchestrator.engine.service import RunService

@@ -17,7 +17,7 @@ from orchestrator.cli.common import repo_root_of
 from orchestrator.cli.runs_cmd import discard_run, rollback_last_step
 from orchestrator.cli.shell.commands import Command, Invalid, Message, Parsed, help_text
 from orchestrator.cli.shell.progress import ProgressView, format_summary, format_tokens
-from orchestrator.cli.shell.worker import run_interruptible
+from orchestrator.cli.worker import run_interruptible
 from orchestrator.config import LoadedSettings
 from orchestrator.engine.report import RunReport, build_report, format_cost
 from orchestrator.engine.service import RunService, RunSpec

@@ -1,8 +1,8 @@
-"""Running a run in a worker thread while the shell's main thread takes Ctrl-C.
+"""Running a run in a worker thread while the main thread takes Ctrl-C.
 
-Unlike `cli.common.run_cancellable` (one-shot commands: a second Ctrl-C quits at once), the shell never
-abandons a running step: every Ctrl-C asks for cancellation, and the wait is bounded because the step's
-process group is ended by the runner's kill ladder. The shell then returns to its prompt.
+Every Ctrl-C asks for cancellation; the wait is bounded because the step's process group is ended by the
+runner's kill ladder. The shell then returns to its prompt; one-shot commands (`run_cancellable`) quit at
+once on a second Ctrl-C.
 
 The wait is on an Event, never on `Thread.join(timeout)`: in CPython 3.11 a KeyboardInterrupt that lands
 inside `join` leaves the thread reporting `is_alive() == False` while it still runs.
@@ -13,6 +13,8 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
+
+import click
 
 T = TypeVar("T")
 
@@ -46,3 +48,15 @@ def run_interruptible(
     if "error" in box:
         raise box["error"]
     return box["result"], cancel.is_set()
+
+
+def run_cancellable(work: Callable[[threading.Event], T]) -> tuple[T, bool]:
+    """For one-shot commands: the first Ctrl-C cancels the current step and waits for the run to wind
+    down; a second one quits at once. Returns (result, interrupted)."""
+
+    def on_interrupt(first: bool) -> None:
+        if not first:
+            raise KeyboardInterrupt
+        click.echo("\ncancelling the current step (Ctrl-C again to quit at once)...", err=True)
+
+    return run_interruptible(work, on_interrupt)
