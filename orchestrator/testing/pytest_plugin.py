@@ -1,9 +1,8 @@
 """A pytest plugin for projects (ours included) that test with the real CLIs and no account.
 
-    pytest_plugins = ["orchestrator.testing.pytest_plugin"]
-
-    def test_x(model_server):
-        server = model_server([{"write_file": {"path": "a.txt", "content": "x"}}, {"text": "done"}])
+Load it from a conftest.py with `pytest_plugins = ["orchestrator.testing.pytest_plugin"]`, then ask for
+the `model_server` fixture: `model_server([{"write_file": {"path": "a.txt", "content": "x"}}, {"text":
+"done"}])` starts a scripted model server on a free 127.0.0.1 port and returns it (stopped after the test).
 """
 
 from __future__ import annotations
