@@ -376,6 +376,11 @@ class SubprocessCommunicator:
                     break
         finally:
             _apply_verdict(result, verdict)
+            if not verdict and open_streams == 0:
+                # Both pipes closed: the child is exiting. Let it, rather than start the kill ladder
+                # (SIGINT and waits) on a process that is already on its way out.
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=2.0)
             if proc.poll() is None or verdict:
                 kill_group(proc.pid)
             else:

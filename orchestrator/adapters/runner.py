@@ -127,7 +127,10 @@ def run_agent_step(
     cancel: threading.Event | None = None,
     transcript: Path | None = None,
     result_grace_s: float = RESULT_GRACE_S,
+    track_changes: bool = True,
 ) -> AgentStepResult:
+    """Run one step. `track_changes` compares git status before and after to list changed files; the
+    engine turns it off because it commits each step and takes the files from the commit."""
     command = adapter.build_command(request)
     for path, text in command.setup_files.items():
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -148,7 +151,7 @@ def run_agent_step(
     )
     communicator = PtyCommunicator() if config.communicator == "pty" else SubprocessCommunicator()
     events: list[AgentEvent] = []
-    before = _git_dirty(command.cwd)
+    before = _git_dirty(command.cwd) if track_changes else None
 
     # Our own stop signal: the caller's cancel, or the result grace period running out.
     stop = threading.Event()
@@ -237,7 +240,7 @@ def run_agent_step(
         publish(adapter.finish(outcome, events, collected))
 
     summary = summarize(events, outcome)
-    changed = _changed_between(before, _git_dirty(command.cwd))
+    changed = _changed_between(before, _git_dirty(command.cwd)) if track_changes else None
     if changed is None:
         changed = list(summary.files_touched)
     return AgentStepResult(

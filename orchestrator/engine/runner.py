@@ -51,6 +51,7 @@ from orchestrator.events import (
 )
 from orchestrator.proc import child_env, run_command
 from orchestrator.store import COMPLETED_STEP_STATUSES, RunRecord, StepRecord, StepStatus, Store, TokenUsage
+from orchestrator.workspace.diffs import DiffText
 from orchestrator.workspace.paths import run_paths
 from orchestrator.workspace.run_workspace import RunWorkspace
 
@@ -129,6 +130,8 @@ class RunEngine:
         self.state = _State()
         self._availability: dict[str, Availability] = {}
         self._guard: dict[str, str] | None = None
+        self._head_cache: str | None = None
+        self._diff_cache: tuple[tuple[str, str], DiffText] | None = None
 
     # --- the walk -----------------------------------------------------------------------------------
 
@@ -192,7 +195,7 @@ class RunEngine:
             self.state.verdict_iteration == iteration
             and self.state.verdict is not None
             and self.state.verdict.approved
-            and self.state.verdict_head == self.ws.head()
+            and self.state.verdict_head == self._head()
         )
 
     def _stop_state(
@@ -203,7 +206,7 @@ class RunEngine:
         iteration_complete: bool = False,
         just_reviewed: bool = False,
     ) -> StopState:
-        head = self.ws.head()
+        head = self._head()
         verdict = self.state.verdict if self.state.verdict_head == head else None
         latest = {i: g.passed for i, g in self.state.gates.items() if g.head == head}
         usage = self.store.usage_total(self.run_id)
@@ -241,7 +244,7 @@ class RunEngine:
         if agent is None:
             self._agent_unavailable(iteration, index, step, notes)
             return
-        head_before = self.ws.head()
+        head_before = self._head()
         prompt = self._prompt(step, iteration, follow_up)
         usage = TokenUsage()
         while True:
@@ -276,6 +279,7 @@ class RunEngine:
                 detail={"notes": notes},
             )
             self.ws.reset_to(head_before)
+            self._moved()
             agent = replacement
 
         detail: dict[str, Any] = {"notes": notes}
@@ -296,6 +300,7 @@ class RunEngine:
         files: list[str] = []
         if step.read_only:
             undone = self.ws.discard_uncommitted(step_start=head_before)
+            self._moved()
             if undone:
                 note = f"{agent} changed {', '.join(undone.files)} in a read-only step; undone (kept at {undone.backup_ref})"
                 notes.append(note)
@@ -305,6 +310,7 @@ class RunEngine:
             made = self.ws.commit_step(
                 step_id=step_id, agent=agent, task=step.task, message=subject, step_start=head_before
             )
+            self._moved()
             commit, files = made.sha, made.files
             if not made.changed:
                 notes.append("no files changed")
@@ -399,7 +405,18 @@ class RunEngine:
             on_event=forward,
             cancel=self.cancel,
             transcript=self.paths.run_dir / "transcripts" / f"{step_id}-{agent}.jsonl",
+            track_changes=False,
         )
+
+    def _head(self) -> str:
+        """The run branch's tip. Cached: during a run only this engine moves the branch (commit_step,
+        discard_uncommitted and reset_to, after which `_moved()` is called)."""
+        if self._head_cache is None:
+            self._head_cache = self.ws.head()
+        return self._head_cache
+
+    def _moved(self) -> None:
+        self._head_cache = None
 
     def _guard_env(self) -> dict[str, str]:
         if self._guard is None:
@@ -490,12 +507,22 @@ class RunEngine:
             StepFinished(run_id=self.run_id, step_id=step_id, agent=step.agent, status="skipped")
         )
 
+    def _diff_at(self, head: str) -> DiffText:
+        """The run's diff for prompts, once per head: a review and the refine after it see one tree."""
+        since = self.ws.first if self.workflow.diff_base == "run_start" else self.ws.base
+        if self._diff_cache is not None and self._diff_cache[0] == (since, head):
+            return self._diff_cache[1]
+        if head == since:
+            diff = DiffText(text="", files=[])
+        else:
+            # Every step is committed or undone before the next prompt: the committed tree is the run.
+            diff = self.ws.diff(since=since, max_bytes=DIFF_BUDGET_BYTES, committed_only=True)
+        self._diff_cache = ((since, head), diff)
+        return diff
+
     def _prompt(self, step: Step, iteration: int, follow_up: str | None) -> str:
-        diff = self.ws.diff(
-            since=self.ws.first if self.workflow.diff_base == "run_start" else None,
-            max_bytes=DIFF_BUDGET_BYTES,
-        )
-        head = self.ws.head()
+        head = self._head()
+        diff = self._diff_at(head)
         failing = [g.failure for g in self.state.gates.values() if g.failure is not None and g.head == head]
         ctx = PromptContext(
             task=self.run.task,
@@ -522,7 +549,7 @@ class RunEngine:
         self.bus.publish(
             StepStarted(run_id=self.run_id, step_id=step_id, agent="gate", task="gate", iteration=iteration)
         )
-        head = self.ws.head()
+        head = self._head()
         argv = resolve_gate_argv(gate, self.ws.worktree)
         if argv is None:
             self.state.gates[index] = _GateResult(passed=None, head=head)
@@ -549,6 +576,15 @@ class RunEngine:
                 output += f"\n[the gate ran past its {gate.timeout_s:g} s limit and was stopped]"
         except Exception as exc:  # a missing command is a failing gate, not a crash
             output, passed, exit_code = str(exc), False, None
+        # A gate checks the run; it does not change it. What it left behind (caches, build output not
+        # covered by .gitignore) is removed, kept under a backup ref, and never reaches a later commit.
+        left = self.ws.discard_uncommitted(step_start=head)
+        self._moved()
+        gate_notes = (
+            [f"the gate left {', '.join(left.files[:10])}; removed (kept at {left.backup_ref})"]
+            if left
+            else []
+        )
         failure = (
             None
             if passed
@@ -578,7 +614,8 @@ class RunEngine:
                     "exit_code": exit_code,
                     "head": head,
                     "output_tail": output,
-                }
+                },
+                "notes": gate_notes,
             },
         )
         self.bus.publish(
@@ -596,7 +633,7 @@ class RunEngine:
         if isinstance(step, GateStep):
             gate = detail.get("gate") or {}
             passed = gate.get("passed") if record.status == "succeeded" else None
-            head = gate.get("head") or self.ws.head()
+            head = gate.get("head") or self._head()
             failure = None
             if gate.get("passed") is False:
                 failure = GateFailure(
@@ -631,7 +668,7 @@ class RunEngine:
 
     def _restore_latest(self) -> None:
         """For a follow-up: the last review's findings and the gates' latest results."""
-        head = self.ws.head()
+        head = self._head()
         for record in self.store.steps(self.run_id):
             if "verdict" in record.detail:
                 verdict = ReviewVerdict(

@@ -245,10 +245,12 @@ class RunWorkspace:
         """Paths changed since `since` (default: the base), uncommitted and untracked changes included."""
         return trees.changed_paths(self._user(), since or self.base, self._current_tree())
 
-    def diff(self, since: str | None = None, max_bytes: int = 60_000) -> DiffText:
-        """The change since `since` (default: the base), committed and not, cut to `max_bytes`."""
+    def diff(self, since: str | None = None, max_bytes: int = 60_000, *, committed_only: bool = False) -> DiffText:
+        """The change since `since` (default: the base), committed and not (only committed with
+        `committed_only`, which is cheaper: the engine commits or undoes after every step), cut to
+        `max_bytes`."""
         old = since or self.base
-        tree = self._current_tree()
+        tree = trees.tree_of(self._user(), self.head()) if committed_only else self._current_tree()
         files = trees.changed_paths(self._user(), old, tree)
         text = trees.diff_text(self._user(), old, tree)
         return truncate_diff(text, files, max_bytes)
@@ -347,6 +349,8 @@ class RunWorkspace:
         `step_start`) commits it made. What is undone stays under backups/<run>/undone-<n>."""
         wt = self._wt()
         target = step_start or self.head()
+        if self._clean_at(target):
+            return UndoneEdits(diff="", files=[], backup_ref=None)
         tree = trees.work_tree_tree(wt, self.paths.tmp_dir)
         if tree == trees.tree_of(wt, target) and self.head() == target:
             self._clean(target)
@@ -457,6 +461,20 @@ class RunWorkspace:
         if self.has_worktree():
             return trees.work_tree_tree(self._wt(), self.paths.tmp_dir)
         return trees.tree_of(self._user(), self.head())
+
+    def _clean_at(self, target: str) -> bool:
+        """One `git status`: the worktree has nothing uncommitted, its HEAD is on the run branch, and
+        that branch is at `target` (the common case after a read-only step or a gate)."""
+        out = self._wt().out("status", "--porcelain=v2", "--branch", "--untracked-files=all", "--ignore-submodules=none")
+        oid = head = None
+        for line in out.splitlines():
+            if line.startswith("# branch.oid "):
+                oid = line.split(" ", 2)[2]
+            elif line.startswith("# branch.head "):
+                head = line.split(" ", 2)[2]
+            elif not line.startswith("#"):
+                return False
+        return oid == target and head == self.branch
 
     def _worktree_dirty(self) -> bool:
         wt = self._wt()

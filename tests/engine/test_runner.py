@@ -427,3 +427,16 @@ def test_sigkill_mid_run_then_resume_finishes(tmp_path):
     assert review_steps and review_steps[0]["status"] == "succeeded"
     assert snapshot_checkout(repo) == before
     assert Git(repo).out("show", f"{report['branch']}:a.txt") == "a"
+
+
+def test_what_a_gate_leaves_behind_never_reaches_a_commit(harness):
+    gate = f"{sys.executable} -c \"open('gate-output.log', 'w').write('x')\""
+    h = harness(
+        [{"write_file": {"path": "a.txt", "content": "a"}}, {"text": "impl"}, {"text": APPROVE}],
+        [{"agent": "fake", "task": "implement"}, {"run": gate, "name": "writes a file"}, {"agent": "fake", "task": "review"}],
+    )
+    record, report = h.run()
+    assert report.status == "approved"
+    ws = h.service.workspace(record.id)
+    assert "gate-output.log" not in ws.changed_files()
+    assert any("gate-output.log" in note and "removed" in note for note in report.notes)
