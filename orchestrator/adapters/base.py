@@ -303,3 +303,67 @@ def summarize(events: Sequence[AgentEvent], outcome: ProcessOutcome) -> StepSumm
         error_message=message,
         files_touched=tuple(touched),
     )
+
+
+def probe_availability(
+    agent: str,
+    env: Mapping[str, str],
+    command: str | None,
+    *,
+    auth_source: str | None,
+    missing_auth: tuple[str, str],
+    version_env: Mapping[str, str] | None = None,
+    timeout_s: float = 20.0,
+) -> Availability:
+    """What every adapter's `availability` says: installed (where), which version (`--version`, run in
+    the child's environment), whether that is the pinned version, whether auth is configured.
+    `missing_auth` is the adapter's own (reason, fix) for a CLI that has no credentials."""
+    from orchestrator.proc import run_command  # spawning is proc's job; the pure parts need none of it
+
+    pin = PINNED[agent]
+    path = resolve_executable(pin.binary, env, command)
+    version: str | None = None
+    fix: str | None
+    if path is None:
+        reason, fix = (
+            f"{agent} is not installed (`{command or pin.binary}` was not found)",
+            install_hint(agent),
+        )
+    else:
+        try:
+            probe = run_command(
+                [path, "--version"],
+                Path(path).parent,
+                env={**env, **(version_env or {})},
+                timeout_s=timeout_s,
+            )
+            version = parse_version(probe.stdout) if probe.ok else None
+            failure = (
+                "timed out"
+                if probe.timed_out
+                else (probe.stderr or probe.stdout).strip()[-300:] or "no output"
+            )
+        except OSError as exc:
+            failure = str(exc)
+        if version is None:
+            reason, fix = f"`{path} --version` failed: {failure}", install_hint(agent)
+        elif auth_source is None:
+            reason, fix = missing_auth
+        elif version != pin.version:
+            reason = f"ready, but version {version} is untested (tested: {pin.version})"
+            fix = f"tested with {pin.version}: {install_hint(agent)}"
+        else:
+            reason, fix = "ready", None
+    return Availability(
+        agent=agent,
+        installed=path is not None,
+        path=path,
+        version=version,
+        tested_version=pin.version,
+        version_tested=version == pin.version,
+        auth_configured=auth_source is not None,
+        auth_source=auth_source,
+        ready=version is not None and auth_source is not None,
+        reason=reason,
+        fix=fix,
+    )

@@ -26,12 +26,10 @@ from orchestrator.adapters.base import (
     Command,
     PermissionMode,
     ProcessOutcome,
-    install_hint,
     limit_error,
     load_json_line,
-    parse_version,
     price_usd,
-    resolve_executable,
+    probe_availability,
 )
 from orchestrator.adapters.pins import PINNED
 from orchestrator.errors import AgentErrorKind
@@ -45,7 +43,6 @@ from orchestrator.events import (
     ToolUse,
     Usage,
 )
-from orchestrator.proc import run_command
 
 PIN = PINNED["claude"]
 
@@ -190,40 +187,15 @@ class ClaudeAdapter:
     # --- can it run here? ---------------------------------------------------------------------------
 
     def availability(self, env: Mapping[str, str], command: str | None = None) -> Availability:
-        path = resolve_executable(PIN.binary, env, command)
-        auth_source = auth_source_in(env)
-        version: str | None = None
-        fix: str | None
-        if path is None:
-            reason, fix = "claude is not installed", install_hint(self.name)
-        else:
-            probe = run_command([path, "--version"], Path("/"), env=dict(env), timeout_s=15)
-            version = parse_version(probe.stdout) if probe.ok else None
-            if version is None:
-                detail = "timed out" if probe.timed_out else (probe.stderr or probe.stdout).strip()[-300:]
-                reason, fix = f"`{path} --version` failed: {detail}", install_hint(self.name)
-            elif auth_source is None:
-                reason = "no credentials: no ANTHROPIC_API_KEY / ANTHROPIC_AUTH_TOKEN and no login under HOME"
-                fix = "run `claude /login` once, or set ANTHROPIC_API_KEY in agents.claude.env"
-            else:
-                reason = "ready"
-                fix = (
-                    None
-                    if version == PIN.version
-                    else f"tested with {PIN.version}: {install_hint(self.name)}"
-                )
-        return Availability(
-            agent=self.name,
-            installed=path is not None,
-            path=path,
-            version=version,
-            tested_version=PIN.version,
-            version_tested=version == PIN.version,
-            auth_configured=auth_source is not None,
-            auth_source=auth_source,
-            ready=version is not None and auth_source is not None,
-            reason=reason,
-            fix=fix,
+        return probe_availability(
+            self.name,
+            env,
+            command,
+            auth_source=auth_source_in(env),
+            missing_auth=(
+                "no credentials: no ANTHROPIC_API_KEY / ANTHROPIC_AUTH_TOKEN and no login under HOME",
+                "run `claude /login` once, or set ANTHROPIC_API_KEY in agents.claude.env",
+            ),
         )
 
 

@@ -34,12 +34,10 @@ from orchestrator.adapters.base import (
     Command,
     PermissionMode,
     ProcessOutcome,
-    install_hint,
     limit_error,
     load_json_line,
-    parse_version,
     price_usd,
-    resolve_executable,
+    probe_availability,
 )
 from orchestrator.adapters.pins import PINNED
 from orchestrator.errors import AgentErrorKind
@@ -223,54 +221,12 @@ class CopilotAdapter:
 
     # --- environment -----------------------------------------------------------------------------
     def availability(self, env: Mapping[str, str], command: str | None = None) -> Availability:
-        # Imported here: proc spawns processes, and the pure parts of this module need none of it.
-        from orchestrator.proc import run_command
-
-        pin = PINNED[NAME]
-        path = resolve_executable(pin.binary, env, command)
-        auth = auth_source(env)
-        if path is None:
-            return Availability(
-                agent=NAME,
-                installed=False,
-                path=None,
-                version=None,
-                tested_version=pin.version,
-                version_tested=False,
-                auth_configured=auth is not None,
-                auth_source=auth,
-                ready=False,
-                reason="the copilot CLI is not installed",
-                fix=install_hint(NAME),
-            )
-        try:
-            probe = run_command([path, "--version"], Path(path).parent, env=dict(env), timeout_s=15)
-            version = parse_version(probe.stdout) if probe.ok else None
-            failure = None if version else (probe.stderr or probe.stdout).strip()[-300:] or "no output"
-        except OSError as exc:
-            version, failure = None, str(exc)
-        tested = version == pin.version
-        if version is None:
-            ready, reason, fix = False, f"`{path} --version` failed: {failure}", install_hint(NAME)
-        elif auth is None:
-            ready, reason, fix = False, "no GitHub login and no model provider configured", AUTH_FIX
-        else:
-            ready, fix = True, None
-            reason = (
-                "ready" if tested else f"ready, but version {version} is untested (tested: {pin.version})"
-            )
-        return Availability(
-            agent=NAME,
-            installed=True,
-            path=path,
-            version=version,
-            tested_version=pin.version,
-            version_tested=tested,
-            auth_configured=auth is not None,
-            auth_source=auth,
-            ready=ready,
-            reason=reason,
-            fix=fix,
+        return probe_availability(
+            NAME,
+            env,
+            command,
+            auth_source=auth_source(env),
+            missing_auth=("no GitHub login and no model provider configured", AUTH_FIX),
         )
 
 

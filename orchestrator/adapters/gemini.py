@@ -24,12 +24,10 @@ from orchestrator.adapters.base import (
     Command,
     PermissionMode,
     ProcessOutcome,
-    install_hint,
     limit_error,
     load_json_line,
-    parse_version,
     price_usd,
-    resolve_executable,
+    probe_availability,
 )
 from orchestrator.adapters.pins import PINNED
 from orchestrator.errors import AgentErrorKind
@@ -44,7 +42,6 @@ from orchestrator.events import (
     ToolUse,
     Usage,
 )
-from orchestrator.proc import run_command
 
 BINARY = PINNED["gemini"].binary
 
@@ -257,53 +254,17 @@ class GeminiAdapter:
 
     # --- can it run here? ----------------------------------------------------------------------
     def availability(self, env: Mapping[str, str], command: str | None = None) -> Availability:
-        pin = PINNED["gemini"]
-        path = resolve_executable(BINARY, env, command)
-        auth_source = auth_source_in(env)
-        if path is None:
-            return Availability(
-                agent=self.name,
-                installed=False,
-                path=None,
-                version=None,
-                tested_version=pin.version,
-                version_tested=False,
-                auth_configured=auth_source is not None,
-                auth_source=auth_source,
-                ready=False,
-                reason=f"`{command or BINARY}` was not found",
-                fix=install_hint(self.name),
-            )
-        probe = run_command(
-            [path, "--version"],
-            Path(path).parent,
-            env={**env, "GEMINI_CLI_NO_RELAUNCH": "true"},
-            timeout_s=20,
-        )
-        version = parse_version(probe.stdout) if probe.ok else None
-        if version is None:
-            said = (probe.stderr or probe.stdout).strip()[-200:]
-            reason, fix = f"`{path} --version` failed: {said}", install_hint(self.name)
-        elif auth_source is None:
-            reason = "no Gemini credentials: no GEMINI_API_KEY, Vertex AI settings or stored Google login"
-            fix = (
+        return probe_availability(
+            self.name,
+            env,
+            command,
+            auth_source=auth_source_in(env),
+            missing_auth=(
+                "no Gemini credentials: no GEMINI_API_KEY, Vertex AI settings or stored Google login",
                 "set GEMINI_API_KEY (agents.gemini.env or your environment), "
-                "or run `gemini` once and sign in with Google"
-            )
-        else:
-            reason, fix = "ready", None
-        return Availability(
-            agent=self.name,
-            installed=True,
-            path=path,
-            version=version,
-            tested_version=pin.version,
-            version_tested=version == pin.version,
-            auth_configured=auth_source is not None,
-            auth_source=auth_source,
-            ready=version is not None and auth_source is not None,
-            reason=reason,
-            fix=fix,
+                "or run `gemini` once and sign in with Google",
+            ),
+            version_env={"GEMINI_CLI_NO_RELAUNCH": "true"},  # one node process: about 2x faster
         )
 
 
