@@ -433,7 +433,11 @@ def test_what_a_gate_leaves_behind_never_reaches_a_commit(harness):
     gate = f"{sys.executable} -c \"open('gate-output.log', 'w').write('x')\""
     h = harness(
         [{"write_file": {"path": "a.txt", "content": "a"}}, {"text": "impl"}, {"text": APPROVE}],
-        [{"agent": "fake", "task": "implement"}, {"run": gate, "name": "writes a file"}, {"agent": "fake", "task": "review"}],
+        [
+            {"agent": "fake", "task": "implement"},
+            {"run": gate, "name": "writes a file"},
+            {"agent": "fake", "task": "review"},
+        ],
     )
     record, report = h.run()
     assert report.status == "approved"
