@@ -52,7 +52,9 @@ PIN = PINNED["claude"]
 # everything that would need approval (every edit, every writing command) and still allows reads and
 # read-only commands (`git diff`), so a reviewer can look but not touch. Denials show in the output.
 PERMISSION_FLAGS: dict[PermissionMode, tuple[str, ...]] = {
-    PermissionMode.EDIT: ("--permission-mode", "acceptEdits"),
+    # Implementers may also run commands (tests, builds), as with Codex's workspace-write sandbox, Gemini's
+    # policy and Copilot's --allow-all-tools: acceptEdits alone denies `pytest` and fails the step.
+    PermissionMode.EDIT: ("--permission-mode", "acceptEdits", "--allowedTools", "Bash"),
     PermissionMode.READ_ONLY: ("--permission-mode", "dontAsk"),
     PermissionMode.BYPASS: ("--permission-mode", "bypassPermissions"),
 }

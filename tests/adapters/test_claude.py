@@ -85,6 +85,8 @@ def test_new_task_puts_the_prompt_on_stdin(tmp_path):
         "--verbose",
         "--permission-mode",
         "acceptEdits",
+        "--allowedTools",
+        "Bash",
     )
     assert command.stdin == "--help is not a flag here"
     assert command.cwd == tmp_path / "repo"
