@@ -112,6 +112,9 @@ class Adapter(Protocol):
     # The vendor's own credential/endpoint variables this CLI may inherit from the user's environment
     # (unless the agent's config says `inherit_credentials: false`). No other agent ever gets them.
     credential_vars: tuple[str, ...]
+    # True when a resumed session reports the whole session's tokens, not this step's (codex exec resume):
+    # the step runner then subtracts what the session had reported before.
+    usage_accumulates_over_session: bool
 
     def build_command(self, request: AgentRequest) -> Command: ...
 

@@ -124,6 +124,7 @@ class ClaudeAdapter:
         "CLAUDE_CODE_OAUTH_TOKEN",
         "ANTHROPIC_BASE_URL",
     )
+    usage_accumulates_over_session = False
 
     # --- the command ------------------------------------------------------------------------------
 

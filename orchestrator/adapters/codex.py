@@ -98,6 +98,8 @@ class CodexAdapter:
     # CODEX_HOME holds no secret, but it is where the stored login lives: without it the CLI would
     # look in ~/.codex and find none.
     credential_vars: tuple[str, ...] = ("CODEX_API_KEY", "CODEX_ACCESS_TOKEN", "OPENAI_API_KEY", "CODEX_HOME")
+    # `codex exec resume` reports the thread's running totals (openai/codex#17539).
+    usage_accumulates_over_session = True
 
     # --- the command ------------------------------------------------------------------------------
 

@@ -120,6 +120,7 @@ class CopilotAdapter:
         "COPILOT_PROVIDER_AZURE_API_VERSION",
         "COPILOT_MODEL",
     )
+    usage_accumulates_over_session = False
 
     # --- command ---------------------------------------------------------------------------------
     def build_command(self, request: AgentRequest) -> Command:

@@ -29,6 +29,7 @@ from orchestrator.events import (
 class FakeAdapter:
     name = "fake"
     credential_vars: tuple[str, ...] = ()
+    usage_accumulates_over_session = False
 
     def build_command(self, request: AgentRequest) -> Command:
         argv = [request.command or sys.executable, "-m", "orchestrator.adapters.fake_agent"]

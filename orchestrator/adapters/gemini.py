@@ -139,6 +139,7 @@ class GeminiAdapter:
         "GOOGLE_CLOUD_LOCATION",
         "GOOGLE_APPLICATION_CREDENTIALS",
     )
+    usage_accumulates_over_session = False
 
     def __init__(self) -> None:
         # The CLI's `tool_result` names only the call id; the path and command were on its `tool_use`.

@@ -6,6 +6,8 @@ This is the one path every entry point (run-agent, the engine, the shell) uses t
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import json
 import os
 import threading
 import time
@@ -115,6 +117,36 @@ def _changed_between(before: Mapping[str, str] | None, after: Mapping[str, str] 
     if before is None or after is None:
         return None
     return sorted(p for p in set(before) | set(after) if before.get(p) != after.get(p))
+
+
+_SESSION_USAGE = "session-usage.json"
+
+
+def _step_share_of_session(summary: StepSummary, request: AgentRequest) -> StepSummary:
+    """For a CLI that reports the whole session's usage on resume: this step's share is the session's
+    total now minus what it had reported before (kept per session in the agent's run folder)."""
+    ledger_path = request.run_dir / _SESSION_USAGE
+    try:
+        ledger: dict[str, list[float]] = json.loads(ledger_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        ledger = {}
+    before = (
+        ledger.get(request.resume_session or "", [0, 0, 0, 0.0]) if request.resume_session else [0, 0, 0, 0.0]
+    )
+    now = [summary.input_tokens, summary.output_tokens, summary.cached_tokens, summary.cost_usd or 0.0]
+    if summary.session_id:
+        ledger[summary.session_id] = now
+        ledger_path.parent.mkdir(parents=True, exist_ok=True)
+        ledger_path.write_text(json.dumps(ledger), encoding="utf-8")
+    if not request.resume_session or summary.input_tokens < before[0]:
+        return summary  # a new session, or numbers that are not cumulative after all
+    return dataclasses.replace(
+        summary,
+        input_tokens=int(now[0] - before[0]),
+        output_tokens=max(int(now[1] - before[1]), 0),
+        cached_tokens=max(int(now[2] - before[2]), 0),
+        cost_usd=None if summary.cost_usd is None else max(now[3] - float(before[3]), 0.0),
+    )
 
 
 def run_agent_step(
@@ -240,6 +272,8 @@ def run_agent_step(
         publish(adapter.finish(outcome, events, collected))
 
     summary = summarize(events, outcome)
+    if adapter.usage_accumulates_over_session:
+        summary = _step_share_of_session(summary, request)
     changed = _changed_between(before, _git_dirty(command.cwd)) if track_changes else None
     if changed is None:
         changed = list(summary.files_touched)

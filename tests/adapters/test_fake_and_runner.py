@@ -142,3 +142,24 @@ def test_result_marks_done_even_if_the_cli_hangs_after_answering(tmp_path):
     )
     assert result.success and result.ended_after_result
     assert time.monotonic() - start < 5
+
+
+def test_a_session_that_reports_running_totals_is_charged_per_step(tmp_path):
+    from orchestrator.adapters.base import StepSummary
+    from orchestrator.adapters.runner import _step_share_of_session
+
+    def summary(tokens_in, session="s1"):
+        return StepSummary(True, "", session, tokens_in, tokens_in // 10, 0, tokens_in / 1000, None, None, ())
+
+    run_dir = tmp_path / "run"
+    first = AgentRequest(prompt="x", cwd=tmp_path, run_dir=run_dir)
+    assert _step_share_of_session(summary(100), first).input_tokens == 100
+    resumed = AgentRequest(prompt="y", cwd=tmp_path, run_dir=run_dir, resume_session="s1")
+    second = _step_share_of_session(summary(250), resumed)
+    assert (second.input_tokens, second.output_tokens) == (150, 15)
+    assert abs(second.cost_usd - 0.15) < 1e-9
+    third = _step_share_of_session(summary(400), resumed)
+    assert third.input_tokens == 150
+    # Another session is not confused with this one.
+    other = AgentRequest(prompt="z", cwd=tmp_path, run_dir=run_dir, resume_session="s2")
+    assert _step_share_of_session(summary(80, "s2"), other).input_tokens == 80
