@@ -393,16 +393,17 @@ class SubprocessCommunicator:
                 if stream_pipe is not None:
                     with contextlib.suppress(OSError):
                         stream_pipe.close()
-        # Deliver what arrived before the pipes closed, unless we cut it short on purpose.
-        if not verdict:
-            while True:
-                try:
-                    stream, line = lines.get_nowait()
-                except queue.Empty:
-                    break
-                if line is not None:
-                    tail.add(line)
-                    on_line(stream, line)
+        # Deliver what it said while ending (a summary, a last error), once the pipes have closed.
+        for reader in readers:
+            reader.join(timeout=1.0)
+        while True:
+            try:
+                stream, line = lines.get_nowait()
+            except queue.Empty:
+                break
+            if line is not None:
+                tail.add(line)
+                on_line(stream, line)
         result.exit_code = returncode if returncode >= 0 else None
         result.signal = -returncode if returncode < 0 else None
         result.duration_s = time.monotonic() - watch.started

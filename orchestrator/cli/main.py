@@ -46,6 +46,7 @@ class LazyGroup(click.Group):
         entry = COMMANDS.get(cmd_name)
         if entry is None:
             return None
+        _configure_logging_once()
         module_name, _, attr = entry[0].partition(":")
         try:
             module = importlib.import_module(module_name)
@@ -60,6 +61,26 @@ class LazyGroup(click.Group):
         rows = [(name, COMMANDS[name][1]) for name in self.list_commands(ctx)]
         with formatter.section("Commands"):
             formatter.write_dl(rows)
+
+
+_logging_ready = False
+
+
+def _configure_logging_once() -> None:
+    """Logs go to stderr (stdout is for --json) or $ORCHESTRATOR_LOG_FILE, at $ORCHESTRATOR_LOG_LEVEL
+    (default: warning), secrets masked. Done only when a command runs, so `--help` stays fast."""
+    global _logging_ready
+    if _logging_ready:
+        return
+    from orchestrator.logs import configure_logging
+
+    log_file = os.environ.get("ORCHESTRATOR_LOG_FILE")
+    configure_logging(
+        os.environ.get("ORCHESTRATOR_LOG_LEVEL", "warning"),
+        json=os.environ.get("ORCHESTRATOR_LOG_FORMAT") == "json",
+        file=Path(log_file) if log_file else None,
+    )
+    _logging_ready = True
 
 
 def _not_built(name: str) -> click.Command:

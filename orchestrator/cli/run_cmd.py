@@ -14,7 +14,7 @@ from orchestrator.cli.worker import run_cancellable
 from orchestrator.engine.report import RunReport, render_markdown, render_text
 from orchestrator.engine.service import RunService, RunSpec
 from orchestrator.errors import EXIT_INTERRUPTED, UsageError
-from orchestrator.events import Notice
+from orchestrator.events import Notice, Subscriber
 from orchestrator.workspace.git import Git
 
 
@@ -107,6 +107,12 @@ def push_branch(repo: Path, branch: str, remote: str) -> None:
     help="Write a Markdown summary (also appended to $GITHUB_STEP_SUMMARY).",
 )
 @click.option(
+    "--metrics-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Write the run's Prometheus metrics there (text format, e.g. for node_exporter's textfile collector).",
+)
+@click.option(
     "--push",
     "push_remote",
     default=None,
@@ -128,6 +134,7 @@ def run(
     report_file: Path | None,
     summary_file: Path | None,
     push_remote: str | None,
+    metrics_file: Path | None,
 ) -> None:
     """Run a workflow on TASK. Exit 0 only when the review approved and the gates passed."""
     cwd = Path.cwd()
@@ -150,10 +157,24 @@ def run(
             check_remote(repo or cwd, push_remote)
         record = service.create(spec)
         renderer = ConsoleRenderer(stream=sys.stderr)
+        subscribers: list[Subscriber] = [renderer.run_event]
+        registry = None
+        if metrics_file is not None:
+            from prometheus_client import CollectorRegistry
+
+            from orchestrator.metrics import metrics_subscriber
+
+            registry = CollectorRegistry()
+            subscribers.append(metrics_subscriber(registry))
         report, interrupted = run_cancellable(
-            lambda cancel: service.execute(record.id, subscribers=[renderer.run_event], cancel=cancel)
+            lambda cancel: service.execute(record.id, subscribers=subscribers, cancel=cancel)
         )
         publish_outputs(report, report_file=report_file, summary_file=summary_file)
+        if registry is not None and metrics_file is not None:
+            from prometheus_client import write_to_textfile
+
+            metrics_file.parent.mkdir(parents=True, exist_ok=True)
+            write_to_textfile(str(metrics_file), registry)
         if push_remote:
             push_branch(Path(record.repo), record.branch, push_remote)
             renderer.run_event(Notice(run_id=record.id, text=f"pushed {record.branch} to {push_remote}"))
