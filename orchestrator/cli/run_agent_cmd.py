@@ -6,6 +6,7 @@ import hashlib
 import os
 import sys
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 
 import click
@@ -20,11 +21,11 @@ from orchestrator.errors import EXIT_INTERRUPTED
 from orchestrator.workspace.paths import state_home
 
 
-def agent_run_dir(agent: str, cwd: Path) -> Path:
+def agent_run_dir(agent: str, cwd: Path, env: Mapping[str, str] = os.environ) -> Path:
     """A folder of this agent's own for this directory, outside it: settings, usage reports, TMPDIR.
     Stable across calls, so a `--resume` finds what the CLI kept there."""
     digest = hashlib.sha256(str(cwd).encode()).hexdigest()[:12]
-    return state_home(os.environ) / "agents" / agent / digest
+    return state_home(env) / "agents" / agent / digest
 
 
 @click.command("run-agent")

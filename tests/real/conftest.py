@@ -13,8 +13,10 @@ from typing import Any
 import pytest
 import yaml
 
+from orchestrator.adapters import get_adapter
 from orchestrator.adapters.base import cli_cache_bin_dir, install_hint, resolve_executable
 from orchestrator.adapters.pins import PINNED
+from orchestrator.cli.run_agent_cmd import agent_run_dir
 from orchestrator.proc import run_command
 from orchestrator.testing.model_server import ScriptedModelServer
 from orchestrator.testing.pointing import agent_config
@@ -28,8 +30,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.real)
 
 
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "transcripts"
+
+
 @dataclass
 class AgentRun:
+    agent: str
     data: dict[str, Any]
     exit_code: int
     duration_s: float
@@ -38,6 +44,56 @@ class AgentRun:
     stderr: str
     transcript: list[str]
     transcript_path: Path
+    tmp_path: Path
+    env: dict[str, str]
+    server_url: str
+
+    @property
+    def run_dir(self) -> Path:
+        """The agent's own folder for this working directory (settings, usage reports)."""
+        return agent_run_dir(self.agent, self.cwd.resolve(), self.env)
+
+    def events(self) -> list[Any]:
+        """The transcript through the adapter's parser, as the orchestrator saw it."""
+        adapter = get_adapter(self.agent)
+        return [event for line in self.transcript for event in adapter.parse_line(line)]
+
+    def report(self, name: str) -> None:
+        print(f"{name}: {self.duration_s:.2f} s, first CLI output after {self.data.get('first_output_s')} s")
+
+    def record(self, name: str, extra: dict[str, Path] | None = None) -> None:
+        """With ORCHESTRATOR_RECORD_TRANSCRIPTS=1, keep this real run's transcript (its stderr, and any
+        `extra` files `finish` reads, by suffix) under tests/fixtures/transcripts/<agent>/ for the pure
+        parser tests, with machine paths and ports made neutral."""
+        if os.environ.get("ORCHESTRATOR_RECORD_TRANSCRIPTS") != "1":
+            return
+        stderr = self.transcript_path.with_name(self.transcript_path.name + ".stderr")
+        files = {
+            ".jsonl": self.transcript_path,
+            ".stderr.txt": stderr,
+            **{f".{k}": v for k, v in (extra or {}).items()},
+        }
+        target_dir = FIXTURES / self.agent
+        target_dir.mkdir(parents=True, exist_ok=True)
+        for suffix, source in files.items():
+            text = self._neutral(source.read_text(encoding="utf-8")) if source.exists() else ""
+            target = target_dir / f"{name}{suffix}"
+            if text.strip():
+                target.write_text(text, encoding="utf-8")
+            elif target.exists() and suffix != ".jsonl":
+                target.unlink()
+
+    def _neutral(self, text: str) -> str:
+        for real, neutral in (
+            (str(self.cwd), "/home/dev/repo"),
+            (str(self.tmp_path / "home"), "/home/dev"),
+            (real_cache_home(), "/home/dev/.cache"),
+            (str(self.tmp_path), "/tmp/run"),
+            (self.server_url, "http://127.0.0.1:8000"),
+        ):
+            text = text.replace(real, neutral)
+        # Streamed tool-call deltas may split a path; the first half names only the test's folder.
+        return text.replace(str(self.tmp_path.parent), "/tmp")
 
 
 def real_cache_home() -> str:
@@ -140,7 +196,18 @@ def run_agent(tmp_path: Path):
             )
         lines = transcript.read_text(encoding="utf-8").splitlines() if transcript.exists() else []
         return AgentRun(
-            data, result.returncode, result.duration_s, cwd, result.stdout, result.stderr, lines, transcript
+            agent,
+            data,
+            result.returncode,
+            result.duration_s,
+            cwd,
+            result.stdout,
+            result.stderr,
+            lines,
+            transcript,
+            tmp_path,
+            env,
+            server.url,
         )
 
     return run

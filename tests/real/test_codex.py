@@ -7,58 +7,22 @@ Set ORCHESTRATOR_RECORD_TRANSCRIPTS=1 to refresh tests/fixtures/transcripts/code
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
 import pytest
 
-from orchestrator.adapters.codex import CodexAdapter
-from orchestrator.events import AgentEvent, ToolUse, Usage
+from orchestrator.events import ToolUse, Usage
 
 pytestmark = pytest.mark.real
 
 AGENT = "codex"
 API = "openai_responses"
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "transcripts" / "codex"
-
-
-def record(name: str, run, tmp_path: Path, server) -> None:
-    """Keep a real transcript (and its stderr, which carries the sandbox's refusals) as a parser
-    fixture, with machine paths and ports made neutral."""
-    if os.environ.get("ORCHESTRATOR_RECORD_TRANSCRIPTS") != "1":
-        return
-    FIXTURES.mkdir(parents=True, exist_ok=True)
-    stderr_path = run.transcript_path.with_name(run.transcript_path.name + ".stderr")
-    stderr = stderr_path.read_text(encoding="utf-8") if stderr_path.exists() else ""
-    for suffix, text in ((".jsonl", "\n".join(run.transcript) + "\n"), (".stderr.txt", stderr)):
-        for real, neutral in (
-            (str(run.cwd), "/home/dev/repo"),
-            (str(tmp_path / "home"), "/home/dev"),
-            (str(tmp_path), "/tmp/run"),
-            (server.url, "http://127.0.0.1:8000"),
-        ):
-            text = text.replace(real, neutral)
-        target = FIXTURES / f"{name}{suffix}"
-        if text.strip():
-            target.write_text(text, encoding="utf-8")
-        elif target.exists():
-            target.unlink()
-
-
-def events_of(run) -> list[AgentEvent]:
-    adapter = CodexAdapter()
-    return [event for line in run.transcript for event in adapter.parse_line(line)]
-
-
-def report(name: str, run) -> None:
-    print(f"{name}: {run.duration_s:.2f} s, first CLI output after {run.data.get('first_output_s')} s")
 
 
 def test_write_file(model_server, run_agent, tmp_path):
     server = model_server([{"write_file": {"path": "hello.txt", "content": "hi\n"}}, {"text": "done"}])
     run = run_agent(AGENT, "Create hello.txt saying hi.", server=server, timeout_s=60)
-    record("write_file", run, tmp_path, server)
-    report("write_file", run)
+    run.record("write_file")
+    run.report("write_file")
 
     assert run.data["status"] == "succeeded", run.data
     assert run.exit_code == 0
@@ -70,7 +34,7 @@ def test_write_file(model_server, run_agent, tmp_path):
     assert run.data["usage"]["input_tokens"] == 246
     assert run.data["usage"]["output_tokens"] == 14
     assert run.data["usage"]["cost_usd"] == pytest.approx((246 * 1.0 + 14 * 2.0) / 1e6)
-    events = events_of(run)
+    events = run.events()
     edits = [e for e in events if isinstance(e, ToolUse) and e.action == "file_edit"]
     assert [e.status for e in edits] == ["started", "succeeded"]
     assert edits[0].path == str(run.cwd / "hello.txt")
@@ -91,8 +55,8 @@ def test_follow_up_resumes_the_session(model_server, run_agent, tmp_path):
     session = first.data["session_id"]
 
     second = run_agent(AGENT, "Now summarise.", server=server, cwd=first.cwd, resume=session, timeout_s=60)
-    record("resume", second, tmp_path, server)
-    report("resume", second)
+    second.record("resume")
+    second.report("resume")
 
     assert second.data["status"] == "succeeded", second.data
     assert second.data["final_text"] == "second done"
@@ -111,12 +75,12 @@ def test_follow_up_resumes_the_session(model_server, run_agent, tmp_path):
 def test_shell_command_runs(model_server, run_agent, tmp_path):
     server = model_server([{"shell": "mkdir -p out && echo ran > out/shell.txt"}, {"text": "ran it"}])
     run = run_agent(AGENT, "Run the command.", server=server, timeout_s=60)
-    record("shell", run, tmp_path, server)
-    report("shell", run)
+    run.record("shell")
+    run.report("shell")
 
     assert run.data["status"] == "succeeded", run.data
     assert (run.cwd / "out" / "shell.txt").read_text() == "ran\n"
-    commands = [e for e in events_of(run) if isinstance(e, ToolUse) and e.action == "command_run"]
+    commands = [e for e in run.events() if isinstance(e, ToolUse) and e.action == "command_run"]
     assert "mkdir -p out && echo ran > out/shell.txt" in (commands[0].command or "")
     assert [e.status for e in commands] == ["started", "succeeded"]
 
@@ -126,8 +90,8 @@ def test_edit_file(model_server, run_agent, tmp_path):
         [{"edit_file": {"path": "README.md", "old": "sample", "new": "example"}}, {"text": "ok"}]
     )
     run = run_agent(AGENT, "Rename the title.", server=server, timeout_s=60)
-    record("edit_file", run, tmp_path, server)
-    report("edit_file", run)
+    run.record("edit_file")
+    run.report("edit_file")
 
     assert run.data["status"] == "succeeded", run.data
     assert (run.cwd / "README.md").read_text() == "# example\n"
@@ -137,8 +101,8 @@ def test_edit_file(model_server, run_agent, tmp_path):
 def test_read_only_refuses_edits(model_server, run_agent, tmp_path):
     server = model_server([{"write_file": {"path": "review.txt", "content": "nope\n"}}, {"text": "reviewed"}])
     run = run_agent(AGENT, "Review the code.", server=server, read_only=True, timeout_s=60)
-    record("read_only_refused", run, tmp_path, server)
-    report("read_only", run)
+    run.record("read_only_refused")
+    run.report("read_only")
 
     # Codex itself exits 0 and prints the refusal only on stderr.
     assert run.data["exit_code"] == 0
@@ -153,14 +117,14 @@ def test_read_only_refuses_edits(model_server, run_agent, tmp_path):
 def test_read_only_refuses_writing_commands(model_server, run_agent, tmp_path):
     server = model_server([{"shell": "echo x > written.txt"}, {"shell": "cat README.md"}, {"text": "looked"}])
     run = run_agent(AGENT, "Review the code.", server=server, read_only=True, timeout_s=60)
-    record("read_only_command_refused", run, tmp_path, server)
-    report("read_only_command", run)
+    run.record("read_only_command_refused")
+    run.report("read_only_command")
 
     assert run.data["error"]["kind"] == "refused", run.data
     assert "sandbox violation" in run.data["error"]["message"]
     assert not (run.cwd / "written.txt").exists()
     # Reading still works. (The refused command itself shows in the JSON only now and then.)
-    commands = [e for e in events_of(run) if isinstance(e, ToolUse) and e.status != "started"]
+    commands = [e for e in run.events() if isinstance(e, ToolUse) and e.status != "started"]
     assert [e.status for e in commands if "cat README.md" in (e.command or "")] == ["succeeded"]
 
 
@@ -169,8 +133,8 @@ def test_http_401_is_auth(model_server, run_agent, tmp_path):
         [{"error": {"status": 401, "message": "Incorrect API key provided"}, "times": "always"}]
     )
     run = run_agent(AGENT, "Do something.", server=server, timeout_s=60)
-    record("http_401", run, tmp_path, server)
-    report("http_401", run)
+    run.record("http_401")
+    run.report("http_401")
 
     assert run.data["status"] == "failed"
     assert run.data["error"]["kind"] == "auth", run.data
@@ -182,8 +146,8 @@ def test_http_429_is_rate_limit(model_server, run_agent, tmp_path):
         [{"error": {"status": 429, "message": "slow down", "retry_after": 1}, "times": "always"}]
     )
     run = run_agent(AGENT, "Do something.", server=server, timeout_s=60)
-    record("http_429", run, tmp_path, server)
-    report("http_429", run)
+    run.record("http_429")
+    run.report("http_429")
 
     assert run.data["status"] == "failed"
     assert run.data["error"]["kind"] == "rate_limit", run.data
@@ -193,8 +157,8 @@ def test_http_429_is_rate_limit(model_server, run_agent, tmp_path):
 def test_http_500_fails_within_the_limit(model_server, run_agent, tmp_path):
     server = model_server([{"error": {"status": 500, "message": "scripted outage"}, "times": "always"}])
     run = run_agent(AGENT, "Do something.", server=server, timeout_s=20)
-    record("http_500", run, tmp_path, server)
-    report("http_500", run)
+    run.record("http_500")
+    run.report("http_500")
 
     assert run.data["status"] == "failed"
     assert run.data["error"]["kind"] == "other", run.data
@@ -206,8 +170,8 @@ def test_http_500_fails_within_the_limit(model_server, run_agent, tmp_path):
 def test_hang_ends_as_idle(model_server, run_agent, tmp_path):
     server = model_server([{"hang": None}])
     run = run_agent(AGENT, "Do something.", server=server, timeout_s=20, idle_timeout_s=4)
-    record("hang_idle", run, tmp_path, server)
-    report("hang", run)
+    run.record("hang_idle")
+    run.report("hang")
 
     assert run.data["status"] == "failed"
     assert run.data["error"]["kind"] in {"idle", "timeout"}, run.data
@@ -223,8 +187,8 @@ def test_missing_key_is_auth(model_server, run_agent, tmp_path):
         timeout_s=30,
         extra_config={"agents": {AGENT: {"env": {"CODEX_API_KEY": ""}}}},
     )
-    record("missing_key", run, tmp_path, server)
-    report("missing_key", run)
+    run.record("missing_key")
+    run.report("missing_key")
 
     assert run.data["error"]["kind"] == "auth", run.data
     assert "CODEX_API_KEY" in run.data["error"]["message"]
@@ -256,8 +220,8 @@ def test_write_and_edit_in_other_tool_vocabularies(model_server, run_agent, tmp_
         timeout_s=60,
         extra_config={"agents": {AGENT: {"model": model}}},
     )
-    record(f"vocabulary_{model or 'default'}", run, tmp_path, server)
-    report(f"vocabulary {model or 'default'}", run)
+    run.record(f"vocabulary_{model or 'default'}")
+    run.report(f"vocabulary {model or 'default'}")
 
     assert run.data["status"] == "succeeded", run.data
     assert (run.cwd / "hello.txt").read_text() == "hi\nwhere\n"
@@ -269,8 +233,6 @@ def test_write_and_edit_in_other_tool_vocabularies(model_server, run_agent, tmp_
         if isinstance(item, dict) and item.get("type") == kind
     ]
     assert calls and calls[0]["name"] == name
-    actions = [
-        (e.action, e.status) for e in events_of(run) if isinstance(e, ToolUse) and e.status != "started"
-    ]
+    actions = [(e.action, e.status) for e in run.events() if isinstance(e, ToolUse) and e.status != "started"]
     assert actions == [("file_edit", "succeeded"), ("file_edit", "succeeded"), ("command_run", "succeeded")]
     assert run.data["usage"]["cost_usd"] is None  # no price for these models: unknown, not guessed

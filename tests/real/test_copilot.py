@@ -8,68 +8,28 @@ Set ORCHESTRATOR_RECORD_TRANSCRIPTS=1 to refresh tests/fixtures/transcripts/copi
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 
-from orchestrator.adapters.copilot import OTEL_FILE, USAGE_FILE, CopilotAdapter
-from orchestrator.cli.run_agent_cmd import agent_run_dir
+from orchestrator.adapters.copilot import OTEL_FILE, USAGE_FILE
 from orchestrator.events import ToolUse
 
 pytestmark = pytest.mark.real
 
 AGENT = "copilot"
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "transcripts" / "copilot"
 
 
-def _neutral(text: str, run, tmp_path: Path) -> str:
-    for real, neutral in (
-        (str(run.cwd), "/home/dev/repo"),
-        (str(tmp_path / "home"), "/home/dev"),
-        (os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache"), "/home/dev/.cache"),
-    ):
-        text = text.replace(real, neutral)
-    text = text.replace(str(tmp_path), "/tmp/run")
-    # Streamed tool-call deltas split a path in two; the first half names only the test's folder.
-    return text.replace(str(tmp_path.parent), "/tmp")
+def finish_files(run) -> dict[str, Path]:
+    """The files copilot's `finish` reads, recorded beside the transcript."""
+    return {"usage.json": run.run_dir / USAGE_FILE, "otel.jsonl": run.run_dir / OTEL_FILE}
 
 
-def record(name: str, run, tmp_path: Path, monkeypatch) -> None:
-    """Keep a real transcript (and the files `finish` reads) as parser fixtures, paths made neutral."""
-    if os.environ.get("ORCHESTRATOR_RECORD_TRANSCRIPTS") != "1":
-        return
-    FIXTURES.mkdir(parents=True, exist_ok=True)
-    (FIXTURES / f"{name}.jsonl").write_text(
-        _neutral("\n".join(run.transcript) + "\n", run, tmp_path), encoding="utf-8"
-    )
-    stderr = run.transcript_path.with_name(run.transcript_path.name + ".stderr")
-    if stderr.exists() and stderr.read_text(encoding="utf-8").strip():
-        text = _neutral(stderr.read_text(encoding="utf-8"), run, tmp_path)
-        (FIXTURES / f"{name}.stderr.txt").write_text(text, encoding="utf-8")
-    monkeypatch.setenv("ORCHESTRATOR_HOME", str(tmp_path / "orchestrator-state"))
-    run_dir = agent_run_dir(AGENT, run.cwd.resolve())
-    for source, suffix in ((USAGE_FILE, "usage.json"), (OTEL_FILE, "otel.jsonl")):
-        path = run_dir / source
-        if path.exists() and path.read_text(encoding="utf-8").strip():
-            text = _neutral(path.read_text(encoding="utf-8"), run, tmp_path)
-            (FIXTURES / f"{name}.{suffix}").write_text(text, encoding="utf-8")
-
-
-def events_of(run) -> list:
-    adapter = CopilotAdapter()
-    return [event for line in run.transcript for event in adapter.parse_line(line)]
-
-
-def report(name: str, run) -> None:
-    print(f"{name}: {run.duration_s:.2f} s, first CLI output after {run.data.get('first_output_s')} s")
-
-
-def test_write_file(model_server, run_agent, tmp_path, monkeypatch):
+def test_write_file(model_server, run_agent, tmp_path):
     server = model_server([{"write_file": {"path": "hello.txt", "content": "hi\n"}}, {"text": "done"}])
     run = run_agent(AGENT, "Create hello.txt saying hi.", server=server, timeout_s=60)
-    record("write_file", run, tmp_path, monkeypatch)
-    report("write_file", run)
+    run.record("write_file", finish_files(run))
+    run.report("write_file")
 
     assert run.data["status"] == "succeeded", run.data
     assert run.exit_code == 0
@@ -81,14 +41,14 @@ def test_write_file(model_server, run_agent, tmp_path, monkeypatch):
     assert run.data["usage"]["input_tokens"] == 246
     assert run.data["usage"]["output_tokens"] == 14
     assert run.data["usage"]["cost_usd"] == pytest.approx(246e-6 + 14 * 2e-6)
-    edits = [e for e in events_of(run) if isinstance(e, ToolUse) and e.action == "file_edit"]
+    edits = [e for e in run.events() if isinstance(e, ToolUse) and e.action == "file_edit"]
     assert [e.status for e in edits] == ["started", "succeeded"]
     assert edits[0].tool == "create"
     assert edits[0].path == str(run.cwd / "hello.txt")
     assert len(server.main_requests("openai_chat")) == 2
 
 
-def test_follow_up_resumes_the_session(model_server, run_agent, tmp_path, monkeypatch):
+def test_follow_up_resumes_the_session(model_server, run_agent, tmp_path):
     server = model_server(
         [
             {"write_file": {"path": "notes.txt", "content": "first\n"}},
@@ -101,8 +61,8 @@ def test_follow_up_resumes_the_session(model_server, run_agent, tmp_path, monkey
     session = first.data["session_id"]
 
     second = run_agent(AGENT, "Now summarise.", server=server, cwd=first.cwd, resume=session, timeout_s=60)
-    record("resume", second, tmp_path, monkeypatch)
-    report("resume", second)
+    second.record("resume", finish_files(second))
+    second.report("resume")
 
     assert second.data["status"] == "succeeded", second.data
     assert second.data["final_text"] == "second done"
@@ -117,24 +77,24 @@ def test_follow_up_resumes_the_session(model_server, run_agent, tmp_path, monkey
     assert "Now summarise." in history
 
 
-def test_shell_command_runs(model_server, run_agent, tmp_path, monkeypatch):
+def test_shell_command_runs(model_server, run_agent, tmp_path):
     server = model_server([{"shell": "mkdir -p out && echo ran > out/shell.txt"}, {"text": "ran it"}])
     run = run_agent(AGENT, "Run the command.", server=server, timeout_s=60)
-    record("shell", run, tmp_path, monkeypatch)
-    report("shell", run)
+    run.record("shell", finish_files(run))
+    run.report("shell")
 
     assert run.data["status"] == "succeeded", run.data
     assert (run.cwd / "out" / "shell.txt").read_text() == "ran\n"
-    commands = [e for e in events_of(run) if isinstance(e, ToolUse) and e.action == "command_run"]
+    commands = [e for e in run.events() if isinstance(e, ToolUse) and e.action == "command_run"]
     assert commands[0].command == "mkdir -p out && echo ran > out/shell.txt"
     assert [e.status for e in commands] == ["started", "succeeded"]
 
 
-def test_read_only_refuses_edits(model_server, run_agent, tmp_path, monkeypatch):
+def test_read_only_refuses_edits(model_server, run_agent, tmp_path):
     server = model_server([{"write_file": {"path": "review.txt", "content": "nope\n"}}, {"text": "reviewed"}])
     run = run_agent(AGENT, "Review the code.", server=server, read_only=True, timeout_s=60)
-    record("read_only_refused", run, tmp_path, monkeypatch)
-    report("read_only", run)
+    run.record("read_only_refused", finish_files(run))
+    run.report("read_only")
 
     assert run.data["status"] == "failed"
     assert run.data["error"]["kind"] == "refused", run.data
@@ -146,30 +106,28 @@ def test_read_only_refuses_edits(model_server, run_agent, tmp_path, monkeypatch)
     assert json.loads(run.transcript[-1])["exitCode"] == 0
 
 
-def test_read_only_allows_reading_commands_and_refuses_writing_ones(
-    model_server, run_agent, tmp_path, monkeypatch
-):
+def test_read_only_allows_reading_commands_and_refuses_writing_ones(model_server, run_agent, tmp_path):
     server = model_server(
         [{"shell": "git status --short"}, {"shell": "echo x > written.txt"}, {"text": "reviewed"}]
     )
     run = run_agent(AGENT, "Review the code.", server=server, read_only=True, timeout_s=60)
-    record("read_only_command_refused", run, tmp_path, monkeypatch)
-    report("read_only_commands", run)
+    run.record("read_only_command_refused", finish_files(run))
+    run.report("read_only_commands")
 
-    commands = [e for e in events_of(run) if isinstance(e, ToolUse) and e.action == "command_run"]
+    commands = [e for e in run.events() if isinstance(e, ToolUse) and e.action == "command_run"]
     assert [e.status for e in commands] == ["started", "succeeded", "started", "refused"]
     assert not (run.cwd / "written.txt").exists()
     assert run.data["error"]["kind"] == "refused", run.data
     assert "echo x > written.txt" in run.data["error"]["message"]
 
 
-def test_http_401_is_auth(model_server, run_agent, tmp_path, monkeypatch):
+def test_http_401_is_auth(model_server, run_agent, tmp_path):
     server = model_server(
         [{"error": {"status": 401, "message": "Incorrect API key provided"}, "times": "always"}]
     )
     run = run_agent(AGENT, "Do something.", server=server, timeout_s=60)
-    record("http_401", run, tmp_path, monkeypatch)
-    report("http_401", run)
+    run.record("http_401", finish_files(run))
+    run.report("http_401")
 
     assert run.data["status"] == "failed"
     assert run.data["error"]["kind"] == "auth", run.data
@@ -177,13 +135,13 @@ def test_http_401_is_auth(model_server, run_agent, tmp_path, monkeypatch):
     assert run.duration_s < 15
 
 
-def test_http_429_is_rate_limit(model_server, run_agent, tmp_path, monkeypatch):
+def test_http_429_is_rate_limit(model_server, run_agent, tmp_path):
     server = model_server(
         [{"error": {"status": 429, "message": "Rate limit reached", "retry_after": 1}, "times": "always"}]
     )
     run = run_agent(AGENT, "Do something.", server=server, timeout_s=60)
-    record("http_429", run, tmp_path, monkeypatch)
-    report("http_429", run)
+    run.record("http_429", finish_files(run))
+    run.report("http_429")
 
     assert run.data["status"] == "failed"
     assert run.data["error"]["kind"] == "rate_limit", run.data
@@ -192,12 +150,12 @@ def test_http_429_is_rate_limit(model_server, run_agent, tmp_path, monkeypatch):
     assert len(server.main_requests("openai_chat")) == 6
 
 
-def test_http_500_fails_within_the_limit(model_server, run_agent, tmp_path, monkeypatch):
+def test_http_500_fails_within_the_limit(model_server, run_agent, tmp_path):
     server = model_server([{"error": {"status": 500, "message": "scripted outage"}, "times": "always"}])
     limit = 25
     run = run_agent(AGENT, "Do something.", server=server, timeout_s=limit)
-    record("http_500", run, tmp_path, monkeypatch)
-    report("http_500", run)
+    run.record("http_500", finish_files(run))
+    run.report("http_500")
 
     assert run.data["status"] == "failed"
     # Copilot retries a 500 five times with backoff (about 17 s; no setting shortens it), then gives up;
@@ -208,26 +166,26 @@ def test_http_500_fails_within_the_limit(model_server, run_agent, tmp_path, monk
     assert run.duration_s < limit + 5
 
 
-def test_hang_ends_as_idle(model_server, run_agent, tmp_path, monkeypatch):
+def test_hang_ends_as_idle(model_server, run_agent, tmp_path):
     server = model_server([{"hang": None}])
     run = run_agent(AGENT, "Do something.", server=server, timeout_s=20, idle_timeout_s=4)
-    record("hang_idle", run, tmp_path, monkeypatch)
-    report("hang", run)
+    run.record("hang_idle", finish_files(run))
+    run.report("hang")
 
     assert run.data["status"] == "failed"
     assert run.data["error"]["kind"] in {"idle", "timeout"}, run.data
     assert run.duration_s < 4 + 5
 
 
-def test_missing_login_is_auth(model_server, run_agent, tmp_path, monkeypatch):
+def test_missing_login_is_auth(model_server, run_agent, tmp_path):
     server = model_server([{"text": "never asked"}])
     # No model provider and no GitHub token or login in the fresh HOME.
     no_provider = {"env": {"COPILOT_PROVIDER_BASE_URL": "", "COPILOT_OFFLINE": "false"}}
     run = run_agent(
         AGENT, "Do something.", server=server, timeout_s=30, extra_config={"agents": {AGENT: no_provider}}
     )
-    record("not_logged_in", run, tmp_path, monkeypatch)
-    report("not_logged_in", run)
+    run.record("not_logged_in", finish_files(run))
+    run.report("not_logged_in")
 
     assert run.data["status"] == "failed"
     assert run.data["error"]["kind"] == "auth", run.data

@@ -7,46 +7,21 @@ Set ORCHESTRATOR_RECORD_TRANSCRIPTS=1 to refresh tests/fixtures/transcripts/gemi
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
 import pytest
 
-from orchestrator.adapters.gemini import GeminiAdapter
 from orchestrator.events import ToolUse
 
 pytestmark = pytest.mark.real
 
 AGENT = "gemini"
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "transcripts" / "gemini"
-
-
-def record(name: str, run, tmp_path: Path) -> None:
-    """Keep a real transcript as a parser fixture, with machine paths made neutral."""
-    if os.environ.get("ORCHESTRATOR_RECORD_TRANSCRIPTS") != "1":
-        return
-    text = "\n".join(run.transcript) + "\n"
-    for real, neutral in ((str(run.cwd), "/home/dev/repo"), (str(tmp_path / "home"), "/home/dev")):
-        text = text.replace(real, neutral)
-    text = text.replace(str(tmp_path), "/tmp/run")
-    FIXTURES.mkdir(parents=True, exist_ok=True)
-    (FIXTURES / f"{name}.jsonl").write_text(text, encoding="utf-8")
-
-
-def events_of(run) -> list:
-    adapter = GeminiAdapter()
-    return [event for line in run.transcript for event in adapter.parse_line(line)]
-
-
-def report(name: str, run) -> None:
-    print(f"{name}: {run.duration_s:.2f} s, first CLI output after {run.data.get('first_output_s')} s")
 
 
 def test_write_file(model_server, run_agent, tmp_path):
     server = model_server([{"write_file": {"path": "hello.txt", "content": "hi\n"}}, {"text": "done"}])
     run = run_agent(AGENT, "Create hello.txt saying hi.", server=server, timeout_s=60)
-    record("write_file", run, tmp_path)
-    report("write_file", run)
+    run.record("write_file")
+    run.report("write_file")
 
     assert run.data["status"] == "succeeded", run.data
     assert run.exit_code == 0
@@ -58,7 +33,7 @@ def test_write_file(model_server, run_agent, tmp_path):
     assert run.data["usage"]["input_tokens"] == 246
     assert run.data["usage"]["output_tokens"] == 14
     assert run.data["usage"]["cost_usd"] == pytest.approx((246 * 1.0 + 14 * 2.0) / 1e6)
-    edits = [e for e in events_of(run) if isinstance(e, ToolUse) and e.action == "file_edit"]
+    edits = [e for e in run.events() if isinstance(e, ToolUse) and e.action == "file_edit"]
     assert [(e.tool, e.status) for e in edits] == [("write_file", "started"), ("write_file", "succeeded")]
     assert [e.path for e in edits] == ["hello.txt", "hello.txt"]
     # The CLI's own write_file tool, called with its own argument names, on the streaming endpoint.
@@ -74,13 +49,13 @@ def test_edit_file(model_server, run_agent, tmp_path):
         [{"edit_file": {"path": "README.md", "old": "# sample", "new": "# edited"}}, {"text": "edited"}]
     )
     run = run_agent(AGENT, "Retitle the README.", server=server, timeout_s=60)
-    record("edit_file", run, tmp_path)
-    report("edit_file", run)
+    run.record("edit_file")
+    run.report("edit_file")
 
     assert run.data["status"] == "succeeded", run.data
     assert (run.cwd / "README.md").read_text() == "# edited\n"
     assert run.data["files_changed"] == ["README.md"]
-    edits = [e for e in events_of(run) if isinstance(e, ToolUse) and e.tool == "replace"]
+    edits = [e for e in run.events() if isinstance(e, ToolUse) and e.tool == "replace"]
     assert [e.status for e in edits] == ["started", "succeeded"]
 
 
@@ -97,8 +72,8 @@ def test_follow_up_resumes_the_session(model_server, run_agent, tmp_path):
     session = first.data["session_id"]
 
     second = run_agent(AGENT, "Now summarise.", server=server, cwd=first.cwd, resume=session, timeout_s=60)
-    record("resume", second, tmp_path)
-    report("resume", second)
+    second.record("resume")
+    second.report("resume")
 
     assert second.data["status"] == "succeeded", second.data
     assert second.data["final_text"] == "second done"
@@ -114,12 +89,12 @@ def test_follow_up_resumes_the_session(model_server, run_agent, tmp_path):
 def test_shell_command_runs(model_server, run_agent, tmp_path):
     server = model_server([{"shell": "mkdir -p out && echo ran > out/shell.txt"}, {"text": "ran it"}])
     run = run_agent(AGENT, "Run the command.", server=server, timeout_s=60)
-    record("shell", run, tmp_path)
-    report("shell", run)
+    run.record("shell")
+    run.report("shell")
 
     assert run.data["status"] == "succeeded", run.data
     assert (run.cwd / "out" / "shell.txt").read_text() == "ran\n"
-    commands = [e for e in events_of(run) if isinstance(e, ToolUse) and e.action == "command_run"]
+    commands = [e for e in run.events() if isinstance(e, ToolUse) and e.action == "command_run"]
     assert commands[0].command == "mkdir -p out && echo ran > out/shell.txt"
     assert [e.status for e in commands] == ["started", "succeeded"]
 
@@ -127,8 +102,8 @@ def test_shell_command_runs(model_server, run_agent, tmp_path):
 def test_read_only_refuses_edits(model_server, run_agent, tmp_path):
     server = model_server([{"write_file": {"path": "review.txt", "content": "nope\n"}}, {"text": "reviewed"}])
     run = run_agent(AGENT, "Review the code.", server=server, read_only=True, timeout_s=60)
-    record("read_only_refused", run, tmp_path)
-    report("read_only", run)
+    run.record("read_only_refused")
+    run.report("read_only")
 
     assert run.data["status"] == "failed"
     assert run.data["error"]["kind"] == "refused", run.data
@@ -145,8 +120,8 @@ def test_read_only_refuses_edits(model_server, run_agent, tmp_path):
 def test_http_401_is_auth(model_server, run_agent, tmp_path):
     server = model_server([{"error": {"status": 401, "message": "API key not valid"}, "times": "always"}])
     run = run_agent(AGENT, "Do something.", server=server, timeout_s=60)
-    record("http_401", run, tmp_path)
-    report("http_401", run)
+    run.record("http_401")
+    run.report("http_401")
 
     assert run.data["status"] == "failed"
     assert run.data["error"]["kind"] == "auth", run.data
@@ -159,8 +134,8 @@ def test_http_429_is_rate_limit(model_server, run_agent, tmp_path):
         [{"error": {"status": 429, "message": "slow down", "retry_after": 1}, "times": "always"}]
     )
     run = run_agent(AGENT, "Do something.", server=server, timeout_s=60)
-    record("http_429", run, tmp_path)
-    report("http_429", run)
+    run.record("http_429")
+    run.report("http_429")
 
     assert run.data["status"] == "failed"
     assert run.data["error"]["kind"] == "rate_limit", run.data
@@ -170,8 +145,8 @@ def test_http_429_is_rate_limit(model_server, run_agent, tmp_path):
 def test_http_500_fails_within_the_limit(model_server, run_agent, tmp_path):
     server = model_server([{"error": {"status": 500, "message": "scripted outage"}, "times": "always"}])
     run = run_agent(AGENT, "Do something.", server=server, timeout_s=20)
-    record("http_500", run, tmp_path)
-    report("http_500", run)
+    run.record("http_500")
+    run.report("http_500")
 
     assert run.data["status"] == "failed"
     assert run.data["error"]["kind"] == "other", run.data
@@ -186,8 +161,8 @@ def test_hang_ends_as_idle(model_server, run_agent, tmp_path):
     # The idle limit must outlast the CLI's start (2-5 s on a busy machine) for the hang to be the
     # model request's, not the start's.
     run = run_agent(AGENT, "Do something.", server=server, timeout_s=20, idle_timeout_s=7)
-    record("hang_idle", run, tmp_path)
-    report("hang", run)
+    run.record("hang_idle")
+    run.report("hang")
 
     assert run.data["status"] == "failed"
     assert run.data["error"]["kind"] in {"idle", "timeout"}, run.data
