@@ -318,26 +318,16 @@ class RunEngine:
                 self.state.verdict_head = None  # the verdict no longer describes the tree
 
         if self.cancel.is_set():
-            self.store.finish_step(
-                self.run_id,
+            self._end_step(
                 step_id,
-                status="cancelled",
-                usage=usage,
+                agent,
+                "cancelled",
                 commit=commit,
-                files_changed=files,
+                files=files,
+                usage=usage,
                 error_kind="other",
                 error_message="cancelled",
                 detail=detail,
-            )
-            self.bus.publish(
-                StepFinished(
-                    run_id=self.run_id,
-                    step_id=step_id,
-                    agent=agent,
-                    status="cancelled",
-                    commit=commit,
-                    files_changed=files,
-                )
             )
             raise Cancelled
         status: StepStatus = (
@@ -345,29 +335,17 @@ class RunEngine:
             if result.success
             else ("refused" if result.summary.error_kind == "refused" else "failed")
         )
-        error = None if result.success else f"{result.summary.error_kind}: {result.summary.error_message}"
-        self.store.finish_step(
-            self.run_id,
+        self._end_step(
             step_id,
-            status=status,
+            agent,
+            status,
             commit=commit,
-            files_changed=files,
+            files=files,
             usage=usage,
             error_kind=None if result.success else result.summary.error_kind,
             error_message=None if result.success else result.summary.error_message,
             session_id=result.summary.session_id,
             detail=detail,
-        )
-        self.bus.publish(
-            StepFinished(
-                run_id=self.run_id,
-                step_id=step_id,
-                agent=agent,
-                status=status,
-                commit=commit,
-                files_changed=files,
-                error=error,
-            )
         )
         self.state.steps_run += 1
         if not result.success and not step.optional:
@@ -483,29 +461,65 @@ class RunEngine:
             self.run_id, step_id, iteration=iteration, index=index, agent=step.agent, task=step.task
         )
         status: StepStatus = "skipped" if step.optional else "failed"
-        self.store.finish_step(
-            self.run_id,
+        self._end_step(
             step_id,
-            status=status,
+            step.agent,
+            status,
             error_kind="not_installed",
             error_message=message,
             detail={"notes": notes},
         )
-        self.bus.publish(
-            StepFinished(run_id=self.run_id, step_id=step_id, agent=step.agent, status=status, error=message)
-        )
         if not step.optional:
             self.state.failed_step = f"{step_id} ({step.agent}): {reason}"
+
+    def _end_step(
+        self,
+        step_id: str,
+        agent: str,
+        status: StepStatus,
+        *,
+        commit: str | None = None,
+        files: list[str] | None = None,
+        usage: TokenUsage | None = None,
+        error_kind: str | None = None,
+        error_message: str | None = None,
+        session_id: str | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        """Record how a step ended, and tell the bus."""
+        self.store.finish_step(
+            self.run_id,
+            step_id,
+            status=status,
+            commit=commit,
+            files_changed=files or [],
+            usage=usage,
+            error_kind=error_kind,
+            error_message=error_message,
+            session_id=session_id,
+            detail=detail,
+        )
+        error = (
+            f"{error_kind}: {error_message}" if error_message and error_kind not in (None, "gate") else None
+        )
+        self.bus.publish(
+            StepFinished(
+                run_id=self.run_id,
+                step_id=step_id,
+                agent=agent,
+                status=status,
+                commit=commit,
+                files_changed=files or [],
+                error=error,
+            )
+        )
 
     def _record_skip(self, iteration: int, index: int, step: Step, why: str) -> None:
         step_id = step_id_for(iteration, index, step)
         self.store.start_step(
             self.run_id, step_id, iteration=iteration, index=index, agent=step.agent, task=step.task
         )
-        self.store.finish_step(self.run_id, step_id, status="skipped", detail={"notes": [why]})
-        self.bus.publish(
-            StepFinished(run_id=self.run_id, step_id=step_id, agent=step.agent, status="skipped")
-        )
+        self._end_step(step_id, step.agent, "skipped", detail={"notes": [why]})
 
     def _diff_at(self, head: str) -> DiffText:
         """The run's diff for prompts, once per head: a review and the refine after it see one tree."""
@@ -553,14 +567,11 @@ class RunEngine:
         argv = resolve_gate_argv(gate, self.ws.worktree)
         if argv is None:
             self.state.gates[index] = _GateResult(passed=None, head=head)
-            self.store.finish_step(
-                self.run_id,
+            self._end_step(
                 step_id,
-                status="skipped",
+                "gate",
+                "skipped",
                 detail={"notes": ["no test suite found for `run: auto`"], "gate": {"command": gate.label}},
-            )
-            self.bus.publish(
-                StepFinished(run_id=self.run_id, step_id=step_id, agent="gate", status="skipped")
             )
             return
         command = " ".join(argv)
@@ -601,10 +612,10 @@ class RunEngine:
                 output_tail=output,
             )
         )
-        self.store.finish_step(
-            self.run_id,
+        self._end_step(
             step_id,
-            status="succeeded" if passed else "failed",
+            "gate",
+            "succeeded" if passed else "failed",
             error_kind=None if passed else "gate",
             error_message=None if passed else f"`{command}` failed (exit {exit_code})",
             detail={
@@ -617,11 +628,6 @@ class RunEngine:
                 },
                 "notes": gate_notes,
             },
-        )
-        self.bus.publish(
-            StepFinished(
-                run_id=self.run_id, step_id=step_id, agent="gate", status="succeeded" if passed else "failed"
-            )
         )
         self.state.steps_run += 1
 
