@@ -7,21 +7,19 @@ from pathlib import Path
 
 import click
 
-from orchestrator.adapters import REAL_AGENTS, get_adapter
+from orchestrator.adapters import REAL_AGENTS
 from orchestrator.adapters.base import Availability
 from orchestrator.cli.common import config_option, print_json, settings_for
-from orchestrator.config import LoadedSettings, agent_child_vars
-from orchestrator.proc import child_env
+from orchestrator.config import LoadedSettings
+from orchestrator.engine.readiness import AgentReadiness
 
 
 def check_agents(loaded: LoadedSettings, agents: tuple[str, ...] = REAL_AGENTS) -> list[Availability]:
     """Availability of each agent, judged with the environment its child would really get."""
+    readiness = AgentReadiness(loaded.settings, os.environ)
     found: list[Availability] = []
     for name in agents:
-        adapter = get_adapter(name)
-        config = loaded.settings.agent(name)
-        env = child_env(os.environ, agent_child_vars(name, config, adapter.credential_vars, os.environ))
-        availability = adapter.availability(env, config.command)
+        availability = readiness.of(name)
         missing = loaded.unresolved.get(name)
         if missing and not availability.auth_configured:
             note = f"; agents.{name}.env refers to {', '.join('$' + m for m in missing)}, which is not set"

@@ -29,6 +29,7 @@ from orchestrator.engine.prompts import (
     render_review_retry,
     render_step,
 )
+from orchestrator.engine.readiness import AgentReadiness, unready_kind
 from orchestrator.engine.report import RunReport, build_report
 from orchestrator.engine.review import (
     Finding,
@@ -114,6 +115,7 @@ class RunEngine:
         run_id: str,
         bus: EventBus,
         cancel: threading.Event | None = None,
+        readiness: AgentReadiness | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
@@ -128,7 +130,7 @@ class RunEngine:
         self.paths = run_paths(state_home, run_id)
         self.started = time.monotonic()
         self.state = _State()
-        self._availability: dict[str, Availability] = {}
+        self.readiness = readiness or AgentReadiness(settings, env)
         self._guard: dict[str, str] | None = None
         self._head_cache: str | None = None
         self._diff_cache: tuple[tuple[str, str], DiffText] | None = None
@@ -431,32 +433,32 @@ class RunEngine:
         self.state.findings = list(verdict.findings)
 
     def _pick_agent(self, wanted: str, notes: list[str]) -> str | None:
-        order = [wanted, *[a for a in self.settings.fallback_order if a != wanted]]
-        for agent in order:
-            if agent in self.state.unavailable:
-                continue
-            availability = self._availability_of(agent)
-            if availability.ready:
-                if agent != wanted:
-                    note = f"{wanted} is not ready ({self._availability_of(wanted).reason}); {agent} takes the step"
-                    if note not in notes:
-                        notes.append(note)
-                        self.bus.publish(Notice(run_id=self.run_id, level="warning", text=note))
-                return agent
-        return None
+        agent = self.readiness.pick(wanted, exclude=sorted(self.state.unavailable))
+        if agent is not None and agent != wanted:
+            why = (
+                "it failed earlier in this run"
+                if wanted in self.state.unavailable
+                else self._availability_of(wanted).reason
+            )
+            note = f"{wanted} is not ready ({why}); {agent} takes the step"
+            if note not in notes:
+                notes.append(note)
+                self.bus.publish(Notice(run_id=self.run_id, level="warning", text=note))
+        return agent
 
     def _availability_of(self, agent: str) -> Availability:
-        if agent not in self._availability:
-            adapter = get_adapter(agent)
-            config = self.settings.agent(agent)
-            env = child_env(self.env, agent_child_vars(agent, config, adapter.credential_vars, self.env))
-            self._availability[agent] = adapter.availability(env, config.command)
-        return self._availability[agent]
+        return self.readiness.of(agent)
 
     def _agent_unavailable(self, iteration: int, index: int, step: Step, notes: list[str]) -> None:
         step_id = step_id_for(iteration, index, step)
-        reason = self._availability_of(step.agent).reason
-        message = f"no agent could take the step: {step.agent} is not ready ({reason}) and no fallback is"
+        availability = self._availability_of(step.agent)
+        others = [a for a in self.readiness.candidates(step.agent) if a != step.agent]
+        message = (
+            f"no agent could take the step: {step.agent} is not ready ({availability.reason})"
+            + (f" and neither is {', '.join(others)}" if others else "")
+            + "; `orchestrator agents` says what each needs"
+        )
+        reason = availability.reason
         self.store.start_step(
             self.run_id, step_id, iteration=iteration, index=index, agent=step.agent, task=step.task
         )
@@ -465,7 +467,7 @@ class RunEngine:
             step_id,
             step.agent,
             status,
-            error_kind="not_installed",
+            error_kind=unready_kind(availability),
             error_message=message,
             detail={"notes": notes},
         )

@@ -12,9 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orchestrator.config import Settings
+from orchestrator.engine.readiness import AgentReadiness
 from orchestrator.engine.report import RunReport
 from orchestrator.engine.runner import RunEngine
 from orchestrator.engine.workflow import apply_agent_overrides, load_workflow
+from orchestrator.errors import UsageError
 from orchestrator.events import EventBus, RunEvent, RunStarted
 from orchestrator.store import RunOptions, RunRecord, Store
 from orchestrator.workspace.paths import default_workspace_dir, new_run_id, state_home
@@ -41,6 +43,7 @@ class RunService:
         self.env = env
         self.state_home = state_home(env)
         self.store = store or Store(self.state_home / "state.db")
+        self.readiness = AgentReadiness(settings, env)
         # Runs whose orchestrator died (killed, crashed) show as interrupted from now on.
         self.store.mark_interrupted_if_owner_dead()
 
@@ -55,6 +58,13 @@ class RunService:
         )
         loaded = load_workflow(spec.workflow or self.settings.workflow, repo=repo)
         workflow = apply_agent_overrides(loaded.workflow, spec.agent_overrides)
+        # Before anything is created: a run whose required steps no agent can take would only fail.
+        blocked = self.readiness.blocked_steps(workflow)
+        if blocked:
+            raise UsageError(
+                "no agent is ready for these steps:\n  - " + "\n  - ".join(blocked),
+                hint="`orchestrator agents` shows what each CLI needs; or change fallback_order or --agent TASK=AGENT",
+            )
         ws = RunWorkspace.create(
             repo,
             run_id,
@@ -105,6 +115,7 @@ class RunService:
             run_id=run_id,
             bus=bus,
             cancel=cancel,
+            readiness=self.readiness,
         )
         if resume:
             # The interrupted step starts again from the last commit; partial edits are kept aside.

@@ -444,3 +444,24 @@ def test_what_a_gate_leaves_behind_never_reaches_a_commit(harness):
     ws = h.service.workspace(record.id)
     assert "gate-output.log" not in ws.changed_files()
     assert any("gate-output.log" in note and "removed" in note for note in report.notes)
+
+
+def test_a_run_no_agent_can_start_is_refused_before_anything_is_created(harness):
+    from orchestrator.errors import UsageError
+
+    h = harness(
+        [{"text": "x"}],
+        [{"agent": "claude", "task": "implement"}, {"agent": "fake", "task": "review"}],
+        settings_extra={
+            "agents": {"claude": {"command": "/nonexistent/claude"}},
+            "fallback_order": ["codex"],
+        },
+    )
+    before = snapshot_checkout(h.repo)
+    with pytest.raises(UsageError) as info:
+        h.run()
+    assert info.value.exit_code == 2
+    assert "implement (claude): claude is not installed" in str(info.value)
+    assert "orchestrator agents" in (info.value.hint or "")
+    assert snapshot_checkout(h.repo) == before
+    assert "orchestrator/" not in run_command(["git", "branch", "--list"], h.repo).stdout
