@@ -216,3 +216,34 @@ def run_agent(tmp_path: Path):
 @pytest.fixture
 def cli_bin_dir() -> Path:
     return cli_cache_bin_dir(os.environ)
+
+
+@pytest.fixture
+def expect_failure(run_agent, model_server):
+    """The shape every error case shares: a scenario that fails, one run-agent step, its transcript kept,
+    and a failed step of the expected kind within a time bound. Returns (run, server) for the
+    CLI's own further checks (retries, messages)."""
+
+    def check(
+        agent: str,
+        name: str,
+        turns: list[Any],
+        *,
+        kind: str | set[str],
+        within_s: float | None = None,
+        timeout_s: float = 60,
+        idle_timeout_s: float | None = None,
+        prompt: str = "Do something.",
+        record_files: Any = None,
+    ) -> tuple[AgentRun, ScriptedModelServer]:
+        server = model_server(turns)
+        run = run_agent(agent, prompt, server=server, timeout_s=timeout_s, idle_timeout_s=idle_timeout_s)
+        run.record(name, record_files(run) if record_files else None)
+        run.report(name)
+        assert run.data["status"] == "failed", run.data
+        assert run.data["error"]["kind"] in ({kind} if isinstance(kind, str) else kind), run.data
+        if within_s is not None:
+            assert run.duration_s < within_s
+        return run, server
+
+    return check

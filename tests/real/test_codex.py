@@ -128,54 +128,51 @@ def test_read_only_refuses_writing_commands(model_server, run_agent, tmp_path):
     assert [e.status for e in commands if "cat README.md" in (e.command or "")] == ["succeeded"]
 
 
-def test_http_401_is_auth(model_server, run_agent, tmp_path):
-    server = model_server(
-        [{"error": {"status": 401, "message": "Incorrect API key provided"}, "times": "always"}]
+def test_http_401_is_auth(expect_failure):
+    run, server = expect_failure(
+        AGENT,
+        "http_401",
+        [{"error": {"status": 401, "message": "Incorrect API key provided"}, "times": "always"}],
+        kind="auth",
+        within_s=15,
+        timeout_s=60,
     )
-    run = run_agent(AGENT, "Do something.", server=server, timeout_s=60)
-    run.record("http_401")
-    run.report("http_401")
-
-    assert run.data["status"] == "failed"
-    assert run.data["error"]["kind"] == "auth", run.data
-    assert run.duration_s < 15
 
 
-def test_http_429_is_rate_limit(model_server, run_agent, tmp_path):
-    server = model_server(
-        [{"error": {"status": 429, "message": "slow down", "retry_after": 1}, "times": "always"}]
+def test_http_429_is_rate_limit(expect_failure):
+    run, server = expect_failure(
+        AGENT,
+        "http_429",
+        [{"error": {"status": 429, "message": "slow down", "retry_after": 1}, "times": "always"}],
+        kind="rate_limit",
+        within_s=15,
+        timeout_s=60,
     )
-    run = run_agent(AGENT, "Do something.", server=server, timeout_s=60)
-    run.record("http_429")
-    run.report("http_429")
-
-    assert run.data["status"] == "failed"
-    assert run.data["error"]["kind"] == "rate_limit", run.data
-    assert run.duration_s < 15
 
 
-def test_http_500_fails_within_the_limit(model_server, run_agent, tmp_path):
-    server = model_server([{"error": {"status": 500, "message": "scripted outage"}, "times": "always"}])
-    run = run_agent(AGENT, "Do something.", server=server, timeout_s=20)
-    run.record("http_500")
-    run.report("http_500")
-
-    assert run.data["status"] == "failed"
-    assert run.data["error"]["kind"] == "other", run.data
-    assert run.duration_s < 20
+def test_http_500_fails_within_the_limit(expect_failure):
+    run, server = expect_failure(
+        AGENT,
+        "http_500",
+        [{"error": {"status": 500, "message": "scripted outage"}, "times": "always"}],
+        kind="other",
+        within_s=20,
+        timeout_s=20,
+    )
     # request_max_retries=1 and stream_max_retries=1 from the testing config: 2 x 2 requests, then it gives up.
     assert len(server.main_requests(API)) == 4
 
 
-def test_hang_ends_as_idle(model_server, run_agent, tmp_path):
-    server = model_server([{"hang": None}])
-    run = run_agent(AGENT, "Do something.", server=server, timeout_s=20, idle_timeout_s=4)
-    run.record("hang_idle")
-    run.report("hang")
-
-    assert run.data["status"] == "failed"
-    assert run.data["error"]["kind"] in {"idle", "timeout"}, run.data
-    assert run.duration_s < 4 + 5
+def test_hang_ends_as_idle(expect_failure):
+    run, server = expect_failure(
+        AGENT,
+        "hang_idle",
+        [{"hang": None}],
+        kind={"idle", "timeout"},
+        within_s=4 + 5,
+        timeout_s=20,
+        idle_timeout_s=4,
+    )
 
 
 def test_missing_key_is_auth(model_server, run_agent, tmp_path):

@@ -121,31 +121,29 @@ def test_read_only_allows_reading_commands_and_refuses_writing_ones(model_server
     assert "echo x > written.txt" in run.data["error"]["message"]
 
 
-def test_http_401_is_auth(model_server, run_agent, tmp_path):
-    server = model_server(
-        [{"error": {"status": 401, "message": "Incorrect API key provided"}, "times": "always"}]
+def test_http_401_is_auth(expect_failure):
+    run, server = expect_failure(
+        AGENT,
+        "http_401",
+        [{"error": {"status": 401, "message": "Incorrect API key provided"}, "times": "always"}],
+        kind="auth",
+        timeout_s=60,
+        record_files=finish_files,
     )
-    run = run_agent(AGENT, "Do something.", server=server, timeout_s=60)
-    run.record("http_401", finish_files(run))
-    run.report("http_401")
-
-    assert run.data["status"] == "failed"
-    assert run.data["error"]["kind"] == "auth", run.data
     assert "COPILOT_PROVIDER_API_KEY" in run.data["error"]["message"]
     assert run.duration_s < 15
 
 
-def test_http_429_is_rate_limit(model_server, run_agent, tmp_path):
-    server = model_server(
-        [{"error": {"status": 429, "message": "Rate limit reached", "retry_after": 1}, "times": "always"}]
+def test_http_429_is_rate_limit(expect_failure):
+    run, server = expect_failure(
+        AGENT,
+        "http_429",
+        [{"error": {"status": 429, "message": "Rate limit reached", "retry_after": 1}, "times": "always"}],
+        kind="rate_limit",
+        within_s=15,
+        timeout_s=60,
+        record_files=finish_files,
     )
-    run = run_agent(AGENT, "Do something.", server=server, timeout_s=60)
-    run.record("http_429", finish_files(run))
-    run.report("http_429")
-
-    assert run.data["status"] == "failed"
-    assert run.data["error"]["kind"] == "rate_limit", run.data
-    assert run.duration_s < 15
     # Copilot honours Retry-After: five retries a second apart, then it gives up.
     assert len(server.main_requests("openai_chat")) == 6
 
@@ -166,15 +164,17 @@ def test_http_500_fails_within_the_limit(model_server, run_agent, tmp_path):
     assert run.duration_s < limit + 5
 
 
-def test_hang_ends_as_idle(model_server, run_agent, tmp_path):
-    server = model_server([{"hang": None}])
-    run = run_agent(AGENT, "Do something.", server=server, timeout_s=20, idle_timeout_s=4)
-    run.record("hang_idle", finish_files(run))
-    run.report("hang")
-
-    assert run.data["status"] == "failed"
-    assert run.data["error"]["kind"] in {"idle", "timeout"}, run.data
-    assert run.duration_s < 4 + 5
+def test_hang_ends_as_idle(expect_failure):
+    run, server = expect_failure(
+        AGENT,
+        "hang_idle",
+        [{"hang": None}],
+        kind={"idle", "timeout"},
+        within_s=4 + 5,
+        timeout_s=20,
+        idle_timeout_s=4,
+        record_files=finish_files,
+    )
 
 
 def test_missing_login_is_auth(model_server, run_agent, tmp_path):

@@ -117,55 +117,49 @@ def test_read_only_refuses_edits(model_server, run_agent, tmp_path):
         assert f'"name": "{name}"' not in offered
 
 
-def test_http_401_is_auth(model_server, run_agent, tmp_path):
-    server = model_server([{"error": {"status": 401, "message": "API key not valid"}, "times": "always"}])
-    run = run_agent(AGENT, "Do something.", server=server, timeout_s=60)
-    run.record("http_401")
-    run.report("http_401")
-
-    assert run.data["status"] == "failed"
-    assert run.data["error"]["kind"] == "auth", run.data
-    assert run.duration_s < 15
+def test_http_401_is_auth(expect_failure):
+    run, server = expect_failure(
+        AGENT,
+        "http_401",
+        [{"error": {"status": 401, "message": "API key not valid"}, "times": "always"}],
+        kind="auth",
+        within_s=15,
+        timeout_s=60,
+    )
     assert len(server.main_requests("gemini")) == 1  # a 401 is never retried
 
 
-def test_http_429_is_rate_limit(model_server, run_agent, tmp_path):
-    server = model_server(
-        [{"error": {"status": 429, "message": "slow down", "retry_after": 1}, "times": "always"}]
+def test_http_429_is_rate_limit(expect_failure):
+    run, server = expect_failure(
+        AGENT,
+        "http_429",
+        [{"error": {"status": 429, "message": "slow down", "retry_after": 1}, "times": "always"}],
+        kind="rate_limit",
+        within_s=15,
+        timeout_s=60,
     )
-    run = run_agent(AGENT, "Do something.", server=server, timeout_s=60)
-    run.record("http_429")
-    run.report("http_429")
-
-    assert run.data["status"] == "failed"
-    assert run.data["error"]["kind"] == "rate_limit", run.data
-    assert run.duration_s < 15
 
 
-def test_http_500_fails_within_the_limit(model_server, run_agent, tmp_path):
-    server = model_server([{"error": {"status": 500, "message": "scripted outage"}, "times": "always"}])
-    run = run_agent(AGENT, "Do something.", server=server, timeout_s=20)
-    run.record("http_500")
-    run.report("http_500")
-
-    assert run.data["status"] == "failed"
-    assert run.data["error"]["kind"] == "other", run.data
+def test_http_500_fails_within_the_limit(expect_failure):
+    run, server = expect_failure(
+        AGENT,
+        "http_500",
+        [{"error": {"status": 500, "message": "scripted outage"}, "times": "always"}],
+        kind="other",
+        timeout_s=20,
+    )
     assert "scripted outage" in run.data["error"]["message"]
     assert run.duration_s < 20
     # One attempt (ORCHESTRATOR_GEMINI_MAX_ATTEMPTS=1 in the testing config), then it gave up.
     assert len(server.main_requests("gemini")) == 1
 
 
-def test_hang_ends_as_idle(model_server, run_agent, tmp_path):
-    server = model_server([{"hang": None}])
+def test_hang_ends_as_idle(expect_failure):
     # The idle limit must outlast the CLI's start (2-5 s on a busy machine) for the hang to be the
     # model request's, not the start's.
-    run = run_agent(AGENT, "Do something.", server=server, timeout_s=20, idle_timeout_s=7)
-    run.record("hang_idle")
-    run.report("hang")
-
-    assert run.data["status"] == "failed"
-    assert run.data["error"]["kind"] in {"idle", "timeout"}, run.data
+    run, server = expect_failure(
+        AGENT, "hang_idle", [{"hang": None}], kind={"idle", "timeout"}, timeout_s=20, idle_timeout_s=7
+    )
     assert [r.answered_with for r in server.main_requests("gemini")] == ["hang"]
     assert run.data["first_output_s"] is not None
     # The idle clock starts at the CLI's last line (the prompt's echo, just before the request).
