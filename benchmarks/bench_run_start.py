@@ -82,8 +82,12 @@ def main() -> int:
                 job()
         new, old = statistics.median(created), statistics.median(worktree)
         print(f"repository: {args.files} files, {args.rounds} rounds")
-        print(f"RunWorkspace.create   median {new * 1000:8.1f} ms   ({', '.join(f'{t * 1000:.0f}' for t in created)})")
-        print(f"git worktree add      median {old * 1000:8.1f} ms   ({', '.join(f'{t * 1000:.0f}' for t in worktree)})")
+        print(
+            f"RunWorkspace.create   median {new * 1000:8.1f} ms   ({', '.join(f'{t * 1000:.0f}' for t in created)})"
+        )
+        print(
+            f"git worktree add      median {old * 1000:8.1f} ms   ({', '.join(f'{t * 1000:.0f}' for t in worktree)})"
+        )
         print(f"ratio (create / worktree): {new / old:.2f}")
     finally:
         shutil.rmtree(root, ignore_errors=True)

@@ -61,6 +61,14 @@ class Settings(BaseModel):
     fallback_order: list[str] = Field(default_factory=lambda: ["claude", "codex", "gemini", "copilot"])
     workspace_dir: Path | None = None  # where runs outside any repo get a repo of their own
     workflow: str = "default"
+    # The OS sandbox for agents and gates (orchestrator/workspace/sandbox.py): auto, bwrap or off.
+    sandbox: Literal["auto", "bwrap", "off"] = "auto"
+
+    @field_validator("sandbox", mode="before")
+    @classmethod
+    def _yaml_booleans(cls, value: Any) -> Any:
+        # YAML 1.1 reads a bare `off` as false (and `on` as true).
+        return {False: "off", True: "bwrap"}.get(value, value) if isinstance(value, bool) else value
 
     @field_validator("agents")
     @classmethod
@@ -90,7 +98,7 @@ class LoadedSettings:
 
 
 _ALLOWED = {
-    "": "agents, fallback_order, workspace_dir, workflow",
+    "": "agents, fallback_order, workspace_dir, workflow, sandbox",
     "agents": ", ".join(AGENT_NAMES),
     "agent": "command, args, env, model, timeout_s, idle_timeout_s, inherit_credentials, communicator",
 }

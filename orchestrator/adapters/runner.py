@@ -39,6 +39,7 @@ from orchestrator.proc import (
     child_env,
     run_command,
 )
+from orchestrator.workspace.sandbox import Sandbox
 
 log = structlog.get_logger(__name__)
 
@@ -160,9 +161,11 @@ def run_agent_step(
     transcript: Path | None = None,
     result_grace_s: float = RESULT_GRACE_S,
     track_changes: bool = True,
+    sandbox: Sandbox | None = None,
 ) -> AgentStepResult:
     """Run one step. `track_changes` compares git status before and after to list changed files; the
-    engine turns it off because it commits each step and takes the files from the commit."""
+    engine turns it off because it commits each step and takes the files from the commit. With a
+    `sandbox` that is on, the CLI may write only its working folder, its run folder and its own state."""
     command = adapter.build_command(request)
     for path, text in command.setup_files.items():
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -172,8 +175,12 @@ def run_agent_step(
     argv0 = command.argv[0]
     if os.sep not in argv0:
         argv0 = resolve_executable(argv0, env) or argv0
+    argv: tuple[str, ...] = (argv0, *command.argv[1:])
+    if sandbox is not None:
+        writable = (command.cwd, request.run_dir)
+        argv = tuple(sandbox.wrap(argv, cwd=command.cwd, writable=writable, env=env, agent=adapter.name))
     spec = ProcSpec(
-        argv=(argv0, *command.argv[1:]),
+        argv=argv,
         cwd=command.cwd,
         env=env,
         stdin=command.stdin,

@@ -12,6 +12,8 @@ from orchestrator.adapters.base import Availability
 from orchestrator.cli.common import config_option, print_json, settings_for
 from orchestrator.config import LoadedSettings
 from orchestrator.engine.readiness import AgentReadiness
+from orchestrator.errors import UsageError
+from orchestrator.workspace.sandbox import resolve_sandbox
 
 
 def check_agents(loaded: LoadedSettings, agents: tuple[str, ...] = REAL_AGENTS) -> list[Availability]:
@@ -26,6 +28,15 @@ def check_agents(loaded: LoadedSettings, agents: tuple[str, ...] = REAL_AGENTS) 
             availability = Availability(**{**availability.__dict__, "reason": availability.reason + note})
         found.append(availability)
     return found
+
+
+def sandbox_line(loaded: LoadedSettings) -> str:
+    """Whether agents and gates will run in the OS sandbox here, and if not, why and what to do."""
+    try:
+        sandbox = resolve_sandbox(loaded.settings.sandbox, os.environ)
+    except UsageError as exc:
+        return f"required by the config, but not available: {exc.message} ({exc.hint})"
+    return sandbox.note
 
 
 @click.command("agents")
@@ -60,5 +71,6 @@ def agents(config_path: Path | None, as_json: bool) -> None:
             detail,
         )
     make_console().print(table)
+    click.echo(f"sandbox: {sandbox_line(loaded)}")
     if loaded.source:
         click.echo(f"configuration: {loaded.source}")

@@ -19,6 +19,7 @@ from orchestrator.cli.render import ConsoleRenderer
 from orchestrator.config import agent_child_vars
 from orchestrator.errors import EXIT_INTERRUPTED
 from orchestrator.workspace.paths import state_home
+from orchestrator.workspace.sandbox import resolve_sandbox
 
 
 def agent_run_dir(agent: str, cwd: Path, env: Mapping[str, str] = os.environ) -> Path:
@@ -86,6 +87,7 @@ def run_agent(
     )
     renderer = ConsoleRenderer(stream=sys.stderr)
     cancel = threading.Event()
+    sandbox = resolve_sandbox(loaded.settings.sandbox, os.environ)  # it may write only --cwd here
     try:
         result = run_agent_step(
             adapter,
@@ -95,6 +97,7 @@ def run_agent(
             on_event=lambda event: renderer.agent_event(agent, event),
             cancel=cancel,
             transcript=transcript,
+            sandbox=sandbox,
         )
     except KeyboardInterrupt:
         cancel.set()

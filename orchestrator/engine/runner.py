@@ -55,6 +55,7 @@ from orchestrator.store import COMPLETED_STEP_STATUSES, RunRecord, StepRecord, S
 from orchestrator.workspace.diffs import DiffText
 from orchestrator.workspace.paths import run_paths
 from orchestrator.workspace.run_workspace import RunWorkspace
+from orchestrator.workspace.sandbox import resolve_sandbox
 
 log = structlog.get_logger(__name__)
 
@@ -132,6 +133,8 @@ class RunEngine:
         self.state = _State()
         self.readiness = readiness or AgentReadiness(settings, env)
         self._guard: dict[str, str] | None = None
+        self.sandbox = resolve_sandbox(settings.sandbox, env)
+        self._user_refs_before: dict[str, str] | None = None
         self._head_cache: str | None = None
         self._diff_cache: tuple[tuple[str, str], DiffText] | None = None
 
@@ -247,6 +250,7 @@ class RunEngine:
             self._agent_unavailable(iteration, index, step, notes)
             return
         head_before = self._head()
+        self._watch_user_refs()
         prompt = self._prompt(step, iteration, follow_up)
         usage = TokenUsage()
         while True:
@@ -368,8 +372,6 @@ class RunEngine:
             resume_session=self._session_for(agent, step.read_only),
             model=step.model or config.model,
             extra_args=tuple(config.args),
-            # The guard keeps the agent's git off the user's stash, tags and branches (a worktree shares
-            # every ref but HEAD with the user's repository).
             env={**agent_child_vars(agent, config, adapter.credential_vars, self.env), **self._guard_env()},
             command=config.command,
         )
@@ -386,6 +388,7 @@ class RunEngine:
             cancel=self.cancel,
             transcript=self.paths.run_dir / "transcripts" / f"{step_id}-{agent}.jsonl",
             track_changes=False,
+            sandbox=self.sandbox,
         )
 
     def _head(self) -> str:
@@ -397,6 +400,28 @@ class RunEngine:
 
     def _moved(self) -> None:
         self._head_cache = None
+
+    def _watch_user_refs(self) -> None:
+        """Without a sandbox an agent could write the user's refs through a path (not through its own
+        repository): note them before the step, to name any that moved after it."""
+        self._user_refs_before = None if self.sandbox.on else self.ws.user_refs()
+
+    def _workspace_warnings(self, step_id: str) -> list[str]:
+        """What the workspace has to tell (a branch left alone, a restored config) and the user's refs
+        that changed during the step, each published as a warning."""
+        warnings = list(self.ws.notes)
+        self.ws.notes.clear()
+        if self._user_refs_before is not None:
+            changed = self.ws.changed_user_refs(self._user_refs_before)
+            self._user_refs_before = None
+            if changed:
+                warnings.append(
+                    f"your repository's {', '.join(changed)} changed during this step (no sandbox is on, "
+                    "so the agent could have done it; if it was not you, check them)"
+                )
+        for text in warnings:
+            self.bus.publish(Notice(run_id=self.run_id, level="warning", text=f"{step_id}: {text}"))
+        return warnings
 
     def _guard_env(self) -> dict[str, str]:
         if self._guard is None:
@@ -489,6 +514,9 @@ class RunEngine:
         detail: dict[str, Any] | None = None,
     ) -> None:
         """Record how a step ended, and tell the bus."""
+        warnings = self._workspace_warnings(step_id)
+        if warnings:
+            detail = {**(detail or {}), "notes": [*(detail or {}).get("notes", []), *warnings]}
         self.store.finish_step(
             self.run_id,
             step_id,
@@ -566,6 +594,7 @@ class RunEngine:
             StepStarted(run_id=self.run_id, step_id=step_id, agent="gate", task="gate", iteration=iteration)
         )
         head = self._head()
+        self._watch_user_refs()
         argv = resolve_gate_argv(gate, self.ws.worktree)
         if argv is None:
             self.state.gates[index] = _GateResult(passed=None, head=head)
@@ -581,7 +610,9 @@ class RunEngine:
             self.env, {"PYTHONDONTWRITEBYTECODE": "1", **self._guard_env()}, tmpdir=self.paths.tmp_dir
         )
         try:
-            result = run_command(list(argv), self.ws.worktree, env=env, timeout_s=gate.timeout_s)
+            # Sandboxed like the agents: a gate runs the code they wrote.
+            sandboxed = self.sandbox.wrap(argv, cwd=self.ws.worktree, writable=(self.ws.worktree,), env=env)
+            result = run_command(sandboxed, self.ws.worktree, env=env, timeout_s=gate.timeout_s)
             output = (result.stdout + result.stderr)[-GATE_TAIL_CHARS:]
             passed = result.ok
             exit_code: int | None = None if result.timed_out else result.returncode

@@ -21,6 +21,7 @@ from orchestrator.events import EventBus, RunEvent, RunStarted
 from orchestrator.store import RunOptions, RunRecord, Store
 from orchestrator.workspace.paths import default_workspace_dir, new_run_id, state_home
 from orchestrator.workspace.run_workspace import RunWorkspace, branch_name, resolve_repo
+from orchestrator.workspace.sandbox import resolve_sandbox
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,7 @@ class RunService:
                 "no agent is ready for these steps:\n  - " + "\n  - ".join(blocked),
                 hint="`orchestrator agents` shows what each CLI needs; or change fallback_order or --agent TASK=AGENT",
             )
+        resolve_sandbox(self.settings.sandbox, self.env)  # `sandbox: bwrap` where it cannot work: exit 2
         ws = RunWorkspace.create(
             repo,
             run_id,

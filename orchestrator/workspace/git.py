@@ -94,12 +94,15 @@ class Git:
         self.timeout_s = timeout_s
         self._env = git_environment(environ)
         self._identity: tuple[str, ...] | None = None
+        self._location: tuple[str, ...] = ()  # e.g. --git-dir=... --work-tree=...: no discovery
 
-    def at(self, path: Path) -> Git:
-        """git in another work tree of the same repository (same environment, same identity)."""
+    def at(self, path: Path, *, location: tuple[str, ...] = ()) -> Git:
+        """git in another directory (same environment, same identity); `location` options, such as
+        an explicit --git-dir and --work-tree, go before every subcommand."""
         other = Git(path, timeout_s=self.timeout_s)
         other._env = self._env
         other._identity = self._identity
+        other._location = location
         other.retry_delays_s = self.retry_delays_s
         return other
 
@@ -157,7 +160,7 @@ class Git:
         args: list[str] = []
         for item in _FIXED_CONFIG:
             args += ["-c", item]
-        return args + list(self.identity_args())
+        return args + list(self.identity_args()) + list(self._location)
 
     def identity_args(self) -> tuple[str, ...]:
         """`-c user.name=... -c user.email=...` for whatever the user has not configured."""

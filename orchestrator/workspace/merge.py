@@ -83,7 +83,7 @@ def overlapping(dirty: list[str], changed: list[str]) -> list[str]:
     return sorted(set(hits))
 
 
-def _checked_out_in(user: Git, ref: str) -> Path | None:
+def checked_out_in(user: Git, ref: str) -> Path | None:
     """The worktree (the main one included) whose HEAD is on `ref`, if any."""
     out = user.out("worktree", "list", "--porcelain")
     current: Path | None = None
@@ -122,7 +122,7 @@ def merge_run(user: Git, *, run_id: str, run_branch: str, target_branch: str | N
     )
     files = trees.changed_paths(user, before, result_tree)
 
-    where = _checked_out_in(user, target_ref)
+    where = checked_out_in(user, target_ref)
     if where is None:
         after = tip
         if not fast_forward:

@@ -1,7 +1,7 @@
-"""Where the orchestrator keeps its state: run worktrees and run directories, outside any user checkout.
+"""Where the orchestrator keeps its state: run repositories and run directories, outside any user checkout.
 
-    <state home>/worktrees/<run-id>/   the run's git worktree (on branch orchestrator/<run-id>)
-    <state home>/runs/<run-id>/        the run directory: tmp/, logs, report files
+    <state home>/repos/<run-id>/       the run's own repository (on branch orchestrator/<run-id>)
+    <state home>/runs/<run-id>/        the run directory: tmp/, agents/, transcripts, report files
 
 The state home is $ORCHESTRATOR_HOME, else $XDG_STATE_HOME/ai-agents-orchestrator, else
 ~/.local/state/ai-agents-orchestrator. Every function takes the environment as an argument and only
@@ -26,7 +26,7 @@ _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$")
 
 
 def state_home(env: Mapping[str, str]) -> Path:
-    """The folder holding worktrees and run directories (not created here)."""
+    """The folder holding run repositories and run directories (not created here)."""
     explicit = env.get("ORCHESTRATOR_HOME")
     if explicit:
         return Path(explicit).expanduser().resolve()
@@ -84,7 +84,8 @@ class RunPaths:
 
     @property
     def worktree(self) -> Path:
-        return self.state_home / "worktrees" / self.run_id
+        """The run repository's work tree (the name is kept from when it was a linked worktree)."""
+        return self.state_home / "repos" / self.run_id
 
     @property
     def run_dir(self) -> Path:

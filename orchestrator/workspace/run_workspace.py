@@ -1,16 +1,22 @@
-"""One run's git workspace: a worktree outside the user's checkout, on branch `orchestrator/<run-id>`.
+"""One run's git workspace: a repository of its own (run_repo.py) outside the user's checkout, on branch
+`orchestrator/<run-id>`, whose commits the orchestrator brings into the user's repository after every
+step.
 
-The user's checkout (files, index, HEAD, stash, current branch) is never written, except by
-`merge_into`, which is a normal `git merge` the user asked for. Refs this module keeps:
+The agents work in the run repository and can write nothing else through it. The user's checkout (files,
+index, HEAD, stash, current branch) is never written, except by `merge_into`, which is a normal
+`git merge` the user asked for. In the user's repository this module writes only these refs:
 
-    refs/heads/orchestrator/<run-id>                 the run branch (the worktree's HEAD)
+    refs/heads/orchestrator/<run-id>                 the run branch, moved after every step (not while
+                                                     the user has it checked out or moved it themselves)
+    refs/orchestrator/runs/<run-id>/tip              the run's latest commit (the run's own record)
     refs/orchestrator/runs/<run-id>/base             the commit the run branched from
     refs/orchestrator/runs/<run-id>/first            the run's first commit (base, or the uncommitted one)
     refs/orchestrator/backups/<run-id>/start         the user's HEAD when the run began
     refs/orchestrator/backups/<run-id>/uncommitted   the user's uncommitted changes then, if any
     refs/orchestrator/backups/<run-id>/<kind>-<n>    whatever rollback, reset, discard and undo removed
 
-Nothing is ever deleted without first being kept reachable under a backup ref (PEERS #4).
+Nothing is ever deleted without first being kept reachable under a backup ref (PEERS #4). The user keeps
+working meanwhile: nothing here undoes or waits for what they do in their checkout.
 """
 
 from __future__ import annotations
@@ -24,9 +30,16 @@ from orchestrator.errors import GitError, RunNotFound, UsageError
 from orchestrator.workspace import trees
 from orchestrator.workspace.diffs import DiffText, truncate_diff
 from orchestrator.workspace.git import Git, find_repo_root, init_repo
-from orchestrator.workspace.guard import guard_env, install_guard, original_hooks_dir
-from orchestrator.workspace.merge import MergeResult, merge_run
+from orchestrator.workspace.merge import MergeResult, checked_out_in, merge_run
 from orchestrator.workspace.paths import RunPaths, run_paths
+from orchestrator.workspace.run_repo import (
+    CONFIG_COPY,
+    create_run_repo,
+    fetch_commit,
+    remove_run_repo,
+    run_repo_git,
+    verify_run_repo,
+)
 
 BRANCH_PREFIX = "orchestrator/"
 UNCOMMITTED_STEP = "uncommitted"
@@ -42,6 +55,10 @@ def backup_prefix(run_id: str) -> str:
 
 def meta_prefix(run_id: str) -> str:
     return f"refs/orchestrator/runs/{run_id}/"
+
+
+def tip_ref(run_id: str) -> str:
+    return f"{meta_prefix(run_id)}tip"
 
 
 @dataclass(frozen=True)
@@ -96,6 +113,8 @@ class RunWorkspace:
     base: str  # the commit the run branched from
     first: str  # the run's first commit: base, or the commit of the user's uncommitted changes
     environ: Mapping[str, str] | None = None
+    # What the caller should tell the user (e.g. the run branch was left where the user put it).
+    notes: list[str] = field(default_factory=list, compare=False)
     _user_git: Git | None = field(default=None, init=False, repr=False, compare=False)
     _wt_git: Git | None = field(default=None, init=False, repr=False, compare=False)
 
@@ -112,19 +131,19 @@ class RunWorkspace:
         state_home: Path,
         environ: Mapping[str, str] | None = None,
     ) -> RunWorkspace:
-        """Record the starting state, then add the run's worktree on a new branch from `base`."""
+        """Record the starting state, then make the run's repository on a new branch from `base`."""
         root = _repo_root(repo, environ)
         paths = run_paths(state_home, run_id)
         _check_outside(paths.worktree, root)
         if paths.worktree.exists() and any(paths.worktree.iterdir()):
             raise UsageError(
-                f"the worktree folder {paths.worktree} already exists and is not empty",
+                f"the run repository folder {paths.worktree} already exists and is not empty",
                 hint="choose another run id, or remove that folder if it belongs to no run",
             )
         paths.ensure()
         user = Git(root, environ=environ)
         branch = branch_name(run_id)
-        if user.rev_parse(f"refs/heads/{branch}") is not None:
+        if user.rev_parse(f"refs/heads/{branch}") is not None or user.rev_parse(tip_ref(run_id)):
             raise UsageError(f"branch {branch} already exists", hint="choose another run id")
         user_head = user.rev_parse("HEAD^{commit}")
         if user_head is None:
@@ -157,14 +176,19 @@ class RunWorkspace:
         workspace = cls(root, run_id, paths, base_sha, start_point, environ)
         workspace._user_git = user
         try:
-            user.run("worktree", "add", "--no-track", "-b", branch, str(paths.worktree), start_point)
+            workspace._wt_git = create_run_repo(
+                user, paths.worktree, branch=branch, start=start_point, config_copy=workspace._config_copy
+            )
             if carry and start_point == base_sha:
                 assert uncommitted is not None
                 workspace._carry_onto_base(uncommitted)
-            workspace.first = workspace.head()
+            workspace.first = workspace._clone_tip() or start_point
+            fetch_commit(user, paths.worktree, workspace.first)
+            user.run("update-ref", tip_ref(run_id), workspace.first, zero)
+            user.run("update-ref", f"refs/heads/{branch}", workspace.first, zero)
             user.run("update-ref", f"{meta_prefix(run_id)}first", workspace.first, zero)
         except BaseException:
-            workspace._drop_fresh_run(start_point)
+            workspace._drop_fresh_run()
             raise
         return workspace
 
@@ -183,18 +207,19 @@ class RunWorkspace:
         message = wt.out("log", "-1", "--no-show-signature", "--format=%B", uncommitted)
         tree = trees.work_tree_tree(wt, self.paths.tmp_dir)
         sha = trees.commit_tree(wt, tree, [self.base], message + "\n")
-        self._move_branch(sha, self.base)
-        wt.run("reset", "-q")  # the worktree's index to the new commit; files already match
+        self._move_clone_branch(sha)
+        wt.run("reset", "-q")  # the index to the new commit; files already match
 
-    def _drop_fresh_run(self, start_point: str) -> None:
-        """Undo a `create` that failed midway. Only what holds no new work goes: the worktree, the
-        branch while it still points at its start, the run's metadata refs. The backups stay."""
+    def _drop_fresh_run(self) -> None:
+        """Undo a `create` that failed midway: the run repository and the refs that hold no new work
+        (the run's branch and metadata refs). The backups stay."""
+        remove_run_repo(self.worktree)
         user = self._user()
-        user.run("worktree", "remove", "--force", "--force", str(self.paths.worktree), check=False)
-        user.run("worktree", "prune", check=False)
-        user.run("update-ref", "-d", f"refs/heads/{self.branch}", start_point, check=False)
-        for name in ("base", "first"):
-            user.run("update-ref", "-d", f"{meta_prefix(self.run_id)}{name}", check=False)
+        for ref in (
+            f"refs/heads/{self.branch}",
+            *(f"{meta_prefix(self.run_id)}{n}" for n in ("tip", "base", "first")),
+        ):
+            user.run("update-ref", "-d", ref, check=False)
 
     @classmethod
     def open(
@@ -210,7 +235,8 @@ class RunWorkspace:
         paths = run_paths(state_home, run_id)
         user = Git(root, environ=environ)
         base = user.rev_parse(f"{meta_prefix(run_id)}base")
-        if base is None or user.rev_parse(f"refs/heads/{branch_name(run_id)}") is None:
+        tip = user.rev_parse(tip_ref(run_id)) or user.rev_parse(f"refs/heads/{branch_name(run_id)}")
+        if base is None or tip is None:
             raise RunNotFound(
                 f"no run {run_id} in {root}",
                 hint="`orchestrator runs` lists the runs; a discarded run is kept only under "
@@ -229,34 +255,42 @@ class RunWorkspace:
 
     @property
     def worktree(self) -> Path:
+        """The run repository's work tree: where agents and gates run."""
         return self.paths.worktree
 
     def has_worktree(self) -> bool:
         return (self.worktree / ".git").exists()
 
     def head(self) -> str:
-        """The tip of the run branch."""
-        sha = self._user().rev_parse(f"refs/heads/{self.branch}")
+        """The run's latest commit (its record in the user's repository, which no agent can write)."""
+        user = self._user()
+        sha = user.rev_parse(tip_ref(self.run_id)) or user.rev_parse(f"refs/heads/{self.branch}")
         if sha is None:
             raise RunNotFound(f"the branch {self.branch} no longer exists")
         return sha
 
     def changed_files(self, since: str | None = None) -> list[str]:
         """Paths changed since `since` (default: the base), uncommitted and untracked changes included."""
-        return trees.changed_paths(self._user(), since or self.base, self._current_tree())
+        git, tree = self._current_tree()
+        return trees.changed_paths(git, since or self.base, tree)
 
-    def diff(self, since: str | None = None, max_bytes: int = 60_000, *, committed_only: bool = False) -> DiffText:
+    def diff(
+        self, since: str | None = None, max_bytes: int = 60_000, *, committed_only: bool = False
+    ) -> DiffText:
         """The change since `since` (default: the base), committed and not (only committed with
         `committed_only`, which is cheaper: the engine commits or undoes after every step), cut to
         `max_bytes`."""
         old = since or self.base
-        tree = trees.tree_of(self._user(), self.head()) if committed_only else self._current_tree()
-        files = trees.changed_paths(self._user(), old, tree)
-        text = trees.diff_text(self._user(), old, tree)
+        if committed_only:
+            git, tree = self._user(), trees.tree_of(self._user(), self.head())
+        else:
+            git, tree = self._current_tree()
+        files = trees.changed_paths(git, old, tree)
+        text = trees.diff_text(git, old, tree)
         return truncate_diff(text, files, max_bytes)
 
     def log(self) -> list[CommitInfo]:
-        """The run branch's commits after the base, oldest first."""
+        """The run's commits after the base, oldest first."""
         fmt = "%x1e%H%x00%P%x00%s%x00%(trailers:unfold,only)%x00"
         out = self._user().out(
             "log",
@@ -266,7 +300,7 @@ class RunWorkspace:
             "--name-only",
             "-z",
             f"--format={fmt}",
-            f"{self.base}..refs/heads/{self.branch}",
+            f"{self.base}..{self.head()}",
         )
         commits: list[CommitInfo] = []
         for record in out.split("\x1e"):
@@ -292,14 +326,27 @@ class RunWorkspace:
         return dict(line.split(" ", 1) for line in out.splitlines() if line)
 
     def agent_env(self) -> dict[str, str]:
-        """Environment entries for the agents' processes (and gates) in this run: their git may change
-        only the run's branch, never the stash, tags or branches of the user's checkout (guard.py)."""
-        hooks = install_guard(
-            self.paths.run_dir / "git-hooks",
-            branch_ref=f"refs/heads/{self.branch}",
-            original=original_hooks_dir(self._user()),
-        )
-        return guard_env(hooks)
+        """Environment entries for the agents' processes (and gates) in this run. None are needed any
+        more: the run repository shares no refs with the user's, so there is nothing to guard."""
+        return {}
+
+    def user_refs(self) -> dict[str, str]:
+        """The user's refs, HEAD and stash (not the orchestrator's own), to compare around a step."""
+        user = self._user()
+        out = user.out("for-each-ref", "--format=%(refname) %(objectname)")
+        refs = {
+            name: sha
+            for name, _, sha in (line.partition(" ") for line in out.splitlines())
+            if name and not name.startswith(("refs/orchestrator/", f"refs/heads/{BRANCH_PREFIX}"))
+        }
+        head = user.run("symbolic-ref", "-q", "HEAD", check=False).stdout.strip()
+        refs["HEAD"] = head or (user.rev_parse("HEAD") or "")
+        return refs
+
+    def changed_user_refs(self, before: Mapping[str, str]) -> list[str]:
+        """Names of the user's refs (and HEAD) that differ from `before` (a `user_refs()`)."""
+        after = self.user_refs()
+        return sorted(name for name in set(before) | set(after) if before.get(name) != after.get(name))
 
     # --- writing the run (never the user's checkout) ----------------------------------------------
 
@@ -312,22 +359,26 @@ class RunWorkspace:
         message: str = "",
         step_start: str | None = None,
     ) -> StepCommit:
-        """Commit whatever the step left in the worktree on the run branch.
+        """Commit whatever the step left in the run repository, then bring the commit into the user's
+        repository on the run branch.
 
         Pass `step_start` (the head before the step) so that commits the agent made itself are
         recorded as this step's, and a branch an agent moved backwards or away is put back on course
-        (the run's history is kept; the worktree's content is what gets committed)."""
+        (the run's history is kept; the work tree's content is what gets committed)."""
         wt = self._wt()
-        tip = self.head()
+        published = self.head()
+        tip = self._clone_tip() or published
         parent = tip
-        if step_start is not None and not self._user().is_ancestor(step_start, tip):
+        if step_start is not None and not wt.is_ancestor(step_start, tip):
             parent = step_start
         wt.run("add", "-A", "--", ".")
         tree = wt.out("write-tree")
         since = step_start or parent
         moved = step_start is not None and parent != step_start
         if tree == trees.tree_of(wt, parent) and not moved:
+            self._move_clone_branch(parent)
             self._attach_head(parent)
+            self._publish(parent)
             return StepCommit(changed=False, sha=None, step_id=step_id, agent=agent)
         subject = message or f"{step_id}: {agent}"
         trailer_values = {
@@ -339,8 +390,9 @@ class RunWorkspace:
         sha = trees.commit_tree(wt, tree, [parent], trees.commit_message(subject, trailer_values))
         if parent != tip:  # the agent moved the branch off the run's history: keep what it pointed at
             self._keep("agent-moved", tip)
-        self._move_branch(sha, tip)
+        self._move_clone_branch(sha)
         self._attach_head(sha)
+        self._publish(sha)
         files = trees.changed_paths(wt, since, sha)
         return StepCommit(changed=True, sha=sha, files=files, step_id=step_id, agent=agent)
 
@@ -352,18 +404,18 @@ class RunWorkspace:
         if self._clean_at(target):
             return UndoneEdits(diff="", files=[], backup_ref=None)
         tree = trees.work_tree_tree(wt, self.paths.tmp_dir)
-        if tree == trees.tree_of(wt, target) and self.head() == target:
+        if tree == trees.tree_of(wt, target) and self._clone_tip() == target:
             self._clean(target)
             return UndoneEdits(diff="", files=[], backup_ref=None)
         diff = trees.diff_text(wt, target, tree, renames=False)
         files = trees.changed_paths(wt, target, tree)
         kept = self._keep_worktree_state("undone", message=f"Edits undone in run {self.run_id}")
-        self._move_branch(target, self.head())
         self._clean(target)
+        self._publish(target)
         return UndoneEdits(diff=diff, files=files, backup_ref=kept)
 
     def reset_to(self, sha: str) -> str | None:
-        """Resume from `sha` (usually the last commit): the worktree back to it, untracked files
+        """Resume from `sha` (usually the last commit): the work tree back to it, untracked files
         removed. Whatever is dropped (a killed step's partial edits, later commits) is kept under a
         backup ref, whose name is returned (None when nothing was dropped)."""
         self._clear_stale_locks()
@@ -371,10 +423,10 @@ class RunWorkspace:
         target = self._user().commit_of(sha)
         self._check_on_branch(target)
         kept = None
-        if self._worktree_dirty() or self.head() != target:
+        if self._worktree_dirty() or self._clone_tip() != target:
             kept = self._keep_worktree_state("reset", message=f"State before a reset in run {self.run_id}")
-        self._move_branch(target, self.head())
         self._clean(target)
+        self._publish(target)
         return kept
 
     def rollback(self, to_sha: str) -> str:
@@ -386,11 +438,10 @@ class RunWorkspace:
             kept = self._keep_worktree_state(
                 "rollback", message=f"State before a rollback in run {self.run_id}"
             )
-            self._move_branch(target, self.head())
             self._clean(target)
         else:
             kept = self._keep("rollback", self.head())
-            self._move_branch(target, self.head())
+        self._publish(target)
         return kept
 
     def merge_into(self, target_branch: str | None = None) -> MergeResult:
@@ -401,30 +452,31 @@ class RunWorkspace:
         )
 
     def ensure_worktree(self) -> None:
-        """Re-create the worktree from the branch if its folder was removed (resume after clean-up)."""
+        """Make the run repository again from the run's tip if its folder was removed (resume after
+        clean-up)."""
         if self.has_worktree():
             return
-        user = self._user()
-        user.run("worktree", "prune")
         _check_outside(self.worktree, self.repo)
-        self.worktree.parent.mkdir(parents=True, exist_ok=True)
-        user.run("worktree", "add", str(self.worktree), self.branch)
+        remove_run_repo(self.worktree)  # a folder without .git holds nothing of the run's
+        self._wt_git = create_run_repo(
+            self._user(), self.worktree, branch=self.branch, start=self.head(), config_copy=self._config_copy
+        )
 
     def remove_worktree(self) -> str | None:
-        """Remove the worktree folder, keeping the branch. Uncommitted work is kept under a backup ref
-        (returned)."""
+        """Remove the run repository's folder, keeping the branch. Uncommitted work is kept under a
+        backup ref (returned)."""
         kept = None
         if self.has_worktree() and self._worktree_dirty():
             kept = self._keep_worktree_state(
                 "worktree-removed",
-                message=f"Uncommitted work when the worktree of run {self.run_id} was removed",
+                message=f"Uncommitted work when the repository of run {self.run_id} was removed",
             )
         self._remove_worktree_folder()
         return kept
 
     def discard(self) -> str:
         """Drop the run: its tip (with any uncommitted work on top) is kept under
-        backups/<run>/discarded, then the worktree is removed and the branch deleted."""
+        backups/<run>/discarded, then the run repository is removed and the branch deleted."""
         if self.has_worktree():
             kept = self._keep_worktree_state("discarded", message=f"Run {self.run_id} at discard")
         else:
@@ -434,10 +486,21 @@ class RunWorkspace:
         if user.rev_parse(kept) is None or not user.is_ancestor(tip, kept):
             raise GitError(f"the backup {kept} does not hold {tip}; the run was not discarded")
         self._remove_worktree_folder()
-        user.run("update-ref", "-d", f"refs/heads/{self.branch}", tip)
+        branch = user.rev_parse(f"refs/heads/{self.branch}")
+        if branch == tip and checked_out_in(user, f"refs/heads/{self.branch}") is None:
+            user.run("update-ref", "-d", f"refs/heads/{self.branch}", tip)
+        elif branch is not None:
+            self.notes.append(
+                f"the branch {self.branch} was left as it is: it is checked out or was moved outside the run"
+            )
+        user.run("update-ref", "-d", tip_ref(self.run_id), tip)
         return kept
 
     # --- helpers ----------------------------------------------------------------------------------
+
+    @property
+    def _config_copy(self) -> Path:
+        return self.paths.run_dir / CONFIG_COPY
 
     def _user(self) -> Git:
         if self._user_git is None:
@@ -445,27 +508,35 @@ class RunWorkspace:
         return self._user_git
 
     def _wt(self) -> Git:
+        """git in the run repository, after checking it is still a plain repository of its own."""
         if not self.has_worktree():
             raise UsageError(
-                f"the worktree of run {self.run_id} ({self.worktree}) is gone",
-                hint="resume the run (it is re-created from the branch), or discard it",
+                f"the repository of run {self.run_id} ({self.worktree}) is gone",
+                hint="resume the run (it is made again from the branch), or discard it",
             )
+        if verify_run_repo(self.worktree, self._config_copy):
+            self.notes.append("the run repository's git config was changed by an agent; it was restored")
         if self._wt_git is None:
-            user = self._user()
-            user.identity_args()  # looked up once, shared with the worktree's git
-            self._wt_git = user.at(self.worktree)
+            self._wt_git = run_repo_git(self._user(), self.worktree)
         return self._wt_git
 
-    def _current_tree(self) -> str:
-        """The run's current content: the worktree's (uncommitted work included), or the branch tip's."""
+    def _clone_tip(self) -> str | None:
+        """The commit the run repository's branch names (an agent may have moved or deleted it)."""
+        return self._wt().rev_parse(f"refs/heads/{self.branch}^{{commit}}")
+
+    def _current_tree(self) -> tuple[Git, str]:
+        """The run's current content: the work tree's (uncommitted work included), or the tip's."""
         if self.has_worktree():
-            return trees.work_tree_tree(self._wt(), self.paths.tmp_dir)
-        return trees.tree_of(self._user(), self.head())
+            wt = self._wt()
+            return wt, trees.work_tree_tree(wt, self.paths.tmp_dir)
+        return self._user(), trees.tree_of(self._user(), self.head())
 
     def _clean_at(self, target: str) -> bool:
-        """One `git status`: the worktree has nothing uncommitted, its HEAD is on the run branch, and
+        """One `git status`: the work tree has nothing uncommitted, its HEAD is on the run branch, and
         that branch is at `target` (the common case after a read-only step or a gate)."""
-        out = self._wt().out("status", "--porcelain=v2", "--branch", "--untracked-files=all", "--ignore-submodules=none")
+        out = self._wt().out(
+            "status", "--porcelain=v2", "--branch", "--untracked-files=all", "--ignore-submodules=none"
+        )
         oid = head = None
         for line in out.splitlines():
             if line.startswith("# branch.oid "):
@@ -478,7 +549,9 @@ class RunWorkspace:
 
     def _worktree_dirty(self) -> bool:
         wt = self._wt()
-        return trees.work_tree_tree(wt, self.paths.tmp_dir) != trees.tree_of(wt, self.head())
+        return trees.work_tree_tree(wt, self.paths.tmp_dir) != trees.tree_of(
+            wt, self._clone_tip() or self.head()
+        )
 
     def _check_on_branch(self, target: str) -> None:
         user = self._user()
@@ -488,13 +561,41 @@ class RunWorkspace:
                 hint=f"pick one from `orchestrator runs log {self.run_id}`",
             )
 
-    def _move_branch(self, new: str, old: str) -> None:
-        self._user().run(
-            "update-ref", "-m", f"orchestrator run {self.run_id}", f"refs/heads/{self.branch}", new, old
+    def _move_clone_branch(self, new: str) -> None:
+        """The run repository's branch to `new` (only we write it between steps: no compare-and-swap)."""
+        self._wt().run(
+            "update-ref", "-m", f"orchestrator run {self.run_id}", f"refs/heads/{self.branch}", new
+        )
+
+    def _publish(self, new: str) -> None:
+        """Bring `new` into the user's repository as the run's tip, and move the run branch there too,
+        unless the user has it checked out or moved it (then it is left alone, and a note says so)."""
+        user = self._user()
+        old = self.head()
+        ref = f"refs/heads/{self.branch}"
+        if self.has_worktree():
+            fetch_commit(user, self.worktree, new)
+        if new != old:
+            user.run("update-ref", "-m", f"orchestrator run {self.run_id}", tip_ref(self.run_id), new, old)
+        branch = user.rev_parse(ref)
+        if branch == new:
+            return
+        where = checked_out_in(user, ref) if branch == old else None
+        if branch == old and where is None:
+            user.run("update-ref", "-m", f"orchestrator run {self.run_id}", ref, new, old)
+            return
+        why = (
+            f"it is checked out in {where}"
+            if where is not None
+            else "it was moved or deleted outside the run"
+        )
+        self.notes.append(
+            f"the branch {self.branch} was left as it is ({why}); the run is at {new[:12]} "
+            f"(git checkout {new[:12]}, or git branch -f {self.branch} {new[:12]})"
         )
 
     def _attach_head(self, expected: str) -> None:
-        """Make the worktree's HEAD the run branch again if an agent switched or detached it."""
+        """Make the work tree's HEAD the run branch again if an agent switched or detached it."""
         wt = self._wt()
         current = wt.run("symbolic-ref", "-q", "HEAD", check=False).stdout.strip()
         if current != f"refs/heads/{self.branch}":
@@ -502,15 +603,19 @@ class RunWorkspace:
             wt.run("reset", "-q", expected)  # the index follows; the files are left as they are
 
     def _clean(self, target: str) -> None:
-        """The worktree exactly at `target`: HEAD on the branch, files reset, untracked files removed."""
+        """The work tree exactly at `target`: HEAD on the branch, files reset, untracked files removed."""
         wt = self._wt()
+        self._move_clone_branch(target)
         wt.run("symbolic-ref", "HEAD", f"refs/heads/{self.branch}")
         wt.run("reset", "-q", "--hard", target)
         wt.run("clean", "-fdq")
 
     def _keep(self, kind: str, sha: str) -> str:
-        """Point a new backups/<run>/<kind>[-<n>] ref at `sha`; never overwrites one."""
+        """Point a new backups/<run>/<kind>[-<n>] ref in the user's repository at `sha` (brought there
+        from the run repository first); never overwrites one."""
         user = self._user()
+        if self.has_worktree():
+            fetch_commit(user, self.worktree, sha)
         existing = set(self.backups())
         zero = "0" * len(sha)
         for n in range(1, 10_000):
@@ -526,9 +631,10 @@ class RunWorkspace:
         raise GitError(f"too many {kind} backups in run {self.run_id}")
 
     def _keep_worktree_state(self, kind: str, *, message: str) -> str:
-        """Keep the branch tip plus, when the worktree holds uncommitted work, a commit of it on top."""
+        """Keep the run repository's branch tip plus, when the work tree holds uncommitted work, a
+        commit of it on top."""
         wt = self._wt()
-        tip = self.head()
+        tip = self._clone_tip() or self.head()
         tree = trees.work_tree_tree(wt, self.paths.tmp_dir)
         sha = tip
         if tree != trees.tree_of(wt, tip):
@@ -537,19 +643,23 @@ class RunWorkspace:
         return self._keep(kind, sha)
 
     def _remove_worktree_folder(self) -> None:
-        user = self._user()
-        if self.worktree.exists():
-            user.run("worktree", "remove", "--force", "--force", str(self.worktree))
-        user.run("worktree", "prune")
+        remove_run_repo(self.worktree)
+        self._wt_git = None
 
     def _clear_stale_locks(self) -> None:
         """Remove lock files of this run that a killed process left behind. Only the owner of a run
         (the process resuming it) calls this."""
         user = self._user()
-        common = self.repo / user.out("rev-parse", "--git-common-dir")
+        common = Path(user.out("rev-parse", "--path-format=absolute", "--git-common-dir"))
         candidates = [common / "refs" / "heads" / f"{self.branch}.lock"]
-        if self.has_worktree():
-            candidates.append(trees.index_path(self._wt()).with_name("index.lock"))
+        run_git = self.worktree / ".git"
+        if run_git.is_dir() and not run_git.is_symlink():
+            candidates += [
+                run_git / "index.lock",
+                run_git / "HEAD.lock",
+                run_git / "packed-refs.lock",
+                run_git / "refs" / "heads" / f"{self.branch}.lock",
+            ]
         for folder in (
             common / "refs/orchestrator/backups" / self.run_id,
             common / "refs/orchestrator/runs" / self.run_id,
@@ -597,9 +707,10 @@ def _repo_root(repo: Path, environ: Mapping[str, str] | None) -> Path:
 
 
 def _check_outside(worktree: Path, root: Path) -> None:
-    """A worktree inside the user's checkout would show up there as untracked files."""
+    """A run repository inside the user's checkout would show up there as untracked files (and the
+    sandbox could not keep the checkout read-only)."""
     if worktree.resolve().is_relative_to(root.resolve()):
         raise UsageError(
-            f"the run's worktree {worktree} would be inside the repository {root}",
+            f"the run's repository {worktree} would be inside the repository {root}",
             hint="set ORCHESTRATOR_HOME to a folder outside the repository",
         )

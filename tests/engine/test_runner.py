@@ -319,14 +319,15 @@ def test_sigkill_mid_run_then_resume_finishes(tmp_path):
     interrupted, and `runs resume` goes on from the last completed step."""
     repo = make_repo(tmp_path / "repo")
     scenario = tmp_path / "scenario.yaml"
-    marker = tmp_path / "reached"
+    # In the agent's TMPDIR: under the sandbox, the one place outside the run's repository it may write.
+    markers = tmp_path / "state" / "runs"
     scenario.write_text(
         yaml.safe_dump(
             {
                 "turns": [
                     {"write_file": {"path": "a.txt", "content": "a"}},
                     {"text": "impl"},
-                    {"shell": f"touch {marker} && sleep 60"},  # the review step hangs here; we kill during it
+                    {"shell": 'touch "$TMPDIR/reached" && sleep 60'},  # the review step hangs here; we kill during it
                     {"text": APPROVE},
                 ]
             }
@@ -375,7 +376,7 @@ def test_sigkill_mid_run_then_resume_finishes(tmp_path):
     def killer(pid_box):
         killer_started.set()
         deadline = time.monotonic() + 60
-        while not marker.exists() and time.monotonic() < deadline:
+        while not list(markers.glob("*/agents/fake/tmp/reached")) and time.monotonic() < deadline:
             time.sleep(0.1)
         os.kill(pid_box["pid"], signal.SIGKILL)
 

@@ -52,7 +52,7 @@ def test_unsafe_run_ids_are_refused(bad):
 
 def test_run_paths_live_under_the_state_home(tmp_path):
     paths = run_paths(tmp_path / "s", "r1")
-    assert paths.worktree == tmp_path / "s" / "worktrees" / "r1"
+    assert paths.worktree == tmp_path / "s" / "repos" / "r1"
     assert paths.run_dir == tmp_path / "s" / "runs" / "r1"
     assert not paths.run_dir.exists()
     paths.ensure()

@@ -13,7 +13,7 @@ def create(repo, state, run_id="r1", **kwargs) -> RunWorkspace:
 def test_create_makes_a_branch_and_a_worktree_outside_the_checkout(repo, state, git):
     head = git(repo, "rev-parse", "HEAD")
     ws = create(repo, state)
-    assert ws.worktree == (state / "worktrees" / "r1").resolve()
+    assert ws.worktree == (state / "repos" / "r1").resolve()
     assert not ws.worktree.is_relative_to(repo)
     assert git(ws.worktree, "symbolic-ref", "HEAD") == "refs/heads/orchestrator/r1"
     assert ws.base == ws.first == ws.head() == head
@@ -83,7 +83,7 @@ def test_uncommitted_changes_that_do_not_apply_on_the_base_leave_nothing_behind(
     with pytest.raises(WorkspaceConflict):
         create(repo, state, base=first, include_uncommitted=True)
     assert git(repo, "branch", "--list", "orchestrator/*") == ""
-    assert not (state / "worktrees" / "r1").exists()
+    assert not (state / "repos" / "r1").exists()
     assert "orchestrator/r1" not in git(repo, "worktree", "list")
     assert list_run_ids(repo) == []
     # The user's work is still kept under the backup ref.
@@ -361,7 +361,7 @@ def test_resume_clears_lock_files_a_killed_process_left(repo, state, git, write)
     write(ws.worktree / "a.txt", "a\n")
     tip = ws.commit_step(step_id="s1", agent="claude").sha
     write(ws.worktree / "a.txt", "half")
-    worktree_gitdir = repo / git(ws.worktree, "rev-parse", "--git-dir")
+    worktree_gitdir = ws.worktree / git(ws.worktree, "rev-parse", "--git-dir")
     (worktree_gitdir / "index.lock").write_text("")
     branch_lock = repo / ".git" / "refs" / "heads" / "orchestrator" / "r1.lock"
     branch_lock.write_text("")

@@ -1,0 +1,186 @@
+"""The OS sandbox for agents and gates: bubblewrap, where it works on this machine.
+
+Inside it a process sees the whole filesystem read-only, except what its step needs to write: the run's
+repository (or, for `run-agent`, the folder it was pointed at), its own run folder (settings, usage
+reports, TMPDIR) and the CLI's own state folders (sessions, logs, caches: `cli_state_paths`). The user's
+checkout, their `.git`, the orchestrator's store, the transcripts and the installed CLIs stay read-only,
+so nothing an agent runs can change them, whatever it does. The network, the process tree and the
+environment are left as they are (proc.py ends the tree; the environment is built from an allowlist).
+
+Setting (`sandbox:` in the config): `auto` (the default) uses bubblewrap when `bwrap` runs here and is
+off otherwise, which `orchestrator agents` says; `bwrap` requires it (a run is refused without it);
+`off` never uses it.
+
+Gates run in it too: a gate runs the code the agents wrote (`pytest` imports it), so it is as
+untrusted as the agent itself. Gates may write their run repository and the run's TMPDIR only.
+
+Building the argv is pure (`bwrap_argv`); only `probe_bwrap` runs a process.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from orchestrator.errors import UsageError
+from orchestrator.proc import child_env, run_command
+
+SandboxSetting = Literal["auto", "bwrap", "off"]
+INSTALL_HINT = (
+    "install bubblewrap (Debian/Ubuntu: apt-get install bubblewrap; Fedora: dnf install bubblewrap)"
+)
+
+
+def bwrap_argv(argv: Sequence[str], *, bwrap: str, writable: Sequence[Path], cwd: Path) -> list[str]:
+    """`argv` run by bubblewrap: everything read-only but `writable` (missing ones are skipped)."""
+    wrapped = [
+        bwrap,
+        "--die-with-parent",  # bwrap's own child gets SIGKILL if bwrap goes
+        "--ro-bind",
+        "/",
+        "/",
+        "--dev-bind",  # the host's devices (/dev/null, ptys, /dev/shm) as they are
+        "/dev",
+        "/dev",
+    ]
+    for path in _outermost(writable):
+        wrapped += ["--bind-try", str(path), str(path)]
+    return [*wrapped, "--chdir", str(cwd), "--", *argv]
+
+
+def _outermost(paths: Sequence[Path]) -> list[Path]:
+    """Absolute, without duplicates or paths inside another one, outer first (a bind over a bind
+    would hide the outer one's view of it)."""
+    unique = sorted({Path(os.path.abspath(p)) for p in paths}, key=lambda p: (len(p.parts), str(p)))
+    kept: list[Path] = []
+    for path in unique:
+        if not any(path.is_relative_to(outer) for outer in kept):
+            kept.append(path)
+    return kept
+
+
+def cli_state_paths(agent: str | None, env: Mapping[str, str]) -> list[Path]:
+    """Where each CLI keeps its own state (found by running the pinned CLIs in the sandbox): it must
+    write there to work at all (sessions, logs, its own settings, caches)."""
+    if agent is None:
+        return []
+    home = Path(env.get("HOME") or Path.home())
+    cache = Path(env.get("XDG_CACHE_HOME") or home / ".cache")
+    config = Path(env.get("XDG_CONFIG_HOME") or home / ".config")
+    state = Path(env.get("XDG_STATE_HOME") or home / ".local" / "state")
+    if agent == "claude":
+        folder = Path(env["CLAUDE_CONFIG_DIR"]) if env.get("CLAUDE_CONFIG_DIR") else home / ".claude"
+        return [folder, home / ".claude.json", home / ".claude.json.backup", cache / "claude-cli-nodejs"]
+    if agent == "codex":
+        return [Path(env["CODEX_HOME"]) if env.get("CODEX_HOME") else home / ".codex"]
+    if agent == "gemini":
+        gemini_home = Path(env.get("GEMINI_CLI_HOME") or home)
+        return [gemini_home / ".gemini"]
+    if agent == "copilot":
+        folder = Path(env["COPILOT_HOME"]) if env.get("COPILOT_HOME") else home / ".copilot"
+        return [folder, config / "github-copilot", cache / "copilot", state / ".copilot"]
+    if agent == "fake" and env.get("ORCHESTRATOR_FAKE_SCENARIO"):
+        # The fake agent keeps its place in the scenario in a file beside it (fake_agent.py).
+        scenario = Path(env["ORCHESTRATOR_FAKE_SCENARIO"])
+        return [scenario.with_name(scenario.name + ".state")]
+    return []
+
+
+_STATE_FILES = (".json", ".backup", ".state")
+
+
+def _prepare(paths: Sequence[Path]) -> None:
+    """Make the state folders and files that do not exist yet, so the CLI can write in them (a
+    missing path cannot be bound: bwrap skips it, and the CLI could not create it in a read-only
+    HOME)."""
+    for path in paths:
+        if path.exists():
+            continue
+        try:
+            if path.suffix in _STATE_FILES:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                if path.suffix != ".json":  # an empty file is no valid JSON: a CLI makes its own
+                    path.touch()
+            else:
+                path.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            pass  # a read-only HOME: the CLI will say what it misses
+
+
+@dataclass(frozen=True)
+class Sandbox:
+    """Whether agents and gates run sandboxed here, and with what."""
+
+    kind: Literal["bwrap", "off"]
+    executable: str | None = None
+    note: str = ""  # why it is off, or what is used
+
+    @property
+    def on(self) -> bool:
+        return self.kind == "bwrap"
+
+    def wrap(
+        self,
+        argv: Sequence[str],
+        *,
+        cwd: Path,
+        writable: Sequence[Path],
+        env: Mapping[str, str],
+        agent: str | None = None,
+    ) -> list[str]:
+        """`argv` in the sandbox (or as it is when off). A program that cannot be found is not
+        wrapped, so that spawning it still fails as "not installed"."""
+        if not self.on or self.executable is None or not argv or not _findable(argv[0], env):
+            return list(argv)
+        state = cli_state_paths(agent, env)
+        _prepare(state)
+        extra = [Path(env["TMPDIR"])] if env.get("TMPDIR") else []
+        return bwrap_argv(argv, bwrap=self.executable, writable=[*writable, *extra, *state], cwd=cwd)
+
+
+SANDBOX_OFF = Sandbox("off", note="off (`sandbox: off` in the config)")
+
+
+def _findable(program: str, env: Mapping[str, str]) -> bool:
+    if os.sep in program:
+        return os.access(program, os.X_OK)
+    return shutil.which(program, path=env.get("PATH", os.defpath)) is not None
+
+
+@functools.cache
+def probe_bwrap(executable: str) -> str | None:
+    """None when `executable` can make a sandbox here, else why not (its own words)."""
+    try:
+        result = run_command(
+            [executable, "--ro-bind", "/", "/", "--dev-bind", "/dev", "/dev", "--", "true"],
+            Path("/"),
+            env=child_env(os.environ, {}),
+            timeout_s=15,
+        )
+    except Exception as exc:  # not executable, or gone between which() and the spawn
+        return str(exc)
+    if result.ok:
+        return None
+    return (result.stderr or result.stdout).strip()[-300:] or f"exit {result.returncode}"
+
+
+def resolve_sandbox(setting: SandboxSetting, env: Mapping[str, str]) -> Sandbox:
+    """The sandbox a run gets with this setting here. `bwrap` without a working bwrap is a
+    configuration error (exit 2)."""
+    if setting == "off":
+        return SANDBOX_OFF
+    executable = shutil.which("bwrap", path=env.get("PATH", os.defpath))
+    problem = "bwrap is not installed" if executable is None else probe_bwrap(executable)
+    if executable is not None and problem is None:
+        return Sandbox("bwrap", executable, note=f"bubblewrap ({executable})")
+    if setting == "bwrap":
+        raise UsageError(
+            f"the config asks for `sandbox: bwrap`, but {problem}",
+            hint=f"{INSTALL_HINT}; in a container, allow user namespaces; or set `sandbox: auto`",
+        )
+    return Sandbox("off", note=f"off: {problem} ({INSTALL_HINT}, or allow user namespaces)")
