@@ -327,7 +327,9 @@ def test_sigkill_mid_run_then_resume_finishes(tmp_path):
                 "turns": [
                     {"write_file": {"path": "a.txt", "content": "a"}},
                     {"text": "impl"},
-                    {"shell": 'touch "$TMPDIR/reached" && sleep 60'},  # the review step hangs here; we kill during it
+                    {
+                        "shell": 'touch "$TMPDIR/reached" && sleep 60'
+                    },  # the review step hangs here; we kill during it
                     {"text": APPROVE},
                 ]
             }
