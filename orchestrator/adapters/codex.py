@@ -54,9 +54,16 @@ PIN = PINNED["codex"]
 
 # Our permission modes on Codex's sandbox. `exec` never asks for approval: what the sandbox forbids
 # fails. workspace-write: edits and commands may write inside the working directory (and TMPDIR);
-# read-only: nothing may be written, reads and read-only commands still work.
+# read-only: nothing may be written, reads and read-only commands still work. /tmp is left out of the
+# writable places: TMPDIR is the run's own, and inside our OS sandbox (workspace/sandbox.py) /tmp is
+# read-only, where Codex's own bubblewrap would fail setting up a mount point in it.
 PERMISSION_FLAGS: dict[PermissionMode, tuple[str, ...]] = {
-    PermissionMode.EDIT: ("--sandbox", "workspace-write"),
+    PermissionMode.EDIT: (
+        "--sandbox",
+        "workspace-write",
+        "-c",
+        "sandbox_workspace_write.exclude_slash_tmp=true",
+    ),
     PermissionMode.READ_ONLY: ("--sandbox", "read-only"),
     PermissionMode.BYPASS: ("--dangerously-bypass-approvals-and-sandbox",),
 }

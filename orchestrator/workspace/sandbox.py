@@ -40,13 +40,19 @@ def bwrap_argv(argv: Sequence[str], *, bwrap: str, writable: Sequence[Path], cwd
     """`argv` run by bubblewrap: everything read-only but `writable` (missing ones are skipped)."""
     wrapped = [
         bwrap,
-        "--die-with-parent",  # bwrap's own child gets SIGKILL if bwrap goes
+        "--die-with-parent",  # bwrap's own child gets SIGKILL if bwrap goes (and with it the namespace)
+        # A process namespace of its own: the sandboxed tree cannot signal, ptrace or write the memory
+        # (/proc/<pid>/mem) of the orchestrator or anything else outside it; its own /proc is writable,
+        # which a CLI's own nested sandbox needs (Codex's bubblewrap writes its uid map there).
+        "--unshare-pid",
         "--ro-bind",
         "/",
         "/",
         "--dev-bind",  # the host's devices (/dev/null, ptys, /dev/shm) as they are
         "/dev",
         "/dev",
+        "--proc",
+        "/proc",
     ]
     for path in _outermost(writable):
         wrapped += ["--bind-try", str(path), str(path)]
@@ -157,7 +163,7 @@ def probe_bwrap(executable: str) -> str | None:
     """None when `executable` can make a sandbox here, else why not (its own words)."""
     try:
         result = run_command(
-            [executable, "--ro-bind", "/", "/", "--dev-bind", "/dev", "/dev", "--", "true"],
+            bwrap_argv(["true"], bwrap=executable, writable=(), cwd=Path("/")),
             Path("/"),
             env=child_env(os.environ, {}),
             timeout_s=15,

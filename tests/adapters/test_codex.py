@@ -64,6 +64,8 @@ def test_new_task_reads_the_prompt_from_stdin(tmp_path):
         "--skip-git-repo-check",
         "--sandbox",
         "workspace-write",
+        "-c",
+        "sandbox_workspace_write.exclude_slash_tmp=true",
         "-",
     )
     assert command.stdin == "Do the task."
@@ -73,7 +75,10 @@ def test_new_task_reads_the_prompt_from_stdin(tmp_path):
 @pytest.mark.parametrize(
     ("mode", "flags"),
     [
-        (PermissionMode.EDIT, ["--sandbox", "workspace-write"]),
+        (
+            PermissionMode.EDIT,
+            ["--sandbox", "workspace-write", "-c", "sandbox_workspace_write.exclude_slash_tmp=true"],
+        ),
         (PermissionMode.READ_ONLY, ["--sandbox", "read-only"]),
         (PermissionMode.BYPASS, ["--dangerously-bypass-approvals-and-sandbox"]),
     ],

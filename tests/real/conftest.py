@@ -163,7 +163,8 @@ def run_agent(tmp_path: Path):
         block = agent_config(agent, server.url)
         block["timeout_s"] = timeout_s
         block["idle_timeout_s"] = idle_timeout_s or timeout_s
-        config = deep_merge({"agents": {agent: block}}, extra_config or {})
+        # The sandbox is required, not just allowed: the suite shows every CLI works inside it.
+        config = deep_merge({"sandbox": "bwrap", "agents": {agent: block}}, extra_config or {})
         config_path = tmp_path / f"config{n}.yaml"
         config_path.write_text(yaml.safe_dump(config), encoding="utf-8")
         transcript = tmp_path / f"transcript{n}.jsonl"
