@@ -54,6 +54,7 @@ from orchestrator.proc import child_env, run_command
 from orchestrator.store import COMPLETED_STEP_STATUSES, RunRecord, StepRecord, StepStatus, Store, TokenUsage
 from orchestrator.workspace.diffs import DiffText
 from orchestrator.workspace.paths import run_paths
+from orchestrator.workspace.run_repo import RunRepoTampered
 from orchestrator.workspace.run_workspace import RunWorkspace
 from orchestrator.workspace.sandbox import resolve_sandbox
 
@@ -304,24 +305,38 @@ class RunEngine:
 
         commit = None
         files: list[str] = []
-        if step.read_only:
-            undone = self.ws.discard_uncommitted(step_start=head_before)
-            self._moved()
-            if undone:
-                note = f"{agent} changed {', '.join(undone.files)} in a read-only step; undone (kept at {undone.backup_ref})"
-                notes.append(note)
-                self.bus.publish(Notice(run_id=self.run_id, level="warning", text=f"{step_id}: {note}"))
-        else:
-            subject = f"{step.task} by {agent} (run {self.run_id}, {step_id})"
-            made = self.ws.commit_step(
-                step_id=step_id, agent=agent, task=step.task, message=subject, step_start=head_before
+        try:
+            if step.read_only:
+                undone = self.ws.discard_uncommitted(step_start=head_before)
+                self._moved()
+                if undone:
+                    note = f"{agent} changed {', '.join(undone.files)} in a read-only step; undone (kept at {undone.backup_ref})"
+                    notes.append(note)
+                    self.bus.publish(Notice(run_id=self.run_id, level="warning", text=f"{step_id}: {note}"))
+            else:
+                subject = f"{step.task} by {agent} (run {self.run_id}, {step_id})"
+                made = self.ws.commit_step(
+                    step_id=step_id, agent=agent, task=step.task, message=subject, step_start=head_before
+                )
+                self._moved()
+                commit, files = made.sha, made.files
+                if not made.changed:
+                    notes.append("no files changed")
+                elif self.state.verdict is not None:
+                    self.state.verdict_head = None  # the verdict no longer describes the tree
+        except RunRepoTampered as exc:
+            # The agent rewrote its repository's .git to point our git elsewhere: nothing is committed.
+            self._end_step(
+                step_id,
+                agent,
+                "failed",
+                usage=usage,
+                error_kind="other",
+                error_message=exc.message,
+                detail=detail,
             )
-            self._moved()
-            commit, files = made.sha, made.files
-            if not made.changed:
-                notes.append("no files changed")
-            elif self.state.verdict is not None:
-                self.state.verdict_head = None  # the verdict no longer describes the tree
+            self.state.failed_step = f"{step_id} ({agent}): its repository was tampered with"
+            return
 
         if self.cancel.is_set():
             self._end_step(

@@ -34,6 +34,7 @@ from orchestrator.workspace.merge import MergeResult, checked_out_in, merge_run
 from orchestrator.workspace.paths import RunPaths, run_paths
 from orchestrator.workspace.run_repo import (
     CONFIG_COPY,
+    RunRepoTampered,
     create_run_repo,
     fetch_commit,
     remove_run_repo,
@@ -477,10 +478,15 @@ class RunWorkspace:
     def discard(self) -> str:
         """Drop the run: its tip (with any uncommitted work on top) is kept under
         backups/<run>/discarded, then the run repository is removed and the branch deleted."""
+        kept = None
         if self.has_worktree():
-            kept = self._keep_worktree_state("discarded", message=f"Run {self.run_id} at discard")
-        else:
-            kept = self._keep("discarded", self.head())
+            try:
+                kept = self._keep_worktree_state("discarded", message=f"Run {self.run_id} at discard")
+            except RunRepoTampered as exc:  # its work tree is not trusted: the run's last commit is kept
+                self.notes.append(f"{exc.message}; kept the run's last commit only")
+        if kept is None:
+            self._wt_git = None
+            kept = self._keep("discarded", self.head(), from_run_repo=False)
         user = self._user()
         tip = self.head()
         if user.rev_parse(kept) is None or not user.is_ancestor(tip, kept):
@@ -610,11 +616,11 @@ class RunWorkspace:
         wt.run("reset", "-q", "--hard", target)
         wt.run("clean", "-fdq")
 
-    def _keep(self, kind: str, sha: str) -> str:
+    def _keep(self, kind: str, sha: str, *, from_run_repo: bool = True) -> str:
         """Point a new backups/<run>/<kind>[-<n>] ref in the user's repository at `sha` (brought there
         from the run repository first); never overwrites one."""
         user = self._user()
-        if self.has_worktree():
+        if from_run_repo and self.has_worktree():
             fetch_commit(user, self.worktree, sha)
         existing = set(self.backups())
         zero = "0" * len(sha)

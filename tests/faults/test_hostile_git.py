@@ -10,9 +10,9 @@ without one it is reported, naming the ref.
 from __future__ import annotations
 
 import pytest
-from standins import IDENTITY, discard, make_user_repo, run_hostile
 
 from orchestrator.testing.checkout import snapshot_checkout
+from orchestrator.testing.hostile_agent import IDENTITY, discard, make_user_repo, run_hostile
 from orchestrator.workspace.git import Git
 
 NO_HOOKS = "git -c core.hooksPath=/dev/null"
@@ -41,6 +41,7 @@ THROUGH_ITS_OWN_REPOSITORY = {
         f"{NO_HOOKS} {IDENTITY} commit -q --allow-empty -m 'on main'",
     ],
     "reset and symbolic-ref": [
+        f"{NO_HOOKS} branch feature",
         f"{NO_HOOKS} symbolic-ref HEAD refs/heads/feature",
         f"{NO_HOOKS} reset -q --hard",
         f"{NO_HOOKS} update-ref refs/stash HEAD",
@@ -52,7 +53,9 @@ THROUGH_ITS_OWN_REPOSITORY = {
 def test_the_agents_git_changes_only_its_own_repository(tmp_path, case):
     repo = make_user_repo(tmp_path / "repo")
     before = snapshot_checkout(repo)
-    run = run_hostile(tmp_path, repo, [*THROUGH_ITS_OWN_REPOSITORY[case], "echo work > work.txt"], sandbox="off")
+    run = run_hostile(
+        tmp_path, repo, [*THROUGH_ITS_OWN_REPOSITORY[case], "echo work > work.txt"], sandbox="off"
+    )
     after = snapshot_checkout(repo)
     assert after == before, before.differences(after)
     assert run.result.returncode == 0, run.result.stderr

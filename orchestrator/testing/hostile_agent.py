@@ -20,7 +20,7 @@ import yaml
 from orchestrator.proc import CommandResult, run_command
 from orchestrator.workspace.git import Git
 
-PROJECT = Path(__file__).resolve().parents[2]
+PROJECT = Path(__file__).resolve().parents[2]  # the source checkout: `python -m orchestrator` runs from it
 IDENTITY = "-c user.name=agent -c user.email=agent@example.org"
 
 
@@ -73,7 +73,10 @@ def run_hostile(
 ) -> HostileRun:
     """`orchestrator run` with one implement step whose agent runs `commands` (each logged), then
     answers; with `gate`, a gate step runs that command after it."""
-    logged = [f'( {command} ) >/dev/null 2>&1; echo "$?	{command}" >> "$TMPDIR/hostile.log"' for command in commands]
+    logged = [
+        f'( {command} ) >/dev/null 2>&1; echo "$? {n}" >> "$TMPDIR/hostile.log"'
+        for n, command in enumerate(commands)
+    ]
     scenario = tmp_path / "scenario.yaml"
     scenario.write_text(yaml.safe_dump({"turns": [{"shell": "\n".join(logged)}, {"text": "done"}]}))
     steps: list[dict[str, Any]] = [{"agent": "fake", "task": "implement"}]
@@ -104,17 +107,23 @@ def run_hostile(
     try:
         report = json.loads(result.stdout)
     except ValueError:
-        raise AssertionError(f"no JSON report (exit {result.returncode}):\n{result.stdout}\n{result.stderr}") from None
+        raise AssertionError(
+            f"no JSON report (exit {result.returncode}):\n{result.stdout}\n{result.stderr}"
+        ) from None
     log_file = state / "runs" / report["run_id"] / "agents" / "fake" / "tmp" / "hostile.log"
     log: list[tuple[str, int]] = []
     if log_file.exists():
         for line in log_file.read_text().splitlines():
-            code, _, command = line.partition("\t")
-            log.append((command, int(code)))
+            code, _, n = line.partition(" ")
+            log.append((commands[int(n)], int(code)))
     return HostileRun(result, report, state, log)
 
 
 def discard(run: HostileRun, repo: Path) -> CommandResult:
-    env = {"PATH": os.environ["PATH"], "HOME": str(run.state.parent / "home"), "ORCHESTRATOR_HOME": str(run.state)}
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(run.state.parent / "home"),
+        "ORCHESTRATOR_HOME": str(run.state),
+    }
     argv = [sys.executable, "-m", "orchestrator", "runs", "discard", run.run_id]
     return run_command(argv, repo, env=env, timeout_s=60)
