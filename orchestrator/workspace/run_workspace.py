@@ -29,9 +29,22 @@ from pathlib import Path
 from orchestrator.errors import GitError, RunNotFound, UsageError
 from orchestrator.workspace import trees
 from orchestrator.workspace.diffs import DiffText, truncate_diff
-from orchestrator.workspace.git import Git, find_repo_root, init_repo
+from orchestrator.workspace.git import Git
 from orchestrator.workspace.merge import MergeResult, checked_out_in, merge_run
 from orchestrator.workspace.paths import RunPaths, run_paths
+from orchestrator.workspace.run_locate import check_outside, list_run_ids, repo_root, resolve_repo
+from orchestrator.workspace.run_records import (
+    BRANCH_PREFIX,
+    UNCOMMITTED_STEP,
+    CommitInfo,
+    StepCommit,
+    UndoneEdits,
+    WorkspaceConflict,
+    backup_prefix,
+    branch_name,
+    meta_prefix,
+    tip_ref,
+)
 from orchestrator.workspace.run_repo import (
     CONFIG_COPY,
     RunRepoTampered,
@@ -42,68 +55,21 @@ from orchestrator.workspace.run_repo import (
     verify_run_repo,
 )
 
-BRANCH_PREFIX = "orchestrator/"
-UNCOMMITTED_STEP = "uncommitted"
-
-
-def branch_name(run_id: str) -> str:
-    return f"{BRANCH_PREFIX}{run_id}"
-
-
-def backup_prefix(run_id: str) -> str:
-    return f"refs/orchestrator/backups/{run_id}/"
-
-
-def meta_prefix(run_id: str) -> str:
-    return f"refs/orchestrator/runs/{run_id}/"
-
-
-def tip_ref(run_id: str) -> str:
-    return f"{meta_prefix(run_id)}tip"
-
-
-@dataclass(frozen=True)
-class StepCommit:
-    """What committing a step did. `changed` False means the step changed nothing (and no commit)."""
-
-    changed: bool
-    sha: str | None
-    files: list[str] = field(default_factory=list)
-    step_id: str = ""
-    agent: str = ""
-
-
-@dataclass(frozen=True)
-class CommitInfo:
-    sha: str
-    parents: list[str]
-    subject: str
-    trailers: dict[str, str]
-    files: list[str]
-
-    @property
-    def step_id(self) -> str | None:
-        return self.trailers.get("Orchestrator-Step")
-
-    @property
-    def agent(self) -> str | None:
-        return self.trailers.get("Orchestrator-Agent")
-
-
-@dataclass(frozen=True)
-class UndoneEdits:
-    """Edits a read-only step made and that were undone. `backup_ref` keeps them reachable."""
-
-    diff: str
-    files: list[str]
-    backup_ref: str | None
-
-    def __bool__(self) -> bool:
-        return bool(self.files)
-
-
-class WorkspaceConflict(UsageError):
-    """The user's uncommitted changes cannot be carried onto the requested base."""
+__all__ = [
+    "BRANCH_PREFIX",
+    "CommitInfo",
+    "RunWorkspace",
+    "StepCommit",
+    "UNCOMMITTED_STEP",
+    "UndoneEdits",
+    "WorkspaceConflict",
+    "backup_prefix",
+    "branch_name",
+    "list_run_ids",
+    "meta_prefix",
+    "resolve_repo",
+    "tip_ref",
+]
 
 
 @dataclass
@@ -133,9 +99,9 @@ class RunWorkspace:
         environ: Mapping[str, str] | None = None,
     ) -> RunWorkspace:
         """Record the starting state, then make the run's repository on a new branch from `base`."""
-        root = _repo_root(repo, environ)
+        root = repo_root(repo, environ)
         paths = run_paths(state_home, run_id)
-        _check_outside(paths.worktree, root)
+        check_outside(paths.worktree, root)
         if paths.worktree.exists() and any(paths.worktree.iterdir()):
             raise UsageError(
                 f"the run repository folder {paths.worktree} already exists and is not empty",
@@ -232,7 +198,7 @@ class RunWorkspace:
         environ: Mapping[str, str] | None = None,
     ) -> RunWorkspace:
         """An existing run (to resume it, or read its diff and log). Writes nothing."""
-        root = _repo_root(repo, environ)
+        root = repo_root(repo, environ)
         paths = run_paths(state_home, run_id)
         user = Git(root, environ=environ)
         base = user.rev_parse(f"{meta_prefix(run_id)}base")
@@ -457,7 +423,7 @@ class RunWorkspace:
         clean-up)."""
         if self.has_worktree():
             return
-        _check_outside(self.worktree, self.repo)
+        check_outside(self.worktree, self.repo)
         remove_run_repo(self.worktree)  # a folder without .git holds nothing of the run's
         self._wt_git = create_run_repo(
             self._user(), self.worktree, branch=self.branch, start=self.head(), config_copy=self._config_copy
@@ -675,48 +641,3 @@ class RunWorkspace:
         for lock in candidates:
             with contextlib.suppress(FileNotFoundError):
                 lock.unlink()
-
-
-def list_run_ids(repo: Path, *, environ: Mapping[str, str] | None = None) -> list[str]:
-    """Ids of the runs made in this repository (discarded ones included), oldest id first."""
-    user = Git(_repo_root(repo, environ), environ=environ)
-    out = user.out("for-each-ref", "--format=%(refname)", "refs/orchestrator/runs/")
-    ids = {line.split("/")[3] for line in out.splitlines() if line.count("/") >= 4}
-    return sorted(ids)
-
-
-def resolve_repo(
-    cwd: Path,
-    *,
-    repo: Path | None = None,
-    workspace_dir: Path,
-    new_name: str,
-    environ: Mapping[str, str] | None = None,
-) -> Path:
-    """Which repository a run works on: `repo` if given (it must be one); else the repository holding
-    `cwd`; outside any repository, a new one at `workspace_dir/new_name`, so that work is versioned too."""
-    if repo is not None:
-        return _repo_root(repo, environ)
-    found = find_repo_root(cwd, environ=environ)
-    if found is not None:
-        return found
-    return init_repo(workspace_dir / new_name, environ=environ)
-
-
-def _repo_root(repo: Path, environ: Mapping[str, str] | None) -> Path:
-    root = find_repo_root(Path(repo), environ=environ)
-    if root is None:
-        raise UsageError(
-            f"{repo} is not inside a git repository", hint="pass --repo PATH to a git repository"
-        )
-    return root
-
-
-def _check_outside(worktree: Path, root: Path) -> None:
-    """A run repository inside the user's checkout would show up there as untracked files (and the
-    sandbox could not keep the checkout read-only)."""
-    if worktree.resolve().is_relative_to(root.resolve()):
-        raise UsageError(
-            f"the run's repository {worktree} would be inside the repository {root}",
-            hint="set ORCHESTRATOR_HOME to a folder outside the repository",
-        )
