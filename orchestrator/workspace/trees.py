@@ -31,7 +31,9 @@ def work_tree_tree(git: Git, tmp_dir: Path) -> str:
     temp_index = tmp_dir / f"index-{uuid.uuid4().hex}"
     source = index_path(git)
     if source.is_file():
-        shutil.copyfile(source, temp_index)
+        # copy2 keeps the index's mtime, which git compares file mtimes against to catch a file changed
+        # in the same second the index was written ("racily clean"); a fresh mtime would hide it.
+        shutil.copy2(source, temp_index)
     env = {"GIT_INDEX_FILE": str(temp_index)}
     try:
         git.run("add", "-A", "--", ".", env=env)
