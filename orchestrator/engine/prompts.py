@@ -18,7 +18,7 @@ MAX_FINDINGS_SHOWN = 40
 MAX_GATE_TAIL_CHARS = 4000
 
 _EDIT_RULES = """\
-You are working in a git worktree on a branch of its own; the current directory is the repository.
+You are working in a git repository of its own, on a branch of its own; the current directory is the repository.
 - Change only what the task needs; keep the project's style and add or update tests for what you change.
 - Run the project's tests if you can.
 - Do not commit, push, rebase or switch branches: the orchestrator commits your changes after this step."""

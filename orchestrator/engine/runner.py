@@ -1,4 +1,4 @@
-"""The workflow runner: walks a run's workflow, step by step, on the run's own worktree.
+"""The workflow runner: walks a run's workflow, step by step, in the run's own repository.
 
 Every step goes: pick an agent (falling back when one is not ready), render a prompt from only what the
 step needs, run it through the agent step runner, commit what it changed (or undo what a read-only step

@@ -1,5 +1,6 @@
-"""The git workspace of a run: a worktree on branch `orchestrator/<run-id>` outside the user's checkout,
-a commit after every step, backups of whatever is removed, and a safe merge back."""
+"""The git workspace of a run: a repository of its own (a clone sharing the user's objects) on branch
+`orchestrator/<run-id>` outside the user's checkout, the OS sandbox agents and gates run in, a commit after
+every step fetched into the user's repository, backups of whatever is removed, and a safe merge back."""
 
 from __future__ import annotations
 
