@@ -150,7 +150,8 @@ class RunWorkspace:
                 assert uncommitted is not None
                 workspace._carry_onto_base(uncommitted)
             workspace.first = workspace._clone_tip() or start_point
-            fetch_commit(user, paths.worktree, workspace.first)
+            if workspace.first != start_point:  # the commit carrying uncommitted work onto the base
+                fetch_commit(user, paths.worktree, workspace.first)
             user.run("update-ref", tip_ref(run_id), workspace.first, zero)
             user.run("update-ref", f"refs/heads/{branch}", workspace.first, zero)
             user.run("update-ref", f"{meta_prefix(run_id)}first", workspace.first, zero)

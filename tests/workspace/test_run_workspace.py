@@ -378,3 +378,30 @@ def test_list_run_ids(repo, state):
     create(repo, state, "20261121-000001-aaaaaa")
     create(repo, state, "20261121-000000-bbbbbb").discard()
     assert list_run_ids(repo) == ["20261121-000000-bbbbbb", "20261121-000001-aaaaaa"]
+
+
+def test_the_user_keeps_working_during_a_run_and_nothing_is_undone(repo, state, git, write):
+    ws = create(repo, state)
+    before = ws.user_refs()
+    write(repo / "mine.txt", "the user's own work\n")
+    git(repo, "add", "mine.txt")
+    git(repo, "commit", "-q", "-m", "user commit during the run")
+    git(repo, "checkout", "-q", "-b", "topic")
+    user_main = git(repo, "rev-parse", "main")
+    write(ws.worktree / "x.txt", "x\n")
+    made = ws.commit_step(step_id="s1", agent="claude")
+    assert git(repo, "rev-parse", "main") == user_main and git(repo, "branch", "--show-current") == "topic"
+    assert git(repo, "rev-parse", "orchestrator/r1") == made.sha
+    assert ws.changed_user_refs(before) == ["HEAD", "refs/heads/main", "refs/heads/topic"]
+    assert ws.notes == []
+
+
+def test_a_run_branch_the_user_checked_out_is_left_alone(repo, state, git, write):
+    ws = create(repo, state)
+    git(repo, "stash", "push", "-q", "--include-untracked")
+    git(repo, "checkout", "-q", "orchestrator/r1")
+    write(ws.worktree / "x.txt", "x\n")
+    made = ws.commit_step(step_id="s1", agent="claude")
+    assert git(repo, "rev-parse", "HEAD") == ws.base  # the user's checkout did not move under them
+    assert ws.head() == made.sha and "checked out in" in ws.notes[0]
+    assert git(repo, "status", "--porcelain") == ""
