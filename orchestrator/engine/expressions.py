@@ -35,6 +35,8 @@ import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from pydantic_core import PydanticCustomError
+
 from orchestrator.engine.expression_syntax import (
     COMPARISONS,
     MAX_DEPTH,
@@ -61,6 +63,7 @@ __all__ = [
     "Value",
     "WhenState",
     "parse_expression",
+    "validate_when",
 ]
 
 
@@ -225,6 +228,14 @@ def _check(node: Node, schema: Schema) -> _Typed:
             column,
             allowed="a string in a list of strings or in a string; a number in a list of numbers",
         )
+    if left.choices and isinstance(node.right, Const) and isinstance(node.right.value, tuple):
+        impossible = [v for v in node.right.value if v not in left.choices]
+        if impossible:
+            raise ExpressionError(
+                f"{left.label} is never {impossible[0]!r}",
+                node.right.column,
+                allowed=", ".join(repr(c) for c in left.choices),
+            )
     return _Typed("bool", False, label=op)
 
 
@@ -297,6 +308,18 @@ def parse_expression(source: str, schema: Schema = WHEN_SCHEMA) -> Expression:
             allowed="a comparison, e.g. plan.size > 2, or a true/false name, e.g. gates.passed",
         )
     return Expression(source=source, tree=tree, names=frozenset(_names(tree)))
+
+
+def validate_when(source: str) -> str:
+    """For a pydantic field (AfterValidator): the workflow loader then reports a bad `when:` like
+    any other key, `file: steps[3].when: column 16: ... (allowed: ...)`, exit 2."""
+    try:
+        parse_expression(source)
+    except ExpressionError as exc:
+        raise PydanticCustomError(
+            "when_expression", "{problem}", {"problem": exc.message, "allowed": exc.allowed or ""}
+        ) from None
+    return source
 
 
 def _names(node: Node) -> set[str]:

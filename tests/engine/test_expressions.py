@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+from typing import Annotated
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic import AfterValidator, BaseModel, ValidationError
 
 from orchestrator.engine.expression_syntax import Binary, Const, Name, parse_tree
 from orchestrator.engine.expressions import (
@@ -13,6 +16,7 @@ from orchestrator.engine.expressions import (
     NameSpec,
     WhenState,
     parse_expression,
+    validate_when,
 )
 from orchestrator.errors import ConfigError
 
@@ -234,6 +238,24 @@ def test_the_error_becomes_a_config_error_in_the_loader_style():
         "wf.yaml: steps[3].when: column 16: cannot order a string (review.verdict) and a number (2)"
         " with '>' (allowed: <, <=, >, >= between numbers; == and != for other types)"
     )
+
+
+def test_a_list_of_impossible_choices_is_refused():
+    error = error_of("review.verdict in ['approve', 'rejected']")
+    assert error.column == 19 and "never 'rejected'" in error.problem
+
+
+def test_a_pydantic_field_reports_the_problem_with_what_is_allowed():
+    class StepWithWhen(BaseModel):
+        when: Annotated[str, AfterValidator(validate_when)]
+
+    assert StepWithWhen(when="iteration < 3").when == "iteration < 3"
+    with pytest.raises(ValidationError) as caught:
+        StepWithWhen(when="plan.size > 'two'")
+    (error,) = caught.value.errors()
+    assert error["type"] == "when_expression" and error["loc"] == ("when",)
+    assert error["msg"] == "column 11: cannot order a number (plan.size) and a string ('two') with '>'"
+    assert error["ctx"]["allowed"] == "<, <=, >, >= between numbers; == and != for other types"
 
 
 def test_a_custom_schema_decides_the_names():
