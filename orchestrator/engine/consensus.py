@@ -215,8 +215,12 @@ def _status(members: tuple[Raised, ...], quorum: int) -> Cluster:
 
 def confirm(consensus: Consensus, index: int, reviewer: str, answer: ReviewVerdict) -> Consensus:
     """Record the second reviewer's answer on pending cluster `index`: it counts when that reviewer
-    requests changes with a finding about the same problem; otherwise it is "not_confirmed"."""
+    requests changes with a finding about the same problem; otherwise it is "not_confirmed". An
+    unreadable answer (`unparsed`) decides nothing: the cluster stays pending, and the caller may ask
+    another reviewer (choose_second_reviewer with `asked`)."""
     cluster = consensus.clusters[index]
+    if answer.unparsed and cluster.status == "needs_second_reviewer" and reviewer not in cluster.reviewers:
+        return consensus
     if cluster.status != "needs_second_reviewer":
         raise ValueError(f"cluster {index} is {cluster.status}, not waiting for a second reviewer")
     if reviewer in cluster.reviewers:

@@ -59,6 +59,10 @@ class Slot:
             fd, self._fd = self._fd, None
             os.close(fd)  # closing the file releases its flock
 
+    def __del__(self) -> None:
+        # A slot dropped without release() must not keep the CLI's cap lowered until the process ends.
+        self.release()
+
     def __enter__(self) -> Slot:
         return self
 

@@ -192,6 +192,13 @@ def test_a_high_finding_from_one_reviewer_needs_a_second_reviewer():
     unrelated = confirm(consensus, 0, "gemini", rv(f("Function is too long", line=21)))
     assert unrelated.clusters[0].status == "not_confirmed"
 
+    garbled = confirm(consensus, 0, "gemini", unparsed_review("sorry, out of tokens"))
+    assert garbled == consensus and garbled.pending == (0,)  # still waiting: ask someone else
+    assert (
+        choose_second_reviewer(["gemini", "copilot"], consensus.clusters[0], authors=[], asked=["gemini"])
+        == "copilot"
+    )
+
     with pytest.raises(ValueError, match="another one"):
         confirm(consensus, 0, "codex", rv())
     with pytest.raises(ValueError, match="not waiting"):
