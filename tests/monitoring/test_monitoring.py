@@ -180,7 +180,9 @@ def exported_names(families: dict[str, Any]) -> set[str]:
     return names
 
 
-def demo_like_run(tmp_path: Path, registry: CollectorRegistry, url: str) -> tuple[dict[str, Any], str]:
+def demo_like_run(
+    tmp_path: Path, registry: CollectorRegistry | None, url: str | None
+) -> tuple[dict[str, Any], str]:
     """The demo's shape with the fake agent: implement (claude is not ready here: fake takes it), a gate
     that fails, review asks for changes, refine, the gate passes, the second review approves. Scrapes
     once mid-run (at the first gate) and returns that scrape and the run id."""
@@ -225,7 +227,7 @@ def demo_like_run(tmp_path: Path, registry: CollectorRegistry, url: str) -> tupl
     mid_run: dict[str, Any] = {}
 
     def scrape_at_first_gate(event: RunEvent) -> None:
-        if isinstance(event, GateFinished) and not mid_run:
+        if url is not None and isinstance(event, GateFinished) and not mid_run:
             mid_run.update(scrape(url))
 
     try:
@@ -280,3 +282,25 @@ def test_a_real_run_scraped_over_http_shows_every_family_and_every_queried_metri
     assert last is not None and last > 1.7e9
     # ... and gone once the run finished.
     assert sample(families, "orchestrator_run_last_event_timestamp_seconds", run_id=run_id) is None
+
+
+def test_metrics_follow_the_store_event_log_of_runs_made_elsewhere(tmp_path):
+    """A dashboard serving /metrics for runs another process made: the follower reads the store."""
+    from orchestrator.metrics_follow import StoreMetricsFollower
+    from orchestrator.store import Store
+
+    # The run writes its events to the store only (no metrics subscriber on its bus).
+    demo_like_run(tmp_path, None, None)
+    registry = CollectorRegistry()
+    with Store(tmp_path / "state" / "state.db") as store:
+        follower = StoreMetricsFollower(store, registry, since=0)
+        fed = follower.poll()
+        assert fed > 10
+        assert follower.poll() == 0  # nothing new: nothing counted twice
+    families = {f.name: f for f in text_string_to_metric_families(render_metrics(registry)[0].decode())}
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value for f in families.values() for s in f.samples
+    }
+    assert samples[("orchestrator_runs_total", (("status", "approved"), ("workflow", "wf")))] == 1
+    assert samples[("orchestrator_gates_total", (("result", "failed"),))] == 1
+    assert samples[("orchestrator_fallbacks_total", (("agent", "claude"), ("reason", "not_ready")))] == 1
