@@ -232,7 +232,10 @@ def demo_like_run(
 
     try:
         record = service.create(RunSpec(task="greet() returns Hello", cwd=repo, workflow=str(workflow)))
-        report = service.execute(record.id, subscribers=[metrics_subscriber(registry), scrape_at_first_gate])
+        subscribers = [scrape_at_first_gate] + (
+            [metrics_subscriber(registry)] if registry is not None else []
+        )
+        report = service.execute(record.id, subscribers=subscribers)
     finally:
         service.close()
     assert report.status == "approved", report
