@@ -307,3 +307,12 @@ def test_metrics_follow_the_store_event_log_of_runs_made_elsewhere(tmp_path):
     assert samples[("orchestrator_runs_total", (("status", "approved"), ("workflow", "wf")))] == 1
     assert samples[("orchestrator_gates_total", (("result", "failed"),))] == 1
     assert samples[("orchestrator_fallbacks_total", (("agent", "claude"), ("reason", "not_ready")))] == 1
+
+
+def test_the_readme_lists_every_metric_and_every_alert():
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Operating it", 1)[1].split("\n## ", 1)[0]
+    for name in METRIC_FAMILIES:
+        assert f"`{name}" in section, name
+    for rule in alert_rules():
+        assert f"`{rule['alert']}`" in section, rule["alert"]
