@@ -286,7 +286,9 @@ def run_log(path: Path, run_id: str, *, masker: SecretMasker | None = None) -> I
 
 def event_logger(name: str = "orchestrator.run") -> Any:
     """A run-bus subscriber that logs what happens in a run, each line bound with run_id, step_id and
-    agent. Agent chatter (messages, tool calls, usage) is logged at debug only."""
+    agent. All at info (agent chatter at debug): the console renderer already shows people a run's
+    failures and warnings, so at the default level (warning) these lines would only repeat it on
+    stderr; files and the per-run log (info) get them all, with the status in the line."""
     from orchestrator.events import (
         AgentActivity,
         AgentErrorEvent,
@@ -318,10 +320,9 @@ def event_logger(name: str = "orchestrator.run") -> Any:
             bound = log.bind(run_id=event.run_id, step_id=event.step_id, agent=event.agent)
             if event.commit:
                 bound.info("commit", commit=event.commit, files=len(event.files_changed))
-            method = bound.info if event.status in ("succeeded", "skipped") else bound.warning
-            method("step finished", status=event.status, error_kind=event.error_kind, error=event.error)
+            bound.info("step finished", status=event.status, error_kind=event.error_kind, error=event.error)
         elif isinstance(event, GateFinished):
-            (log.info if event.passed else log.warning)(
+            log.info(
                 "gate passed" if event.passed else "gate failed",
                 run_id=event.run_id,
                 step_id=event.step_id,
@@ -330,12 +331,16 @@ def event_logger(name: str = "orchestrator.run") -> Any:
             )
         elif isinstance(event, Notice):
             message = {"fallback": "fallback", "retry": "retry"}.get(event.kind or "", "notice")
-            {"info": log.info, "warning": log.warning, "error": log.error}[event.level](
-                message, run_id=event.run_id, agent=event.agent, reason=event.reason, text=event.text
+            log.info(
+                message,
+                run_id=event.run_id,
+                agent=event.agent,
+                reason=event.reason,
+                text=event.text,
+                notice_level=event.level,
             )
         elif isinstance(event, RunFinished):
-            method = log.warning if event.status == "cancelled" else log.info
-            method(
+            log.info(
                 "run cancelled" if event.status == "cancelled" else "run finished",
                 run_id=event.run_id,
                 status=event.status,
@@ -345,7 +350,7 @@ def event_logger(name: str = "orchestrator.run") -> Any:
             inner = event.event
             bound = log.bind(run_id=event.run_id, step_id=event.step_id, agent=event.agent)
             if isinstance(inner, AgentErrorEvent):
-                bound.warning("agent error", kind=inner.kind, message=inner.message)
+                bound.info("agent error", kind=inner.kind, message=inner.message)
             elif isinstance(inner, SessionStarted):
                 bound.info("agent session", session_id=inner.session_id, model=inner.model)
             else:

@@ -186,4 +186,6 @@ def test_event_logger_names_what_happens(tmp_path):
     records = [json.loads(line) for line in log_file.read_text().splitlines()]
     assert [r["event"] for r in records] == ["commit", "step finished", "fallback", "run cancelled"]
     assert records[0]["step_id"] == "i1-s1-implement" and records[0]["agent"] == "claude"
-    assert records[2]["level"] == "warning" and records[3]["level"] == "warning"
+    assert records[2]["notice_level"] == "warning" and records[3]["status"] == "cancelled"
+    # All at info: at the default level the console renderer alone tells people about the run.
+    assert {r["level"] for r in records} == {"info"}

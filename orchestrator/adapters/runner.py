@@ -240,7 +240,7 @@ def run_agent_step(
     try:
         proc_result = communicator.run(spec, on_line, cancel=stop)
     except AgentNotInstalled as exc:
-        log.warning("agent not installed", agent=adapter.name, error=str(exc))
+        log.info("agent not installed", agent=adapter.name, error=str(exc))
         publish([AgentErrorEvent(kind="not_installed", message=str(exc))])
     finally:
         watcher_done.set()
