@@ -14,6 +14,8 @@ fi
 .venv/bin/orchestrator install-clis
 # The test path's system tools, only where missing: promtool (Debian's prometheus package) for the
 # monitoring/ checks, bubblewrap and setpriv for the container start test and the agents' sandbox.
+# (Debian's prometheus package also brings the Prometheus service: where /usr/sbin/policy-rc.d does
+# not forbid it, as it does on CI's machines, apt starts it on port 9090.)
 if [ "${1:-}" = "test" ] && command -v apt-get >/dev/null 2>&1; then
   missing=""
   command -v promtool >/dev/null 2>&1 || missing="$missing prometheus"
