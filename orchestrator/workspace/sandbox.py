@@ -4,7 +4,9 @@ Inside it a process sees the whole filesystem read-only, except what its step ne
 repository (or, for `run-agent`, the folder it was pointed at), its own run folder (settings, usage
 reports, TMPDIR) and the CLI's own state folders (sessions, logs, caches: `cli_state_paths`). The user's
 checkout, their `.git`, the orchestrator's store, the transcripts and the installed CLIs stay read-only,
-so nothing an agent runs can change them, whatever it does. The network, the process tree and the
+so nothing an agent runs can change them, whatever it does. Inside the CLI's state folders, the files
+that can name commands the CLI runs later (hooks, MCP servers) stay read-only too: a command planted there
+would run outside the sandbox the next time the CLI runs unsandboxed (`cli_protected_paths`). The network, the process tree and the
 environment are left as they are (proc.py ends the tree; the environment is built from an allowlist).
 
 Setting (`sandbox:` in the config): `auto` (the default) uses bubblewrap when `bwrap` runs here and is
@@ -36,8 +38,16 @@ INSTALL_HINT = (
 )
 
 
-def bwrap_argv(argv: Sequence[str], *, bwrap: str, writable: Sequence[Path], cwd: Path) -> list[str]:
-    """`argv` run by bubblewrap: everything read-only but `writable` (missing ones are skipped)."""
+def bwrap_argv(
+    argv: Sequence[str],
+    *,
+    bwrap: str,
+    writable: Sequence[Path],
+    cwd: Path,
+    read_only: Sequence[Path] = (),
+) -> list[str]:
+    """`argv` run by bubblewrap: everything read-only but `writable` (missing ones are skipped), and
+    `read_only` again inside those (files that must not change even there)."""
     wrapped = [
         bwrap,
         "--die-with-parent",  # bwrap's own child gets SIGKILL if bwrap goes (and with it the namespace)
@@ -56,6 +66,8 @@ def bwrap_argv(argv: Sequence[str], *, bwrap: str, writable: Sequence[Path], cwd
     ]
     for path in _outermost(writable):
         wrapped += ["--bind-try", str(path), str(path)]
+    for path in sorted({Path(os.path.abspath(p)) for p in read_only}):
+        wrapped += ["--ro-bind-try", str(path), str(path)]
     return [*wrapped, "--chdir", str(cwd), "--", *argv]
 
 
@@ -100,6 +112,24 @@ def cli_state_paths(agent: str | None, env: Mapping[str, str]) -> list[Path]:
 _STATE_FILES = (".json", ".backup", ".state")
 
 
+def cli_protected_paths(agent: str | None, env: Mapping[str, str]) -> list[Path]:
+    """Files in the CLIs' state folders that can name commands the CLI runs later (hooks, MCP servers,
+    `notify`), also when it runs outside the sandbox (`orchestrator agents` runs `--version`, the user
+    runs it by hand): kept read-only so that an agent cannot plant a command that runs unsandboxed."""
+    home = Path(env.get("HOME") or Path.home())
+    if agent == "claude":
+        folder = Path(env["CLAUDE_CONFIG_DIR"]) if env.get("CLAUDE_CONFIG_DIR") else home / ".claude"
+        return [folder / "settings.json", folder / "settings.local.json"]
+    if agent == "codex":
+        return [(Path(env["CODEX_HOME"]) if env.get("CODEX_HOME") else home / ".codex") / "config.toml"]
+    if agent == "gemini":
+        return [Path(env.get("GEMINI_CLI_HOME") or home) / ".gemini" / "settings.json"]
+    if agent == "copilot":
+        folder = Path(env["COPILOT_HOME"]) if env.get("COPILOT_HOME") else home / ".copilot"
+        return [folder / "mcp-config.json"]
+    return []
+
+
 def _prepare(paths: Sequence[Path]) -> None:
     """Make the state folders and files that do not exist yet, so the CLI can write in them (a
     missing path cannot be bound: bwrap skips it, and the CLI could not create it in a read-only
@@ -116,6 +146,18 @@ def _prepare(paths: Sequence[Path]) -> None:
                 path.mkdir(parents=True, exist_ok=True)
         except OSError:
             pass  # a read-only HOME: the CLI will say what it misses
+
+
+def _prepare_protected(paths: Sequence[Path]) -> None:
+    """A protected file that does not exist yet is made (empty: `{}` for JSON), so that it can be
+    mounted read-only: a missing one could be created by an agent inside the writable folder."""
+    for path in paths:
+        if path.exists() or not path.parent.is_dir():
+            continue
+        try:
+            path.write_text("{}\n" if path.suffix == ".json" else "")
+        except OSError:
+            pass
 
 
 @dataclass(frozen=True)
@@ -145,8 +187,16 @@ class Sandbox:
             return list(argv)
         state = cli_state_paths(agent, env)
         _prepare(state)
+        protected = cli_protected_paths(agent, env)
+        _prepare_protected(protected)
         extra = [Path(env["TMPDIR"])] if env.get("TMPDIR") else []
-        return bwrap_argv(argv, bwrap=self.executable, writable=[*writable, *extra, *state], cwd=cwd)
+        return bwrap_argv(
+            argv,
+            bwrap=self.executable,
+            writable=[*writable, *extra, *state],
+            cwd=cwd,
+            read_only=protected,
+        )
 
 
 SANDBOX_OFF = Sandbox("off", note="off (`sandbox: off` in the config)")

@@ -19,6 +19,7 @@ from orchestrator.workspace.git import Git
 from orchestrator.workspace.sandbox import (
     Sandbox,
     bwrap_argv,
+    cli_protected_paths,
     cli_state_paths,
     resolve_sandbox,
 )
@@ -160,3 +161,18 @@ def test_cli_state_paths_follow_each_clis_own_variables():
     assert cli_state_paths("gemini", {**home, "GEMINI_CLI_HOME": "/g"}) == [Path("/g/.gemini")]
     assert cli_state_paths("copilot", home)[0] == Path("/h/.copilot")
     assert cli_state_paths(None, home) == []
+
+
+def test_the_clis_command_bearing_config_stays_read_only_inside_its_writable_folder(tmp_path):
+    home = tmp_path / "home"
+    (home / ".claude").mkdir(parents=True)
+    sandbox = Sandbox("bwrap", "/usr/bin/bwrap")
+    argv = sandbox.wrap(
+        ["/bin/sh"], cwd=tmp_path, writable=[tmp_path / "repo"], env={"HOME": str(home)}, agent="claude"
+    )
+    settings = str(home / ".claude" / "settings.json")
+    assert (home / ".claude" / "settings.json").read_text() == "{}\n"  # made, so that it can be mounted
+    writable = argv.index("--bind-try", argv.index(str(home / ".claude")) - 1)
+    protected = argv.index(settings) - 1
+    assert argv[protected] == "--ro-bind-try" and protected > writable
+    assert cli_protected_paths("codex", {"HOME": "/h"}) == [Path("/h/.codex/config.toml")]

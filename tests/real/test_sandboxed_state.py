@@ -28,3 +28,23 @@ def test_the_cli_cannot_write_the_rest_of_home(model_server, run_agent, tmp_path
     assert not (home / "planted.txt").exists(), run.data
     if (run.cwd / "exit.txt").exists():  # some CLIs refuse a command outside the workspace on their own
         assert (run.cwd / "exit.txt").read_text().strip() != "0"
+
+
+PROTECTED = {
+    "claude": ".claude/settings.json",
+    "codex": ".codex/config.toml",
+    "gemini": ".gemini/settings.json",
+    "copilot": ".copilot/mcp-config.json",
+}
+
+
+@pytest.mark.parametrize("agent", sorted(PROTECTED))
+def test_the_cli_cannot_plant_a_command_in_its_own_config(model_server, run_agent, tmp_path, agent):
+    """A hook or MCP server written into the CLI's config would run later outside the sandbox."""
+    home = tmp_path / "home"
+    target = home / PROTECTED[agent]
+    server = model_server([{"shell": f"echo planted >> {target}; echo $? > exit.txt"}, {"text": "tried"}])
+    run = run_agent(agent, "Run the command.", server=server, timeout_s=90)
+    assert "planted" not in (target.read_text() if target.exists() else ""), run.data
+    if (run.cwd / "exit.txt").exists():
+        assert (run.cwd / "exit.txt").read_text().strip() != "0"
