@@ -25,7 +25,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from orchestrator.adapters import AGENT_NAMES
+from orchestrator.adapters import AGENT_NAMES, get_adapter
 from orchestrator.errors import ConfigError
 
 
@@ -192,3 +192,12 @@ def agent_child_vars(
         {var: parent[var] for var in credential_vars if var in parent} if config.inherit_credentials else {}
     )
     return {**inherited, **resolve_agent_env(config, parent)}
+
+
+def agent_environments(settings: Settings, parent: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    """What each known agent would be given on top of proc's allowlist (`agent_child_vars`): the run's
+    secrets are read from here, for every agent, used by the workflow or not."""
+    return {
+        name: agent_child_vars(name, settings.agent(name), get_adapter(name).credential_vars, parent)
+        for name in AGENT_NAMES
+    }

@@ -104,12 +104,22 @@ def _crash_log(exc: BaseException) -> Path:
     log_dir = state / "ai-agents-orchestrator" / "crashes"
     log_dir.mkdir(parents=True, exist_ok=True)
     path = log_dir / f"crash-{datetime.now():%Y%m%d-%H%M%S}-{os.getpid()}.log"
+    from orchestrator.secrets import process_masker
+
     path.write_text(
-        f"ai-agents-orchestrator {__version__}\npython {sys.version}\nargv {sys.argv}\n\n"
-        + "".join(traceback.format_exception(exc)),
+        process_masker().mask(
+            f"ai-agents-orchestrator {__version__}\npython {sys.version}\nargv {sys.argv}\n\n"
+            + "".join(traceback.format_exception(exc))
+        ),
         encoding="utf-8",
     )
     return path
+
+
+def _masked(text: str) -> str:
+    from orchestrator.secrets import process_masker
+
+    return process_masker().mask(text)
 
 
 def main(argv: list[str] | None = None) -> Any:
@@ -127,12 +137,14 @@ def main(argv: list[str] | None = None) -> Any:
         exc.show()
         sys.exit(exc.exit_code)
     except OrchestratorError as exc:
-        click.echo(f"error: {exc}", err=True)
+        click.echo(_masked(f"error: {exc}"), err=True)
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except Exception as exc:  # the last resort: keep the evidence for a bug report
         path = _crash_log(exc)
-        click.echo(f"internal error: {exc!r}\n  a crash log with the traceback is at {path}", err=True)
+        click.echo(
+            f"internal error: {_masked(repr(exc))}\n  a crash log with the traceback is at {path}", err=True
+        )
         sys.exit(EXIT_INTERNAL)
     sys.exit(code if isinstance(code, int) else 0)

@@ -21,7 +21,8 @@ import structlog
 from orchestrator.adapters import get_adapter
 from orchestrator.adapters.base import AgentRequest, Availability, PermissionMode
 from orchestrator.adapters.runner import AgentStepResult, run_agent_step
-from orchestrator.config import Settings, agent_child_vars
+from orchestrator.config import Settings, agent_child_vars, agent_environments
+from orchestrator.engine.leaks import check_step
 from orchestrator.engine.prompts import (
     GateFailure,
     PromptContext,
@@ -51,6 +52,7 @@ from orchestrator.events import (
     StepStarted,
 )
 from orchestrator.proc import child_env, run_command
+from orchestrator.secrets import SecretMasker
 from orchestrator.store import COMPLETED_STEP_STATUSES, RunRecord, StepRecord, StepStatus, Store, TokenUsage
 from orchestrator.workspace.diffs import DiffText
 from orchestrator.workspace.paths import run_paths
@@ -116,6 +118,7 @@ class RunEngine:
         bus: EventBus,
         cancel: threading.Event | None = None,
         readiness: AgentReadiness | None = None,
+        masker: SecretMasker | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
@@ -131,6 +134,7 @@ class RunEngine:
         self.started = time.monotonic()
         self.state = _State()
         self.readiness = readiness or AgentReadiness(settings, env)
+        self.masker = masker or SecretMasker.from_environments(env, agent_environments(settings, env))
         self._guard: dict[str, str] | None = None
         self._head_cache: str | None = None
         self._diff_cache: tuple[tuple[str, str], DiffText] | None = None
@@ -307,6 +311,33 @@ class RunEngine:
                 note = f"{agent} changed {', '.join(undone.files)} in a read-only step; undone (kept at {undone.backup_ref})"
                 notes.append(note)
                 self.bus.publish(Notice(run_id=self.run_id, level="warning", text=f"{step_id}: {note}"))
+        elif (
+            withheld := check_step(
+                self.ws,
+                step_id=step_id,
+                step_start=head_before,
+                given=self.masker.given,
+                run_dir=self.paths.run_dir,
+            )
+        ) is not None:
+            # A secret the run was given is in the change: nothing of it is committed (leaks.py).
+            self._moved()
+            self.bus.publish(
+                Notice(run_id=self.run_id, level="error", text=f"{step_id}: {withheld.message()}")
+            )
+            self._end_step(
+                step_id,
+                agent,
+                "failed",
+                usage=usage,
+                error_kind="secret_leak",
+                error_message=withheld.message(),
+                session_id=result.summary.session_id,
+                detail=detail,
+            )
+            self.state.steps_run += 1
+            self.state.failed_step = f"{step_id} ({agent}): secret_leak"
+            return
         else:
             subject = f"{step.task} by {agent} (run {self.run_id}, {step_id})"
             made = self.ws.commit_step(
@@ -386,6 +417,7 @@ class RunEngine:
             cancel=self.cancel,
             transcript=self.paths.run_dir / "transcripts" / f"{step_id}-{agent}.jsonl",
             track_changes=False,
+            masker=self.masker,
         )
 
     def _head(self) -> str:
@@ -489,6 +521,9 @@ class RunEngine:
         detail: dict[str, Any] | None = None,
     ) -> None:
         """Record how a step ended, and tell the bus."""
+        # Masked here as well as in the store: a store handed in by a caller has a masker of its own.
+        error_message = None if error_message is None else self.masker.mask(error_message)
+        detail = None if detail is None else self.masker.mask_value(detail)
         self.store.finish_step(
             self.run_id,
             step_id,
@@ -702,7 +737,7 @@ class RunEngine:
 
     def _save_follow_up(self, iteration: int, text: str) -> None:
         known = self._follow_ups()
-        known[iteration] = text
+        known[iteration] = self.masker.mask(text)
         self._follow_ups_path().parent.mkdir(parents=True, exist_ok=True)
         self._follow_ups_path().write_text(
             json.dumps({str(k): v for k, v in known.items()}), encoding="utf-8"

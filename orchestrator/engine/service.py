@@ -9,15 +9,17 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
-from orchestrator.config import Settings
+from orchestrator.config import Settings, agent_environments
 from orchestrator.engine.readiness import AgentReadiness
 from orchestrator.engine.report import RunReport
 from orchestrator.engine.runner import RunEngine
 from orchestrator.engine.workflow import apply_agent_overrides, load_workflow
 from orchestrator.errors import UsageError
 from orchestrator.events import EventBus, RunEvent, RunStarted
+from orchestrator.secrets import SecretMasker, mask_model, process_masker
 from orchestrator.store import RunOptions, RunRecord, Store
 from orchestrator.workspace.paths import default_workspace_dir, new_run_id, state_home
 from orchestrator.workspace.run_workspace import RunWorkspace, branch_name, resolve_repo
@@ -42,7 +44,11 @@ class RunService:
         self.settings = settings
         self.env = env
         self.state_home = state_home(env)
-        self.store = store or Store(self.state_home / "state.db")
+        # The run's masker, from what its agents are given: handed to the store, the event bus (console,
+        # dashboard, metrics follow it), the transcripts; and added to the process's (logs, errors).
+        self.masker = SecretMasker.from_environments(env, agent_environments(settings, env))
+        process_masker().add(self.masker)
+        self.store = store or Store(self.state_home / "state.db", masker=self.masker)
         self.readiness = AgentReadiness(settings, env)
         # Runs whose orchestrator died (killed, crashed) show as interrupted from now on.
         self.store.mark_interrupted_if_owner_dead()
@@ -83,7 +89,7 @@ class RunService:
         return self.store.create_run(
             run_id=run_id,
             repo=repo,
-            task=spec.task,
+            task=self.masker.mask(spec.task),
             workflow_name=workflow.name,
             workflow=workflow.model_dump(mode="json"),
             base=spec.base,
@@ -103,7 +109,7 @@ class RunService:
         resume: bool = False,
     ) -> RunReport:
         run = self.store.claim_run(run_id) if resume or follow_up is not None else self.store.get_run(run_id)
-        bus = EventBus()
+        bus = EventBus(transform=partial(mask_model, self.masker))
         bus.subscribe(self.store.subscriber(run_id), replay=False)
         for subscriber in subscribers:
             bus.subscribe(subscriber, replay=False)
@@ -116,6 +122,7 @@ class RunService:
             bus=bus,
             cancel=cancel,
             readiness=self.readiness,
+            masker=self.masker,
         )
         if resume:
             # The interrupted step starts again from the last commit; partial edits are kept aside.
