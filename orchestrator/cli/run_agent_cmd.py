@@ -18,6 +18,7 @@ from orchestrator.cli.common import config_option, print_json, settings_for
 from orchestrator.cli.render import ConsoleRenderer
 from orchestrator.config import agent_child_vars
 from orchestrator.errors import EXIT_INTERRUPTED
+from orchestrator.secrets import SecretMasker, process_masker
 from orchestrator.workspace.paths import state_home
 
 
@@ -84,6 +85,9 @@ def run_agent(
         env=agent_child_vars(agent, config, adapter.credential_vars, os.environ),
         command=config.command,
     )
+    # Masks what the agent is given (and key-shaped strings) in the output, the transcript, the JSON.
+    masker = SecretMasker.from_environments(os.environ, {agent: dict(request.env)})
+    process_masker().add(masker)
     renderer = ConsoleRenderer(stream=sys.stderr)
     cancel = threading.Event()
     try:
@@ -95,12 +99,13 @@ def run_agent(
             on_event=lambda event: renderer.agent_event(agent, event),
             cancel=cancel,
             transcript=transcript,
+            masker=masker,
         )
     except KeyboardInterrupt:
         cancel.set()
         sys.exit(EXIT_INTERRUPTED)
     if as_json:
-        print_json(result.to_json())
+        print_json(masker.mask_value(result.to_json()))
     else:
         s = result.summary
         status = "succeeded" if s.success else f"failed [{s.error_kind}]: {s.error_message}"
