@@ -2,7 +2,8 @@
 
 First found wins: `--config FILE`, `$ORCHESTRATOR_CONFIG`, `.orchestrator.yaml` at the repo root,
 `~/.config/orchestrator/config.yaml` (`$XDG_CONFIG_HOME` honoured). A bad file exits 2 naming the file,
-the key path, and what is allowed.
+the key path, and what is allowed. A repository's `.orchestrator.yaml` may set `command`, `args`, `env`
+(and so `${VAR}`) and `sandbox` only once trusted (`orchestrator trust`, see trust.py).
 
     agents:
       claude:
@@ -27,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from orchestrator.adapters import AGENT_NAMES, get_adapter
 from orchestrator.errors import ConfigError
+from orchestrator.trust import require_trust, untrusted_config_keys
 
 
 class AgentConfig(BaseModel):
@@ -135,6 +137,9 @@ def load_settings(
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"not valid YAML: {exc}", file=str(path)) from exc
+    if how == "repo" and repo_root is not None:
+        # A repository's own file may not run programs or read your environment until you trust it.
+        require_trust(path, untrusted_config_keys(data), env, repo_root=repo_root)
     settings = settings_from_data(data or {}, source=str(path))
     return LoadedSettings(settings, path, _unresolved(settings, env))
 

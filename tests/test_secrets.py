@@ -97,6 +97,8 @@ def test_agent_environments_hold_configured_and_inherited_credentials():
     settings = Settings.model_validate(
         {"agents": {"claude": {"env": {"X": "${UP}"}}, "codex": {"inherit_credentials": False}}}
     )
-    envs = agent_environments(settings, {"UP": "up-value", "ANTHROPIC_API_KEY": "a-key", "OPENAI_API_KEY": "o"})
+    envs = agent_environments(
+        settings, {"UP": "up-value", "ANTHROPIC_API_KEY": "a-key", "OPENAI_API_KEY": "o"}
+    )
     assert envs["claude"] == {"ANTHROPIC_API_KEY": "a-key", "X": "up-value"}
     assert envs["codex"] == {}

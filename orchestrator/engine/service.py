@@ -16,11 +16,12 @@ from orchestrator.config import Settings, agent_environments
 from orchestrator.engine.readiness import AgentReadiness
 from orchestrator.engine.report import RunReport
 from orchestrator.engine.runner import RunEngine
-from orchestrator.engine.workflow import apply_agent_overrides, load_workflow
+from orchestrator.engine.workflow import LoadedWorkflow, apply_agent_overrides, load_workflow
 from orchestrator.errors import UsageError
 from orchestrator.events import EventBus, RunEvent, RunStarted
 from orchestrator.secrets import SecretMasker, mask_model, process_masker
 from orchestrator.store import RunOptions, RunRecord, Store
+from orchestrator.trust import is_inside, require_trust
 from orchestrator.workspace.paths import default_workspace_dir, new_run_id, state_home
 from orchestrator.workspace.run_workspace import RunWorkspace, branch_name, resolve_repo
 
@@ -63,6 +64,9 @@ class RunService:
             spec.cwd, repo=spec.repo, workspace_dir=workspace_dir, new_name=f"run-{run_id}", environ=self.env
         )
         loaded = load_workflow(spec.workflow or self.settings.workflow, repo=repo)
+        given = (spec.workflow or "").partition("#")[0]
+        by_path = "/" in given or given.endswith((".yaml", ".yml"))
+        self._check_workflow_trust(loaded, repo, chosen_by_path=by_path)
         workflow = apply_agent_overrides(loaded.workflow, spec.agent_overrides)
         # Before anything is created: a run whose required steps no agent can take would only fail.
         blocked = self.readiness.blocked_steps(workflow)
@@ -98,6 +102,15 @@ class RunService:
             worktree=ws.worktree,
             options=options,
         )
+
+    def _check_workflow_trust(self, loaded: LoadedWorkflow, repo: Path, *, chosen_by_path: bool) -> None:
+        """A workflow file from the repository (.orchestrator/workflows, or named by the repository's
+        config) runs its gate commands only once trusted; `run: auto` and a file the user gave by path
+        need no trust (trust.py says why)."""
+        if chosen_by_path or not is_inside(loaded.path, repo):
+            return
+        commands = {f"gate {gate.label!r}": gate.run for gate in loaded.workflow.gates if not gate.is_auto}
+        require_trust(loaded.path, commands, self.env, repo_root=repo)
 
     def execute(
         self,
