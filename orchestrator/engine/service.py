@@ -13,12 +13,19 @@ from functools import partial
 from pathlib import Path
 
 from orchestrator.config import Settings, agent_environments
+from orchestrator.engine.inputs import (
+    check_base,
+    check_not_bare,
+    check_task,
+    describe_submodule_change,
+    submodule_changes,
+)
 from orchestrator.engine.readiness import AgentReadiness
 from orchestrator.engine.report import RunReport
 from orchestrator.engine.runner import RunEngine
 from orchestrator.engine.workflow import LoadedWorkflow, apply_agent_overrides, load_workflow
 from orchestrator.errors import UsageError
-from orchestrator.events import EventBus, RunEvent, RunStarted
+from orchestrator.events import EventBus, Notice, RunEvent, RunStarted
 from orchestrator.secrets import SecretMasker, mask_model, process_masker
 from orchestrator.store import RunOptions, RunRecord, Store
 from orchestrator.trust import is_inside, require_trust
@@ -38,6 +45,7 @@ class RunSpec:
     timeout_s: float | None = None
     max_iterations: int | None = None
     agent_overrides: Sequence[str] = ()
+    config_path: Path | None = None  # the --config file, remembered for resume
 
 
 class RunService:
@@ -51,6 +59,7 @@ class RunService:
         process_masker().add(self.masker)
         self.store = store or Store(self.state_home / "state.db", masker=self.masker)
         self.readiness = AgentReadiness(settings, env)
+        self._pending_notices: dict[str, list[str]] = {}  # run id -> warnings from create, for execute
         # Runs whose orchestrator died (killed, crashed) show as interrupted from now on.
         self.store.mark_interrupted_if_owner_dead()
 
@@ -59,10 +68,17 @@ class RunService:
 
     def create(self, spec: RunSpec) -> RunRecord:
         run_id = new_run_id()
+        check_task(spec.task)
+        check_not_bare((spec.repo or spec.cwd).resolve(), self.env)
         workspace_dir = self.settings.workspace_dir or default_workspace_dir(self.env)
         repo = resolve_repo(
             spec.cwd, repo=spec.repo, workspace_dir=workspace_dir, new_name=f"run-{run_id}", environ=self.env
         )
+        check_base(repo, spec.base, self.env)
+        if spec.include_uncommitted:
+            self._pending_notices[run_id] = [
+                describe_submodule_change(change) for change in submodule_changes(repo, self.env)
+            ]
         loaded = load_workflow(spec.workflow or self.settings.workflow, repo=repo)
         given = (spec.workflow or "").partition("#")[0]
         by_path = "/" in given or given.endswith((".yaml", ".yml"))
@@ -89,6 +105,7 @@ class RunService:
             max_iterations=spec.max_iterations,
             agent_overrides=list(spec.agent_overrides),
             include_uncommitted=spec.include_uncommitted,
+            config_path=str(spec.config_path.resolve()) if spec.config_path is not None else None,
         )
         return self.store.create_run(
             run_id=run_id,
@@ -146,6 +163,8 @@ class RunService:
                     run_id=run_id, task=run.task, workflow=run.workflow_name, branch=run.branch, base=run.base
                 )
             )
+            for text in self._pending_notices.pop(run_id, []):
+                bus.publish(Notice(run_id=run_id, level="warning", text=text))
         return engine.execute(follow_up=follow_up)
 
     def workspace(self, run_id: str) -> RunWorkspace:
