@@ -14,7 +14,7 @@ from typing import Any
 import click
 import yaml
 
-from orchestrator.cli.common import repo_root_of
+from orchestrator.cli.common import print_json, repo_root_of
 from orchestrator.errors import UsageError
 from orchestrator.secrets import process_masker
 from orchestrator.trust import (
@@ -48,7 +48,8 @@ def _what_it_allows(path: Path) -> list[str]:
     help="The repository (default: the one holding the current directory).",
 )
 @click.option("--revoke", is_flag=True, help="Forget the trust given to this repository's files.")
-def trust(repo: Path | None, revoke: bool) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print what was trusted (or revoked) as JSON.")
+def trust(repo: Path | None, revoke: bool, as_json: bool) -> None:
     """Trust this repository's own configuration: its agent commands, arguments and environment
     (${VAR} included) and its gate commands are used from now on, until a file changes."""
     where = (repo or Path.cwd()).resolve()
@@ -58,17 +59,24 @@ def trust(repo: Path | None, revoke: bool) -> None:
     files = repo_config_files(root)
     if revoke:
         removed = revoke_files(files, os.environ, under=root)
+        if as_json:
+            print_json({"repo": str(root), "revoked": removed})
+            return
         if not removed:
             click.echo(f"nothing of {root} was trusted")
         for name in removed:
             click.echo(f"no longer trusted: {name}")
         return
-    if not files:
+    if not files and not as_json:
         click.echo(f"{root} has no .orchestrator.yaml or .orchestrator/workflows/: nothing to trust")
         return
+    shown = []
     for path in files:
         lines = [process_masker().mask(line) for line in _what_it_allows(path)]
         state = trust_state(path, os.environ)
+        shown.append({"path": str(path), "was": state, "allows": lines})
+        if as_json:
+            continue
         note = {"trusted": " (already trusted)", "changed": " (changed since trusted)"}.get(state, "")
         click.echo(f"{path.relative_to(root)}{note}")
         if lines:
@@ -78,6 +86,9 @@ def trust(repo: Path | None, revoke: bool) -> None:
         else:
             click.echo("  runs nothing and reads no variables")
     added = trust_files(files, os.environ)
+    if as_json:
+        print_json({"repo": str(root), "files": shown, "record": str(trust_path(os.environ))})
+        return
     click.echo(f"trusted {len(added)} file(s), recorded in {trust_path(os.environ)}")
     click.echo(
         "a file that changes needs `orchestrator trust` again; `orchestrator trust --revoke` undoes this"

@@ -5,6 +5,7 @@ the user's variables; its workflows' gate commands likewise. Each test runs the 
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -105,6 +106,9 @@ def test_a_repository_command_is_refused_until_trusted(tmp_path: Path) -> None:
     revoked = repo.orchestrator("trust", "--revoke")
     assert revoked.returncode == 0 and "no longer trusted" in revoked.stdout
     assert repo.run().returncode == 2
+    as_json = json.loads(repo.orchestrator("trust", "--json").stdout)
+    (entry,) = as_json["files"]
+    assert entry["was"] == "untrusted" and f"agents.fake.command: {repo.evil}" in entry["allows"]
 
 
 def test_a_repository_cannot_read_the_users_variables(tmp_path: Path) -> None:
