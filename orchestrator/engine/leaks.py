@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,7 +67,7 @@ def check_step(
     ws: RunWorkspace, *, step_id: str, step_start: str, given: Mapping[str, str], run_dir: Path
 ) -> Withheld | None:
     """None when the step's changes hold no given secret; else the change is withheld (see module)."""
-    if not given:
+    if not given or not ws.has_worktree():
         return None
     files, texts = step_changes(ws, step_start)
     leaks = find_leaks(files, given, texts=texts)
@@ -80,8 +79,10 @@ def check_step(
 
 
 def _keep_aside(folder: Path, files: Mapping[str, bytes | None], texts: Mapping[str, str]) -> Path:
-    if folder.exists():
-        shutil.rmtree(folder)
+    base, n = folder, 1
+    while folder.exists():  # an earlier withheld change of the same step (a resume) is kept too
+        n += 1
+        folder = base.with_name(f"{base.name}-{n}")
     folder.mkdir(parents=True, mode=0o700)
     with contextlib.suppress(OSError):
         folder.parent.chmod(0o700)

@@ -22,7 +22,7 @@ from orchestrator.adapters import get_adapter
 from orchestrator.adapters.base import AgentRequest, Availability, PermissionMode
 from orchestrator.adapters.runner import AgentStepResult, run_agent_step
 from orchestrator.config import Settings, agent_child_vars, agent_environments
-from orchestrator.engine.leaks import check_step
+from orchestrator.engine.leaks import Withheld, check_step
 from orchestrator.engine.prompts import (
     GateFailure,
     PromptContext,
@@ -284,6 +284,9 @@ class RunEngine:
                 error_message=result.summary.error_message,
                 detail={"notes": notes},
             )
+            # The failed attempt's edits are kept under a backup ref by reset_to, unless they hold a
+            # secret: then only in the run's folder.
+            self.withhold_leaks(f"{step_id}-{agent}-failed", head_before)
             self.ws.reset_to(head_before)
             self._moved()
             agent = replacement
@@ -304,27 +307,9 @@ class RunEngine:
 
         commit = None
         files: list[str] = []
-        if step.read_only:
-            undone = self.ws.discard_uncommitted(step_start=head_before)
-            self._moved()
-            if undone:
-                note = f"{agent} changed {', '.join(undone.files)} in a read-only step; undone (kept at {undone.backup_ref})"
-                notes.append(note)
-                self.bus.publish(Notice(run_id=self.run_id, level="warning", text=f"{step_id}: {note}"))
-        elif (
-            withheld := check_step(
-                self.ws,
-                step_id=step_id,
-                step_start=head_before,
-                given=self.masker.given,
-                run_dir=self.paths.run_dir,
-            )
-        ) is not None:
-            # A secret the run was given is in the change: nothing of it is committed (leaks.py).
-            self._moved()
-            self.bus.publish(
-                Notice(run_id=self.run_id, level="error", text=f"{step_id}: {withheld.message()}")
-            )
+        withheld = self.withhold_leaks(step_id, head_before)
+        if withheld is not None:
+            # A secret the run was given is in the change: nothing of it reaches a ref (leaks.py).
             self._end_step(
                 step_id,
                 agent,
@@ -338,6 +323,13 @@ class RunEngine:
             self.state.steps_run += 1
             self.state.failed_step = f"{step_id} ({agent}): secret_leak"
             return
+        if step.read_only:
+            undone = self.ws.discard_uncommitted(step_start=head_before)
+            self._moved()
+            if undone:
+                note = f"{agent} changed {', '.join(undone.files)} in a read-only step; undone (kept at {undone.backup_ref})"
+                notes.append(note)
+                self.bus.publish(Notice(run_id=self.run_id, level="warning", text=f"{step_id}: {note}"))
         else:
             subject = f"{step.task} by {agent} (run {self.run_id}, {step_id})"
             made = self.ws.commit_step(
@@ -383,6 +375,20 @@ class RunEngine:
         self.state.steps_run += 1
         if not result.success and not step.optional:
             self.state.failed_step = f"{step_id} ({agent}): {result.summary.error_kind}"
+
+    def withhold_leaks(self, label: str, head_before: str) -> Withheld | None:
+        """Withhold the step's change when it holds a given secret (leaks.py), saying so."""
+        withheld = check_step(
+            self.ws,
+            step_id=label,
+            step_start=head_before,
+            given=self.masker.given,
+            run_dir=self.paths.run_dir,
+        )
+        if withheld is not None:
+            self._moved()
+            self.bus.publish(Notice(run_id=self.run_id, level="error", text=f"{label}: {withheld.message()}"))
+        return withheld
 
     def _call_agent(self, agent: str, step: Step, step_id: str, prompt: str) -> AgentStepResult:
         adapter = get_adapter(agent)

@@ -155,7 +155,9 @@ class RunService:
             masker=self.masker,
         )
         if resume:
-            # The interrupted step starts again from the last commit; partial edits are kept aside.
+            # The interrupted step starts again from the last commit; partial edits are kept aside
+            # (under a backup ref, or only in the run's folder when they hold a secret).
+            engine.withhold_leaks("interrupted", engine.ws.head())
             engine.ws.reset_to(engine.ws.head())
         if not resume and follow_up is None:
             bus.publish(

@@ -52,6 +52,16 @@ if mode == "error":
     print(message, flush=True)
     sys.exit(1)
 text = f"I was given {joined}."
+marker = os.environ.get("STANDIN_MARKER", "")
+if mode == "hang-once" and not os.path.exists(marker):
+    with open("config.txt", "w") as fh:
+        fh.write(f"key = {secrets[0]}\n")
+    open(marker, "w").close()
+    import time
+    time.sleep(60)
+if read_only and mode == "review-write":
+    with open("notes.txt", "w") as fh:
+        fh.write(f"reviewer saw {secrets[2]}\n")
 if read_only:
     text += '\n```json\n{"verdict": "approve", "findings": [{"severity": "low", "file": "app.py", "message": "uses %s"}]}\n```' % secrets[0]
 else:
@@ -103,6 +113,7 @@ class Project:
                                 "UPSTREAM": "${MY_UPSTREAM}",
                                 "STANDIN_MODE": mode,
                                 "STANDIN_WHICH": str(which),
+                                "STANDIN_MARKER": str(tmp / "hung-once"),
                             },
                         }
                     },
@@ -141,7 +152,7 @@ class Project:
             },
         )
 
-    def run(self) -> CommandResult:
+    def run(self, timeout_s: float = 120) -> CommandResult:
         argv = [
             sys.executable,
             "-m",
@@ -159,7 +170,12 @@ class Project:
             "--metrics-file",
             str(self.out / "metrics.prom"),
         ]
-        return run_command(argv, self.repo, env=self.env, timeout_s=120)
+        return run_command(argv, self.repo, env=self.env, timeout_s=timeout_s)
+
+    def orchestrator(self, *args: str) -> CommandResult:
+        return run_command(
+            [sys.executable, "-m", "orchestrator", *args], self.repo, env=self.env, timeout_s=120
+        )
 
     def git(self, *args: str) -> str:
         return run_command(["git", *args], self.repo, check=True).stdout
@@ -247,3 +263,31 @@ def test_a_secret_in_an_error_message_is_masked(tmp_path: Path) -> None:
     assert result.returncode == 1, result.stderr[-3000:]
     assert_nothing_leaked(project, result)
     assert f"request failed with key {MASK}" in result.stderr
+
+
+def test_a_secret_a_reviewer_writes_is_not_kept_under_a_backup_ref(tmp_path: Path) -> None:
+    """A read-only step's edits are undone and kept under a backup ref, unless they hold a secret."""
+    project = Project(tmp_path, "review-write")
+    result = project.run()
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "notes.txt" in result.stderr
+    assert_nothing_leaked(project, result)
+    (run_dir,) = project.run_dirs()
+    assert CREDENTIAL in (run_dir / "withheld" / "i1-s2-review" / "files" / "notes.txt").read_text()
+
+
+def test_a_killed_steps_leftover_secret_is_not_kept_under_a_backup_ref(tmp_path: Path) -> None:
+    """Resume keeps a killed step's partial edits under a backup ref, unless they hold a secret."""
+    project = Project(tmp_path, "hang-once")
+    stopped = project.run(timeout_s=8)
+    assert stopped.timed_out
+    (run_dir,) = project.run_dirs()
+    resumed = project.orchestrator("runs", "resume", run_dir.name)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    both = CommandResult(
+        argv=(), returncode=0, stdout=stopped.stdout + resumed.stdout, stderr=stopped.stderr + resumed.stderr
+    )
+    assert_nothing_leaked(project, both)
+    # Withheld when the step was stopped (a clean cancel), or else when the run resumed ("interrupted").
+    (kept,) = run_dir.glob("withheld/*/files/config.txt")
+    assert GIVEN_PLAIN in kept.read_text()
