@@ -30,7 +30,24 @@ from pydantic import BaseModel
 MASK = "***"
 
 # Environment variables whose values are secrets, by the end of their name.
-SECRET_NAME_SUFFIXES: tuple[str, ...] = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIALS")
+SECRET_NAME_SUFFIXES: tuple[str, ...] = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD")
+# Variables whose names say they hold a setting, not a credential (a model, an endpoint, a folder):
+# masking `ANTHROPIC_MODEL=claude-sonnet-4-5` everywhere, or refusing a commit that names the model,
+# would only get in the way. A secret-like name wins (OPENAI_BASE_URL_KEY is a secret).
+SETTING_NAME_SUFFIXES: tuple[str, ...] = (
+    "_MODEL",
+    "_URL",
+    "_HOST",
+    "_REGION",
+    "_PROJECT",
+    "_LOCATION",
+    "_DIR",
+    "_HOME",
+    "_PATH",
+    "_TYPE",
+    "_WIRE_API",
+    "_CREDENTIALS",  # GOOGLE_APPLICATION_CREDENTIALS: the path of a key file, not the key
+)
 
 # A secret-named variable's value shorter than this is not masked: masking "1" or "true" everywhere
 # would mangle logs, and such a value is no real credential.
@@ -93,12 +110,18 @@ def is_plain_setting(value: str) -> bool:
 
 def given_secrets(environments: Mapping[str, Mapping[str, str]]) -> dict[str, str]:
     """`{value: "agent:NAME"}` for every value given to an agent that counts as a secret: secret-named
-    from MIN_SECRET_LENGTH characters, any other from MIN_GIVEN_LENGTH unless it is a plain setting."""
+    from MIN_SECRET_LENGTH characters, any other from MIN_GIVEN_LENGTH unless its name says it is a
+    setting or its value is a plain setting (a web address, an existing path)."""
     found: dict[str, str] = {}
     for agent, env in environments.items():
         for name, value in env.items():
             named = is_secret_name(name) and len(value) >= MIN_SECRET_LENGTH
-            shaped = len(value) >= MIN_GIVEN_LENGTH and not is_plain_setting(value)
+            # A web address with a user, password or query in it is a secret whatever its name.
+            url_with_credentials = bool(re.fullmatch(r"https?://\S+", value)) and not is_plain_setting(value)
+            setting = is_plain_setting(value) or (
+                name.upper().endswith(SETTING_NAME_SUFFIXES) and not url_with_credentials
+            )
+            shaped = len(value) >= MIN_GIVEN_LENGTH and not setting
             if named or shaped:
                 found.setdefault(value, f"{agent}:{name}")
     return found

@@ -31,11 +31,16 @@ def test_given_values_are_masked_whatever_their_shape_from_8_characters(tmp_path
                 "WITH_TOKEN_URL": "https://u:pw@host/x",  # an address with credentials in it: a secret
                 "HOME_DIR": str(tmp_path),  # an existing path: a setting
                 "API_KEY": "k3y-abc",  # named like a secret: from 6 characters
+                "ANTHROPIC_MODEL": "claude-sonnet-4-5",  # named like a setting
+                "GOOGLE_APPLICATION_CREDENTIALS": "/gone/key.json",  # a key file's path: a setting
             }
         },
     )
-    text = f"plainvalue8 1234567 http://127.0.0.1:8080/v1 https://u:pw@host/x {tmp_path} k3y-abc"
-    assert masker.mask(text) == f"{MASK} 1234567 http://127.0.0.1:8080/v1 {MASK} {tmp_path} {MASK}"
+    text = f"plainvalue8 1234567 http://127.0.0.1:8080/v1 https://u:pw@host/x {tmp_path} k3y-abc claude-sonnet-4-5"
+    assert (
+        masker.mask(text)
+        == f"{MASK} 1234567 http://127.0.0.1:8080/v1 {MASK} {tmp_path} {MASK} claude-sonnet-4-5"
+    )
     assert set(masker.given) == {"plainvalue8", "https://u:pw@host/x", "k3y-abc"}
     assert masker.given["plainvalue8"] == "claude:PLAIN"
 
