@@ -32,6 +32,10 @@ STANDIN = r'''#!PYTHON
 import json, os, subprocess, sys
 
 if "--version" in sys.argv:
+    if os.environ.get("STANDIN_MODE") == "version-error":
+        print(f"cannot start: bad key {os.environ.get('ANTHROPIC_API_KEY')} / {os.environ.get('PLAIN_SETTING')}",
+              file=sys.stderr)
+        sys.exit(1)
     print("2.1.150 (Claude Code)")
     sys.exit(0)
 prompt = sys.stdin.read()
@@ -291,3 +295,13 @@ def test_a_killed_steps_leftover_secret_is_not_kept_under_a_backup_ref(tmp_path:
     # Withheld when the step was stopped (a clean cancel), or else when the run resumed ("interrupted").
     (kept,) = run_dir.glob("withheld/*/files/config.txt")
     assert GIVEN_PLAIN in kept.read_text()
+
+
+def test_a_secret_in_a_version_probe_is_masked_by_agents(tmp_path: Path) -> None:
+    project = Project(tmp_path, "version-error")
+    table = project.orchestrator("agents", "--config", str(project.config))
+    listed = project.orchestrator("agents", "--config", str(project.config), "--json")
+    (claude,) = [row for row in json.loads(listed.stdout) if row["agent"] == "claude"]
+    assert f"cannot start: bad key {MASK} / {MASK}" in claude["reason"]
+    shown = table.stdout + table.stderr + listed.stdout + listed.stderr
+    assert [s for s in PLANTED if s in shown] == []
