@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
+from orchestrator.audit import AuditLog
 from orchestrator.config import Settings, agent_environments
 from orchestrator.engine.inputs import (
     check_base,
@@ -26,6 +27,7 @@ from orchestrator.engine.runner import RunEngine
 from orchestrator.engine.workflow import LoadedWorkflow, apply_agent_overrides, load_workflow
 from orchestrator.errors import UsageError
 from orchestrator.events import EventBus, Notice, RunEvent, RunStarted
+from orchestrator.logs import event_logger, run_log
 from orchestrator.secrets import SecretMasker, mask_model, process_masker
 from orchestrator.store import RunOptions, RunRecord, Store
 from orchestrator.trust import is_inside, require_trust
@@ -99,6 +101,9 @@ class RunService:
             state_home=self.state_home,
             environ=self.env,
         )
+        self.audit.repo_write(
+            "create_branch", repo=repo, ref=branch_name(run_id), commit=ws.base, run_id=run_id
+        )
         options = RunOptions(
             budget_usd=spec.budget_usd,
             timeout_s=spec.timeout_s,
@@ -141,6 +146,7 @@ class RunService:
         run = self.store.claim_run(run_id) if resume or follow_up is not None else self.store.get_run(run_id)
         bus = EventBus(transform=partial(mask_model, self.masker))
         bus.subscribe(self.store.subscriber(run_id), replay=False)
+        bus.subscribe(event_logger(), replay=False)
         for subscriber in subscribers:
             bus.subscribe(subscriber, replay=False)
         engine = RunEngine(
@@ -159,15 +165,31 @@ class RunService:
             # (under a backup ref, or only in the run's folder when they hold a secret).
             engine.withhold_leaks("interrupted", engine.ws.head())
             engine.ws.reset_to(engine.ws.head())
-        if not resume and follow_up is None:
-            bus.publish(
-                RunStarted(
-                    run_id=run_id, task=run.task, workflow=run.workflow_name, branch=run.branch, base=run.base
+        # The run's own log (runs/<run-id>/log.jsonl); everything logged meanwhile is bound to the run.
+        with run_log(engine.paths.run_dir / "log.jsonl", run_id, masker=self._masker()):
+            if not resume and follow_up is None:
+                bus.publish(
+                    RunStarted(
+                        run_id=run_id,
+                        task=run.task,
+                        workflow=run.workflow_name,
+                        branch=run.branch,
+                        base=run.base,
+                    )
                 )
-            )
             for text in self._pending_notices.pop(run_id, []):
                 bus.publish(Notice(run_id=run_id, level="warning", text=text))
-        return engine.execute(follow_up=follow_up)
+            return engine.execute(follow_up=follow_up)
+
+    @property
+    def audit(self) -> AuditLog:
+        """The audit trail under this service's state home (agent commands, writes to repositories)."""
+        return AuditLog.for_state_home(self.state_home, masker=self._masker())
+
+    def _masker(self) -> SecretMasker:
+        # The run's masker (resolved agent environments and credential variables), for the audit and
+        # the run's log too.
+        return self.masker
 
     def workspace(self, run_id: str) -> RunWorkspace:
         run = self.store.get_run(run_id)
