@@ -123,8 +123,11 @@ def test_a_task_over_128_kib_runs_from_a_file_and_from_stdin(tmp_path: Path) -> 
     assert json.loads(from_file.stdout)["status"] == "approved"
     from_stdin = user.run("--task-file", "-", "--json", stdin=task)
     assert from_stdin.returncode == 0, from_stdin.stderr[-2000:]
+    summary = tmp_path / "summary.md"
+    user.run("--task-file", str(tmp_path / "task.md"), "--summary", str(summary))
+    assert "Make it so. requirement 0" in summary.read_text() and len(summary.read_text()) < 10_000
     stored = [r["task"] for r in user.runs()]
-    assert stored == [task, task]
+    assert stored == [task, task, task]
     # Past 1 MiB it is a mistake, said as one.
     (tmp_path / "huge.md").write_text("x" * (1024 * 1024 + 1))
     huge = user.run("--task-file", str(tmp_path / "huge.md"))
