@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from orchestrator.adapters import AGENT_NAMES, get_adapter
 from orchestrator.errors import ConfigError
-from orchestrator.trust import require_trust, untrusted_config_keys
+from orchestrator.trust import require_trust, trust_state, untrusted_config_keys, without_trust_keys
 
 
 class AgentConfig(BaseModel):
@@ -120,8 +120,14 @@ def discover_config(
 
 
 def load_settings(
-    explicit: Path | None = None, *, repo_root: Path | None = None, env: Mapping[str, str]
+    explicit: Path | None = None,
+    *,
+    repo_root: Path | None = None,
+    env: Mapping[str, str],
+    drop_untrusted: bool = False,
 ) -> LoadedSettings:
+    """The settings in effect. `drop_untrusted`: for commands that run no agent (`runs list`, ...), an
+    untrusted repository file's trust-only keys are left out instead of refused."""
     path, how = discover_config(explicit, repo_root, env)
     if path is None:
         return LoadedSettings(Settings(), None)
@@ -139,7 +145,11 @@ def load_settings(
         raise ConfigError(f"not valid YAML: {exc}", file=str(path)) from exc
     if how == "repo" and repo_root is not None:
         # A repository's own file may not run programs or read your environment until you trust it.
-        require_trust(path, untrusted_config_keys(data), env, repo_root=repo_root)
+        found = untrusted_config_keys(data)
+        if drop_untrusted and found and trust_state(path, env) != "trusted":
+            data = without_trust_keys(data)
+        else:
+            require_trust(path, found, env, repo_root=repo_root)
     settings = settings_from_data(data or {}, source=str(path))
     return LoadedSettings(settings, path, _unresolved(settings, env))
 

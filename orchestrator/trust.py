@@ -104,6 +104,22 @@ def untrusted_gate_commands(data: Any) -> dict[str, str]:
     return found
 
 
+def without_trust_keys(data: Any) -> Any:
+    """A copy of configuration data without its trust-only keys (for commands that run no agent)."""
+    if not isinstance(data, dict):
+        return data
+    kept = {k: v for k, v in data.items() if k not in TOP_TRUST_KEYS}
+    agents = kept.get("agents")
+    if isinstance(agents, dict):
+        kept["agents"] = {
+            name: {k: v for k, v in block.items() if k not in AGENT_TRUST_KEYS}
+            if isinstance(block, dict)
+            else block
+            for name, block in agents.items()
+        }
+    return kept
+
+
 def describe(found: Mapping[str, Any]) -> list[str]:
     """One line per trust-only key: what trusting the file would allow."""
     lines = []

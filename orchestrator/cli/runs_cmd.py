@@ -20,8 +20,10 @@ from orchestrator.store import RunRecord, owner_alive
 from orchestrator.workspace.run_workspace import UNCOMMITTED_STEP
 
 
-def _service(config_path: Path | None) -> RunService:
-    loaded = settings_for(config_path, Path.cwd())
+def _service(config_path: Path | None, *, runs_agents: bool = False) -> RunService:
+    # Listing, showing, merging or discarding runs no agent: a repository's untrusted commands are
+    # left out rather than refused (trust.py). Resume runs agents, and needs the trust.
+    loaded = settings_for(config_path, Path.cwd(), drop_untrusted=not runs_agents)
     return RunService(settings=loaded.settings, env=os.environ)
 
 
@@ -199,7 +201,7 @@ def rollback_cmd(run_ref: str, to: str, config_path: Path | None, as_json: bool)
 def resume_cmd(run_ref: str, config_path: Path | None, as_json: bool) -> None:
     """Go on with an interrupted run from its last completed step (with the --config it was started
     with, unless another is given)."""
-    service = _service(config_path)
+    service = _service(config_path, runs_agents=True)
     run = find_run(service, run_ref)
     remembered = run.options.config_path
     if config_path is None and remembered is not None:
@@ -209,7 +211,7 @@ def resume_cmd(run_ref: str, config_path: Path | None, as_json: bool) -> None:
                 hint="pass --config FILE to resume it with another configuration",
             )
         service.close()
-        service = _service(Path(remembered))
+        service = _service(Path(remembered), runs_agents=True)
     if run.status == "running":
         raise UsageError(f"run {run.id} is still running", hint="wait for it, or stop its process first")
     renderer = ConsoleRenderer(stream=sys.stderr)

@@ -13,7 +13,7 @@ from pathlib import Path
 import yaml
 
 from orchestrator.proc import CommandResult, child_env, run_command
-from orchestrator.trust import describe, untrusted_config_keys, untrusted_gate_commands
+from orchestrator.trust import describe, untrusted_config_keys, untrusted_gate_commands, without_trust_keys
 
 WORKFLOW = {
     "max_iterations": 1,
@@ -121,6 +121,15 @@ def test_a_repository_cannot_read_the_users_variables(tmp_path: Path) -> None:
     assert repo.orchestrator("agents").returncode == 2
 
 
+def test_commands_that_run_no_agent_leave_untrusted_keys_out(tmp_path: Path) -> None:
+    repo = Repo(tmp_path)
+    repo.commit(evil_config(repo))
+    listed = repo.orchestrator("runs", "list")
+    assert listed.returncode == 0, listed.stderr
+    assert "no runs" in (listed.stdout + listed.stderr).lower() or listed.stdout.strip() == ""
+    assert not repo.marker.exists()
+
+
 def test_choosing_workflows_agents_and_models_needs_no_trust(tmp_path: Path) -> None:
     repo = Repo(tmp_path)
     repo.commit({"agents": {"fake": {"model": "m1", "timeout_s": 60}}, "fallback_order": ["fake"]})
@@ -178,3 +187,7 @@ def test_what_needs_trust_is_found_in_the_data() -> None:
         "workflows.b.steps.1.run": "pytest",
     }
     assert untrusted_gate_commands({"steps": [{"run": " auto "}]}) == {}
+    assert without_trust_keys(config) == {
+        "workflow": "x",
+        "agents": {"claude": {"model": "m"}, "codex": {}},
+    }
