@@ -2,7 +2,8 @@
 
 First found wins: `--config FILE`, `$ORCHESTRATOR_CONFIG`, `.orchestrator.yaml` at the repo root,
 `~/.config/orchestrator/config.yaml` (`$XDG_CONFIG_HOME` honoured). A bad file exits 2 naming the file,
-the key path, and what is allowed.
+the key path, and what is allowed. A repository's `.orchestrator.yaml` may set `command`, `args`, `env`
+(and so `${VAR}`) and `sandbox` only once trusted (`orchestrator trust`, see trust.py).
 
     agents:
       claude:
@@ -25,8 +26,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from orchestrator.adapters import AGENT_NAMES
+from orchestrator.adapters import AGENT_NAMES, get_adapter
 from orchestrator.errors import ConfigError
+from orchestrator.trust import require_trust, trust_state, untrusted_config_keys, without_trust_keys
 
 
 class AgentConfig(BaseModel):
@@ -126,8 +128,14 @@ def discover_config(
 
 
 def load_settings(
-    explicit: Path | None = None, *, repo_root: Path | None = None, env: Mapping[str, str]
+    explicit: Path | None = None,
+    *,
+    repo_root: Path | None = None,
+    env: Mapping[str, str],
+    drop_untrusted: bool = False,
 ) -> LoadedSettings:
+    """The settings in effect. `drop_untrusted`: for commands that run no agent (`runs list`, ...), an
+    untrusted repository file's trust-only keys are left out instead of refused."""
     path, how = discover_config(explicit, repo_root, env)
     if path is None:
         return LoadedSettings(Settings(), None)
@@ -143,6 +151,13 @@ def load_settings(
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"not valid YAML: {exc}", file=str(path)) from exc
+    if how == "repo" and repo_root is not None:
+        # A repository's own file may not run programs or read your environment until you trust it.
+        found = untrusted_config_keys(data)
+        if drop_untrusted and found and trust_state(path, env) != "trusted":
+            data = without_trust_keys(data)
+        else:
+            require_trust(path, found, env, repo_root=repo_root)
     settings = settings_from_data(data or {}, source=str(path))
     return LoadedSettings(settings, path, _unresolved(settings, env))
 
@@ -200,3 +215,12 @@ def agent_child_vars(
         {var: parent[var] for var in credential_vars if var in parent} if config.inherit_credentials else {}
     )
     return {**inherited, **resolve_agent_env(config, parent)}
+
+
+def agent_environments(settings: Settings, parent: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    """What each known agent would be given on top of proc's allowlist (`agent_child_vars`): the run's
+    secrets are read from here, for every agent, used by the workflow or not."""
+    return {
+        name: agent_child_vars(name, settings.agent(name), get_adapter(name).credential_vars, parent)
+        for name in AGENT_NAMES
+    }

@@ -175,15 +175,21 @@ class EventBus:
     """Fan-out of a run's events. Keeps a bounded history so a late subscriber replays, then follows.
 
     Subscribers are called synchronously in publish order; one that raises is dropped, so a broken
-    renderer can never stop a run.
+    renderer can never stop a run. `transform` (the run's secret masking) is applied to each event
+    before it is kept or handed to anyone.
     """
 
-    def __init__(self, history: int = 5000) -> None:
+    def __init__(
+        self, history: int = 5000, *, transform: Callable[[RunEvent], RunEvent] | None = None
+    ) -> None:
+        self._transform = transform
         self._lock = threading.Lock()
         self._history: deque[RunEvent] = deque(maxlen=history)
         self._subscribers: list[Subscriber] = []
 
     def publish(self, event: RunEvent) -> None:
+        if self._transform is not None:
+            event = self._transform(event)
         with self._lock:
             self._history.append(event)
             subscribers = list(self._subscribers)

@@ -8,15 +8,14 @@ when stderr is a terminal, JSON lines otherwise (or when asked).
 record bound to that run (structlog context `run_id`), at info and above, whatever the console shows.
 `event_logger` turns a run's events into log lines (run, step, commit, gate, fallback, retry, cancel).
 
-`SecretMasker` is also used by the store, so secrets reach neither logs nor stored events.
+Secrets are masked by orchestrator.secrets' masker (re-exported here as `SecretMasker`): the process's
+masker by default, which learns each run's secrets as the run starts.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import re
 import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -25,65 +24,14 @@ from typing import Any
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
-MASK = "***"
-
-# Environment variables whose values are secrets, by the end of their name.
-SECRET_NAME_SUFFIXES: tuple[str, ...] = ("KEY", "TOKEN", "SECRET", "PASSWORD")
-
-# A value shorter than this is not masked by value: masking "1" or "true" everywhere would mangle logs,
-# and such a value is no real credential.
-MIN_SECRET_LENGTH = 6
-
-# Strings that look like credentials wherever they come from (a key pasted into a task, a CLI echoing
-# a header). Each keeps its recognizable prefix so a reader still sees what kind of thing was there.
-SECRET_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
-    # OpenAI and Anthropic keys: sk-..., sk-proj-..., sk-ant-...
-    (re.compile(r"\bsk-[A-Za-z0-9_\-]{12,}"), "sk-" + MASK),
-    # GitHub tokens: ghp_ (classic), gho_, ghu_, ghs_, ghr_, and fine-grained github_pat_.
-    (re.compile(r"\bgh[pousr]_[A-Za-z0-9]{16,}"), "gh_" + MASK),
-    (re.compile(r"\bgithub_pat_[A-Za-z0-9_]{16,}"), "github_pat_" + MASK),
-    # Google API keys (Gemini).
-    (re.compile(r"\bAIza[0-9A-Za-z_\-]{30,}"), "AIza" + MASK),
-    # Authorization headers: "Bearer <token>" in any case.
-    (re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=\-]{8,}"), r"\1 " + MASK),
-)
-
-
-def secret_values(env: Mapping[str, str]) -> tuple[str, ...]:
-    """The values of variables named like secrets, longest first (so a key that contains another is
-    masked whole)."""
-    values = {
-        value
-        for name, value in env.items()
-        if name.upper().endswith(SECRET_NAME_SUFFIXES) and len(value) >= MIN_SECRET_LENGTH
-    }
-    return tuple(sorted(values, key=len, reverse=True))
-
-
-class SecretMasker:
-    """Replaces secrets in text: the values of secret-named variables of `env`, and credential-shaped
-    strings. `env` is read once, when the masker is made; it is never written."""
-
-    def __init__(self, env: Mapping[str, str] | None = None) -> None:
-        self._values = secret_values(os.environ if env is None else env)
-
-    def mask(self, text: str) -> str:
-        for value in self._values:
-            if value in text:
-                text = text.replace(value, MASK)
-        for pattern, replacement in SECRET_PATTERNS:
-            text = pattern.sub(replacement, text)
-        return text
-
-    def mask_value(self, value: Any) -> Any:
-        """Masks strings inside dicts, lists and tuples; other values are returned as they are."""
-        if isinstance(value, str):
-            return self.mask(value)
-        if isinstance(value, dict):
-            return {key: self.mask_value(item) for key, item in value.items()}
-        if isinstance(value, list | tuple):
-            return type(value)(self.mask_value(item) for item in value)
-        return value
+# The masker lives in orchestrator.secrets; these names stay importable from here.
+from orchestrator.secrets import MASK as MASK
+from orchestrator.secrets import MIN_SECRET_LENGTH as MIN_SECRET_LENGTH
+from orchestrator.secrets import SECRET_NAME_SUFFIXES as SECRET_NAME_SUFFIXES
+from orchestrator.secrets import SECRET_PATTERNS as SECRET_PATTERNS
+from orchestrator.secrets import SecretMasker as SecretMasker
+from orchestrator.secrets import process_masker
+from orchestrator.secrets import secret_values as secret_values
 
 
 class MaskSecrets:
@@ -181,7 +129,7 @@ def configure_logging(
 
     `env` is where secret values are read from (default: os.environ, read only). Calling it again
     replaces the previous set-up."""
-    masker = SecretMasker(env)
+    masker = process_masker() if env is None else SecretMasker(env)
     number = _level_number(level)
     if json is None:
         json = file is not None or not _is_tty(sys.stderr)
@@ -269,7 +217,7 @@ def run_log(path: Path, run_id: str, *, masker: SecretMasker | None = None) -> I
         configure_logging()  # unconfigured structlog would print to stdout
     path.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(path, encoding="utf-8", delay=True)
-    handler.setFormatter(_formatter(masker or SecretMasker(), json=True))
+    handler.setFormatter(_formatter(masker or process_masker(), json=True))
     handler.setLevel(RUN_LOG_LEVEL)
     handler.addFilter(_ForRun(run_id))
     root = logging.getLogger()

@@ -38,8 +38,9 @@ class FakeAdapter:
             argv += ["--resume", request.resume_session]
         if request.model:
             argv += ["--model", request.model]
-        argv += [*request.extra_args, request.prompt]
-        return Command(argv=tuple(argv), cwd=request.cwd, env=dict(request.env))
+        # The prompt goes on stdin, like the real CLIs': one argv string stops at 128 KiB (E2BIG).
+        argv += [*request.extra_args, "-"]
+        return Command(argv=tuple(argv), cwd=request.cwd, env=dict(request.env), stdin=request.prompt)
 
     def parse_line(self, line: str) -> list[AgentEvent]:
         data = load_json_line(line)

@@ -1,6 +1,6 @@
 """The fake coding agent: a real process that plays a scenario, for tests, the demo and benchmarks.
 
-    python -m orchestrator.adapters.fake_agent --permission edit [--resume ID] PROMPT
+    python -m orchestrator.adapters.fake_agent --permission edit [--resume ID] PROMPT|-   (-: stdin)
 
 It takes turns from the scenario named by $ORCHESTRATOR_FAKE_SCENARIO (the scripted model server's
 format), keeping its place in a state file beside it, until a text turn ends the step. Without a
@@ -151,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default=None)
     parser.add_argument("prompt", nargs="?", default="")
     args = parser.parse_args(argv)
+    if args.prompt == "-":
+        args.prompt = sys.stdin.read()
     session_id = args.resume or str(uuid.uuid4())
     emit({"type": "session", "session_id": session_id, "model": args.model or "scripted-model"})
     scenario_file = os.environ.get("ORCHESTRATOR_FAKE_SCENARIO")

@@ -39,6 +39,7 @@ from orchestrator.proc import (
     child_env,
     run_command,
 )
+from orchestrator.secrets import SecretMasker
 from orchestrator.workspace.sandbox import Sandbox
 
 log = structlog.get_logger(__name__)
@@ -151,6 +152,16 @@ def _step_share_of_session(summary: StepSummary, request: AgentRequest) -> StepS
     )
 
 
+def _masked_tail(tail: str, masker: SecretMasker | None, limit: int) -> str:
+    if masker is None:
+        return tail
+    if len(tail.encode("utf-8", "replace")) >= limit and "\n" in tail:
+        # The tail was cut: its first line may begin in the middle of a secret, which masking by value
+        # would no longer recognise. That line goes.
+        tail = tail.split("\n", 1)[1]
+    return masker.mask(tail)
+
+
 def run_agent_step(
     adapter: Adapter,
     request: AgentRequest,
@@ -163,10 +174,14 @@ def run_agent_step(
     result_grace_s: float = RESULT_GRACE_S,
     track_changes: bool = True,
     sandbox: Sandbox | None = None,
+    masker: SecretMasker | None = None,
 ) -> AgentStepResult:
     """Run one step. `track_changes` compares git status before and after to list changed files; the
-    engine turns it off because it commits each step and takes the files from the commit. With a
-    `sandbox` that is on, the CLI may write only its working folder, its run folder and its own state."""
+    engine turns it off because it commits each step and takes the files from the commit.
+
+    With a `masker`, every output line is masked as it is read, before it is written to the transcript
+    or parsed, so no event, transcript or error message made from it holds a secret. With a `sandbox`
+    that is on, the CLI may write only its working folder, its run folder and its own state."""
     command = adapter.build_command(request)
     for path, text in command.setup_files.items():
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -226,6 +241,8 @@ def run_agent_step(
         err_file = transcript.with_name(transcript.name + ".stderr").open("w", encoding="utf-8")
 
     def on_line(stream: Stream, line: str) -> None:
+        if masker is not None:
+            line = masker.mask(line)
         if stream == "stderr":
             if err_file is not None:
                 err_file.write(line + "\n")
@@ -271,14 +288,15 @@ def run_agent_step(
             idle=proc_result.idle,
             cancelled=proc_result.cancelled and not ended_after_result,
             duration_s=proc_result.duration_s,
-            output_tail=proc_result.tail,
+            output_tail=_masked_tail(proc_result.tail, masker, spec.tail_bytes),
             wall_limit_s=config.timeout_s,
             idle_limit_s=config.idle_timeout_s,
         )
         collected: dict[Path, str] = {}
         for path in command.collect_files:
             with contextlib.suppress(OSError):
-                collected[path] = path.read_text(encoding="utf-8")
+                text = path.read_text(encoding="utf-8")
+                collected[path] = text if masker is None else masker.mask(text)
         publish(adapter.finish(outcome, events, collected))
 
     if proc_result is not None:

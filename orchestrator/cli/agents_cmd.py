@@ -10,9 +10,10 @@ import click
 from orchestrator.adapters import REAL_AGENTS
 from orchestrator.adapters.base import Availability
 from orchestrator.cli.common import config_option, print_json, settings_for
-from orchestrator.config import LoadedSettings
+from orchestrator.config import LoadedSettings, agent_environments
 from orchestrator.engine.readiness import AgentReadiness
 from orchestrator.errors import UsageError
+from orchestrator.secrets import SecretMasker
 from orchestrator.workspace.sandbox import resolve_sandbox
 
 
@@ -46,8 +47,10 @@ def agents(config_path: Path | None, as_json: bool) -> None:
     """Show each coding CLI: installed, path, version (and whether we tested it), auth, ready or why not."""
     loaded = settings_for(config_path, Path.cwd())
     rows = check_agents(loaded)
+    # A CLI's --version failure is quoted in `reason`: it may echo what the CLI was given.
+    masker = SecretMasker.from_environments(os.environ, agent_environments(loaded.settings, os.environ))
     if as_json:
-        print_json([row.to_json() for row in rows])
+        print_json(masker.mask_value([row.to_json() for row in rows]))
         return
     from rich.table import Table
 
@@ -62,7 +65,7 @@ def agents(config_path: Path | None, as_json: bool) -> None:
             version += f" (tested: {row.tested_version})"
         detail = row.path or "-"
         if not row.ready:
-            detail = row.reason + (f"\n  fix: {row.fix}" if row.fix else "")
+            detail = masker.mask(row.reason + (f"\n  fix: {row.fix}" if row.fix else ""))
         table.add_row(
             row.agent,
             "[green]yes[/]" if row.ready else "[red]no[/]",

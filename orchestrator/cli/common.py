@@ -19,8 +19,14 @@ def repo_root_of(path: Path) -> Path | None:
     return Path(result.stdout.strip()) if result.ok and result.stdout.strip() else None
 
 
-def settings_for(config: Path | None, where: Path) -> LoadedSettings:
-    return load_settings(config, repo_root=repo_root_of(where) if where.is_dir() else None, env=os.environ)
+def settings_for(config: Path | None, where: Path, *, drop_untrusted: bool = False) -> LoadedSettings:
+    """`drop_untrusted` for commands that run no agent: see config.load_settings."""
+    return load_settings(
+        config,
+        repo_root=repo_root_of(where) if where.is_dir() else None,
+        env=os.environ,
+        drop_untrusted=drop_untrusted,
+    )
 
 
 def print_json(data: Any) -> None:

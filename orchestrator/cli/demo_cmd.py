@@ -118,11 +118,14 @@ def demo(where: Path | None, as_json: bool) -> None:
     from orchestrator.config import LoadedSettings
     from orchestrator.testing.model_server import ScriptedModelServer
     from orchestrator.testing.pointing import agents_config
+    from orchestrator.trust import repo_config_files, trust_files
 
     python = sys.executable
     repo = make_sample_repo(
         (where or default_workspace_dir(os.environ)) / f"demo-{time.strftime('%Y%m%d-%H%M%S')}", python
     )
+    # The demo wrote the sample's workflow (its gate runs the sample's tests) itself: trusted.
+    trust_files(repo_config_files(repo), os.environ)
     server = ScriptedModelServer(scenario_from_data(demo_scenario(), source="demo")).start()
     try:
         config = agents_config(server.url, DEMO_AGENTS)

@@ -35,6 +35,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "workflows": ("orchestrator.cli.workflows_cmd:workflows", "List, show and validate workflows."),
     "shell": ("orchestrator.cli.shell_cmd:shell", "Work with the agents in conversation (a REPL)."),
     "demo": ("orchestrator.cli.demo_cmd:demo", "A full run with the real CLIs and no account."),
+    "trust": (
+        "orchestrator.cli.trust_cmd:trust",
+        "Allow a repository's own config to run commands (like direnv allow).",
+    ),
     "audit": ("orchestrator.cli.audit_cmd:audit", "What agents ran and what was written to your repos."),
 }
 
@@ -123,12 +127,22 @@ def _crash_log(exc: BaseException) -> Path:
     log_dir = state / "ai-agents-orchestrator" / "crashes"
     log_dir.mkdir(parents=True, exist_ok=True)
     path = log_dir / f"crash-{datetime.now():%Y%m%d-%H%M%S}-{os.getpid()}.log"
+    from orchestrator.secrets import process_masker
+
     path.write_text(
-        f"ai-agents-orchestrator {__version__}\npython {sys.version}\nargv {sys.argv}\n\n"
-        + "".join(traceback.format_exception(exc)),
+        process_masker().mask(
+            f"ai-agents-orchestrator {__version__}\npython {sys.version}\nargv {sys.argv}\n\n"
+            + "".join(traceback.format_exception(exc))
+        ),
         encoding="utf-8",
     )
     return path
+
+
+def _masked(text: str) -> str:
+    from orchestrator.secrets import process_masker
+
+    return process_masker().mask(text)
 
 
 def _log_failure(message: str, exc: BaseException) -> None:
@@ -156,13 +170,15 @@ def main(argv: list[str] | None = None) -> Any:
         sys.exit(exc.exit_code)
     except OrchestratorError as exc:
         _log_failure("command failed", exc)
-        click.echo(f"error: {exc}", err=True)
+        click.echo(_masked(f"error: {exc}"), err=True)
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except Exception as exc:  # the last resort: keep the evidence for a bug report
         _log_failure("internal error", exc)
         path = _crash_log(exc)
-        click.echo(f"internal error: {exc!r}\n  a crash log with the traceback is at {path}", err=True)
+        click.echo(
+            f"internal error: {_masked(repr(exc))}\n  a crash log with the traceback is at {path}", err=True
+        )
         sys.exit(EXIT_INTERNAL)
     sys.exit(code if isinstance(code, int) else 0)

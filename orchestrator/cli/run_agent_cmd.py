@@ -18,6 +18,7 @@ from orchestrator.cli.common import config_option, print_json, settings_for
 from orchestrator.cli.render import ConsoleRenderer
 from orchestrator.config import agent_child_vars
 from orchestrator.errors import EXIT_INTERRUPTED
+from orchestrator.secrets import SecretMasker, process_masker
 from orchestrator.workspace.paths import state_home
 from orchestrator.workspace.sandbox import resolve_sandbox
 
@@ -85,6 +86,9 @@ def run_agent(
         env=agent_child_vars(agent, config, adapter.credential_vars, os.environ),
         command=config.command,
     )
+    # Masks what the agent is given (and key-shaped strings) in the output, the transcript, the JSON.
+    masker = SecretMasker.from_environments(os.environ, {agent: dict(request.env)})
+    process_masker().add(masker)
     renderer = ConsoleRenderer(stream=sys.stderr)
     cancel = threading.Event()
     sandbox = resolve_sandbox(loaded.settings.sandbox, os.environ)  # it may write only --cwd here
@@ -98,6 +102,7 @@ def run_agent(
             cancel=cancel,
             transcript=transcript,
             sandbox=sandbox,
+            masker=masker,
         )
     except KeyboardInterrupt:
         cancel.set()
@@ -107,7 +112,7 @@ def run_agent(
     audit = audit_log(os.environ, masker=run_masker(os.environ, [config.env]))
     audit_agent_step(audit, result, run_id=None, step_id=None)
     if as_json:
-        print_json(result.to_json())
+        print_json(masker.mask_value(result.to_json()))
     else:
         s = result.summary
         status = "succeeded" if s.success else f"failed [{s.error_kind}]: {s.error_message}"

@@ -12,6 +12,7 @@ import click
 from orchestrator.cli.common import config_option, print_json, settings_for
 from orchestrator.cli.render import ConsoleRenderer
 from orchestrator.cli.worker import run_cancellable
+from orchestrator.engine.inputs import check_task, read_task_file
 from orchestrator.engine.report import RunReport, render_markdown, render_text
 from orchestrator.engine.service import RunService, RunSpec
 from orchestrator.errors import EXIT_INTERRUPTED, UsageError
@@ -70,7 +71,13 @@ def send_to_pushgateway(
 
 
 @click.command("run")
-@click.argument("task")
+@click.argument("task", required=False)
+@click.option(
+    "--task-file",
+    default=None,
+    metavar="FILE",
+    help="Read the task from FILE (`-`: stdin), for tasks too long for the command line.",
+)
 @click.option(
     "--repo",
     type=click.Path(path_type=Path, file_okay=False, exists=True),
@@ -144,7 +151,8 @@ def send_to_pushgateway(
     help="Push the run branch to this remote at the end.",
 )
 def run(
-    task: str,
+    task: str | None,
+    task_file: str | None,
     repo: Path | None,
     workflow: str | None,
     base: str,
@@ -161,7 +169,18 @@ def run(
     metrics_file: Path | None,
     pushgateway: str | None,
 ) -> None:
-    """Run a workflow on TASK. Exit 0 only when the review approved and the gates passed."""
+    """Run a workflow on TASK (or --task-file). Exit 0 only when the review approved and the gates
+    passed."""
+    if (task is None) == (task_file is None):
+        raise UsageError(
+            "give the task as an argument or with --task-file, not both"
+            if task is not None
+            else "no task given",
+            hint='orchestrator run "TASK", or orchestrator run --task-file FILE (`-` reads stdin)',
+        )
+    task = check_task(task) if task is not None else read_task_file(task_file or "-")
+    if config_path is None and os.environ.get("ORCHESTRATOR_CONFIG"):
+        config_path = Path(os.environ["ORCHESTRATOR_CONFIG"])
     cwd = Path.cwd()
     loaded = settings_for(config_path, repo or cwd)
     service = RunService(settings=loaded.settings, env=os.environ)
@@ -176,6 +195,7 @@ def run(
         timeout_s=timeout_s,
         max_iterations=max_iterations,
         agent_overrides=agent_overrides,
+        config_path=config_path,
     )
     try:
         if push_remote:

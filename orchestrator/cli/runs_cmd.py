@@ -16,12 +16,14 @@ from orchestrator.engine.report import build_report, render_text
 from orchestrator.engine.service import RunService
 from orchestrator.errors import EXIT_INTERRUPTED, RunNotFound, UsageError
 from orchestrator.events import Notice
-from orchestrator.store import RunRecord
+from orchestrator.store import RunRecord, owner_alive
 from orchestrator.workspace.run_workspace import UNCOMMITTED_STEP
 
 
-def _service(config_path: Path | None) -> RunService:
-    loaded = settings_for(config_path, Path.cwd())
+def _service(config_path: Path | None, *, runs_agents: bool = False) -> RunService:
+    # Listing, showing, merging or discarding runs no agent: a repository's untrusted commands are
+    # left out rather than refused (trust.py). Resume runs agents, and needs the trust.
+    loaded = settings_for(config_path, Path.cwd(), drop_untrusted=not runs_agents)
     return RunService(settings=loaded.settings, env=os.environ)
 
 
@@ -87,7 +89,15 @@ def rollback_last_step(service: RunService, run: RunRecord) -> UndoneStep:
 
 
 def discard_run(service: RunService, run: RunRecord) -> str:
-    """Remove the run's worktree and branch; returns the backup ref that keeps its commits."""
+    """Remove the run's worktree and branch; returns the backup ref that keeps its commits. Refused
+    while the process that runs it is alive: its agent works in that worktree."""
+    current = service.store.get_run(run.id)
+    if current.status == "running" and owner_alive(current.owner_pid, current.owner_token):
+        raise UsageError(
+            f"run {run.id} is running (process {current.owner_pid}); discarding it would remove the "
+            "folder its agent works in",
+            hint=f"stop it first (Ctrl-C where it runs, or kill {current.owner_pid}), then discard it",
+        )
     kept = service.workspace(run.id).discard()
     service.audit.repo_write("discard", repo=run.repo, ref=run.branch, run_id=run.id, backup_ref=kept)
     service.store.add_event(run.id, Notice(run_id=run.id, level="warning", text=f"discarded; kept at {kept}"))
@@ -189,9 +199,19 @@ def rollback_cmd(run_ref: str, to: str, config_path: Path | None, as_json: bool)
 @config_option
 @click.option("--json", "as_json", is_flag=True)
 def resume_cmd(run_ref: str, config_path: Path | None, as_json: bool) -> None:
-    """Go on with an interrupted run from its last completed step."""
-    service = _service(config_path)
+    """Go on with an interrupted run from its last completed step (with the --config it was started
+    with, unless another is given)."""
+    service = _service(config_path, runs_agents=True)
     run = find_run(service, run_ref)
+    remembered = run.options.config_path
+    if config_path is None and remembered is not None:
+        if not Path(remembered).is_file():
+            raise UsageError(
+                f"run {run.id} was started with --config {remembered}, which no longer exists",
+                hint="pass --config FILE to resume it with another configuration",
+            )
+        service.close()
+        service = _service(Path(remembered), runs_agents=True)
     if run.status == "running":
         raise UsageError(f"run {run.id} is still running", hint="wait for it, or stop its process first")
     renderer = ConsoleRenderer(stream=sys.stderr)

@@ -233,6 +233,16 @@ def render_text(report: RunReport) -> str:
     return "\n".join(lines) + "\n"
 
 
+# A task from --task-file can be a whole spec: the summary shows its start (GitHub caps a step summary
+# at 1 MiB); the JSON report keeps all of it.
+TASK_SUMMARY_CHARS = 300
+
+
+def _first_chars(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
 def _cell(text: str) -> str:
     """Text safe inside a Markdown table cell: one line, pipes escaped."""
     return " ".join(text.split()).replace("|", "\\|")
@@ -271,7 +281,7 @@ def render_markdown(report: RunReport) -> str:
         f"| Branch | {_code(report.branch)} (base {_code(report.base)}) |",
         f"| Workflow | {_cell(report.workflow)}, {report.iterations} iteration"
         f"{'' if report.iterations == 1 else 's'}, {format_duration(report.duration_s)} |",
-        f"| Task | {_cell(report.task)} |",
+        f"| Task | {_cell(_first_chars(report.task, TASK_SUMMARY_CHARS))} |",
         f"| Cost | {format_cost(report.usage.cost_usd)} |",
         "",
         "### Steps",

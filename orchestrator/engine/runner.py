@@ -21,8 +21,9 @@ import structlog
 from orchestrator.adapters import get_adapter
 from orchestrator.adapters.base import AgentRequest, Availability, PermissionMode
 from orchestrator.adapters.runner import AgentStepResult, run_agent_step
-from orchestrator.audit import AuditLog, audit_agent_step, run_masker
-from orchestrator.config import Settings, agent_child_vars
+from orchestrator.audit import AuditLog, audit_agent_step
+from orchestrator.config import Settings, agent_child_vars, agent_environments
+from orchestrator.engine.leaks import Withheld, check_step
 from orchestrator.engine.prompts import (
     GateFailure,
     PromptContext,
@@ -52,6 +53,7 @@ from orchestrator.events import (
     StepStarted,
 )
 from orchestrator.proc import child_env, run_command
+from orchestrator.secrets import SecretMasker
 from orchestrator.store import COMPLETED_STEP_STATUSES, RunRecord, StepRecord, StepStatus, Store, TokenUsage
 from orchestrator.workspace.diffs import DiffText
 from orchestrator.workspace.paths import run_paths
@@ -119,6 +121,7 @@ class RunEngine:
         bus: EventBus,
         cancel: threading.Event | None = None,
         readiness: AgentReadiness | None = None,
+        masker: SecretMasker | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
@@ -134,14 +137,13 @@ class RunEngine:
         self.started = time.monotonic()
         self.state = _State()
         self.readiness = readiness or AgentReadiness(settings, env)
+        self.masker = masker or SecretMasker.from_environments(env, agent_environments(settings, env))
         self._guard: dict[str, str] | None = None
         self.sandbox = resolve_sandbox(settings.sandbox, env)
         self._user_refs_before: dict[str, str] | None = None
         self._head_cache: str | None = None
         self._diff_cache: tuple[tuple[str, str], DiffText] | None = None
-        self.audit = AuditLog.for_state_home(
-            state_home, masker=run_masker(env, [c.env for c in settings.agents.values()])
-        )
+        self.audit = AuditLog.for_state_home(state_home, masker=self.masker)
 
     # --- the walk -----------------------------------------------------------------------------------
 
@@ -298,6 +300,9 @@ class RunEngine:
                 error_message=result.summary.error_message,
                 detail={"notes": notes},
             )
+            # The failed attempt's edits are kept under a backup ref by reset_to, unless they hold a
+            # secret: then only in the run's folder.
+            self.withhold_leaks(f"{step_id}-{agent}-failed", head_before)
             self.ws.reset_to(head_before)
             self._moved()
             agent = replacement
@@ -319,6 +324,22 @@ class RunEngine:
         commit = None
         files: list[str] = []
         try:
+            withheld = self.withhold_leaks(step_id, head_before)
+            if withheld is not None:
+                # A secret the run was given is in the change: nothing of it reaches a ref (leaks.py).
+                self._end_step(
+                    step_id,
+                    agent,
+                    "failed",
+                    usage=usage,
+                    error_kind="secret_leak",
+                    error_message=withheld.message(),
+                    session_id=result.summary.session_id,
+                    detail=detail,
+                )
+                self.state.steps_run += 1
+                self.state.failed_step = f"{step_id} ({agent}): secret_leak"
+                return
             if step.read_only:
                 undone = self.ws.discard_uncommitted(step_start=head_before)
                 self._moved()
@@ -393,6 +414,20 @@ class RunEngine:
         if not result.success and not step.optional:
             self.state.failed_step = f"{step_id} ({agent}): {result.summary.error_kind}"
 
+    def withhold_leaks(self, label: str, head_before: str) -> Withheld | None:
+        """Withhold the step's change when it holds a given secret (leaks.py), saying so."""
+        withheld = check_step(
+            self.ws,
+            step_id=label,
+            step_start=head_before,
+            given=self.masker.given,
+            run_dir=self.paths.run_dir,
+        )
+        if withheld is not None:
+            self._moved()
+            self.bus.publish(Notice(run_id=self.run_id, level="error", text=f"{label}: {withheld.message()}"))
+        return withheld
+
     def _call_agent(self, agent: str, step: Step, step_id: str, prompt: str) -> AgentStepResult:
         adapter = get_adapter(agent)
         config = self.settings.agent(agent)
@@ -426,6 +461,7 @@ class RunEngine:
                 transcript=self.paths.run_dir / "transcripts" / f"{step_id}-{agent}.jsonl",
                 track_changes=False,
                 sandbox=self.sandbox,
+                masker=self.masker,
             )
         audit_agent_step(self.audit, result, run_id=self.run_id, step_id=step_id)
         return result
@@ -574,6 +610,9 @@ class RunEngine:
         warnings = self._workspace_warnings(step_id)
         if warnings:
             detail = {**(detail or {}), "notes": [*(detail or {}).get("notes", []), *warnings]}
+        # Masked here as well as in the store: a store handed in by a caller has a masker of its own.
+        error_message = None if error_message is None else self.masker.mask(error_message)
+        detail = None if detail is None else self.masker.mask_value(detail)
         self.store.finish_step(
             self.run_id,
             step_id,
@@ -791,7 +830,7 @@ class RunEngine:
 
     def _save_follow_up(self, iteration: int, text: str) -> None:
         known = self._follow_ups()
-        known[iteration] = text
+        known[iteration] = self.masker.mask(text)
         self._follow_ups_path().parent.mkdir(parents=True, exist_ok=True)
         self._follow_ups_path().write_text(
             json.dumps({str(k): v for k, v in known.items()}), encoding="utf-8"

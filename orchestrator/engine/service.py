@@ -9,18 +9,28 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
-from orchestrator.audit import AuditLog, run_masker
-from orchestrator.config import Settings
+from orchestrator.audit import AuditLog
+from orchestrator.config import Settings, agent_environments
+from orchestrator.engine.inputs import (
+    check_base,
+    check_not_bare,
+    check_task,
+    describe_submodule_change,
+    submodule_changes,
+)
 from orchestrator.engine.readiness import AgentReadiness
 from orchestrator.engine.report import RunReport
 from orchestrator.engine.runner import RunEngine
-from orchestrator.engine.workflow import apply_agent_overrides, load_workflow
+from orchestrator.engine.workflow import LoadedWorkflow, apply_agent_overrides, load_workflow
 from orchestrator.errors import UsageError
-from orchestrator.events import EventBus, RunEvent, RunStarted
-from orchestrator.logs import SecretMasker, event_logger, run_log
+from orchestrator.events import EventBus, Notice, RunEvent, RunStarted
+from orchestrator.logs import event_logger, run_log
+from orchestrator.secrets import SecretMasker, mask_model, process_masker
 from orchestrator.store import RunOptions, RunRecord, Store
+from orchestrator.trust import is_inside, require_trust
 from orchestrator.workspace.paths import default_workspace_dir, new_run_id, state_home
 from orchestrator.workspace.run_workspace import RunWorkspace, branch_name, resolve_repo
 from orchestrator.workspace.sandbox import resolve_sandbox
@@ -38,6 +48,7 @@ class RunSpec:
     timeout_s: float | None = None
     max_iterations: int | None = None
     agent_overrides: Sequence[str] = ()
+    config_path: Path | None = None  # the --config file, remembered for resume
 
 
 class RunService:
@@ -45,8 +56,13 @@ class RunService:
         self.settings = settings
         self.env = env
         self.state_home = state_home(env)
-        self.store = store or Store(self.state_home / "state.db")
+        # The run's masker, from what its agents are given: handed to the store, the event bus (console,
+        # dashboard, metrics follow it), the transcripts; and added to the process's (logs, errors).
+        self.masker = SecretMasker.from_environments(env, agent_environments(settings, env))
+        process_masker().add(self.masker)
+        self.store = store or Store(self.state_home / "state.db", masker=self.masker)
         self.readiness = AgentReadiness(settings, env)
+        self._pending_notices: dict[str, list[str]] = {}  # run id -> warnings from create, for execute
         # Runs whose orchestrator died (killed, crashed) show as interrupted from now on.
         self.store.mark_interrupted_if_owner_dead()
 
@@ -55,11 +71,21 @@ class RunService:
 
     def create(self, spec: RunSpec) -> RunRecord:
         run_id = new_run_id()
+        check_task(spec.task)
+        check_not_bare((spec.repo or spec.cwd).resolve(), self.env)
         workspace_dir = self.settings.workspace_dir or default_workspace_dir(self.env)
         repo = resolve_repo(
             spec.cwd, repo=spec.repo, workspace_dir=workspace_dir, new_name=f"run-{run_id}", environ=self.env
         )
+        check_base(repo, spec.base, self.env)
+        if spec.include_uncommitted:
+            self._pending_notices[run_id] = [
+                describe_submodule_change(change) for change in submodule_changes(repo, self.env)
+            ]
         loaded = load_workflow(spec.workflow or self.settings.workflow, repo=repo)
+        given = (spec.workflow or "").partition("#")[0]
+        by_path = "/" in given or given.endswith((".yaml", ".yml"))
+        self._check_workflow_trust(loaded, repo, chosen_by_path=by_path)
         workflow = apply_agent_overrides(loaded.workflow, spec.agent_overrides)
         # Before anything is created: a run whose required steps no agent can take would only fail.
         blocked = self.readiness.blocked_steps(workflow)
@@ -86,11 +112,12 @@ class RunService:
             max_iterations=spec.max_iterations,
             agent_overrides=list(spec.agent_overrides),
             include_uncommitted=spec.include_uncommitted,
+            config_path=str(spec.config_path.resolve()) if spec.config_path is not None else None,
         )
         return self.store.create_run(
             run_id=run_id,
             repo=repo,
-            task=spec.task,
+            task=self.masker.mask(spec.task),
             workflow_name=workflow.name,
             workflow=workflow.model_dump(mode="json"),
             base=spec.base,
@@ -99,6 +126,15 @@ class RunService:
             worktree=ws.worktree,
             options=options,
         )
+
+    def _check_workflow_trust(self, loaded: LoadedWorkflow, repo: Path, *, chosen_by_path: bool) -> None:
+        """A workflow file from the repository (.orchestrator/workflows, or named by the repository's
+        config) runs its gate commands only once trusted; `run: auto` and a file the user gave by path
+        need no trust (trust.py says why)."""
+        if chosen_by_path or not is_inside(loaded.path, repo):
+            return
+        commands = {f"gate {gate.label!r}": gate.run for gate in loaded.workflow.gates if not gate.is_auto}
+        require_trust(loaded.path, commands, self.env, repo_root=repo)
 
     def execute(
         self,
@@ -110,7 +146,7 @@ class RunService:
         resume: bool = False,
     ) -> RunReport:
         run = self.store.claim_run(run_id) if resume or follow_up is not None else self.store.get_run(run_id)
-        bus = EventBus()
+        bus = EventBus(transform=partial(mask_model, self.masker))
         bus.subscribe(self.store.subscriber(run_id), replay=False)
         bus.subscribe(event_logger(), replay=False)
         for subscriber in subscribers:
@@ -124,9 +160,12 @@ class RunService:
             bus=bus,
             cancel=cancel,
             readiness=self.readiness,
+            masker=self.masker,
         )
         if resume:
-            # The interrupted step starts again from the last commit; partial edits are kept aside.
+            # The interrupted step starts again from the last commit; partial edits are kept aside
+            # (under a backup ref, or only in the run's folder when they hold a secret).
+            engine.withhold_leaks("interrupted", engine.ws.head())
             engine.ws.reset_to(engine.ws.head())
         # The run's own log (runs/<run-id>/log.jsonl); everything logged meanwhile is bound to the run.
         with run_log(engine.paths.run_dir / "log.jsonl", run_id, masker=self._masker()):
@@ -140,6 +179,8 @@ class RunService:
                         base=run.base,
                     )
                 )
+            for text in self._pending_notices.pop(run_id, []):
+                bus.publish(Notice(run_id=run_id, level="warning", text=text))
             return engine.execute(follow_up=follow_up)
 
     @property
@@ -148,7 +189,9 @@ class RunService:
         return AuditLog.for_state_home(self.state_home, masker=self._masker())
 
     def _masker(self) -> SecretMasker:
-        return run_masker(self.env, [c.env for c in self.settings.agents.values()])
+        # The run's masker (resolved agent environments and credential variables), for the audit and
+        # the run's log too.
+        return self.masker
 
     def workspace(self, run_id: str) -> RunWorkspace:
         run = self.store.get_run(run_id)

@@ -71,6 +71,8 @@ class RunOptions(BaseModel):
     max_iterations: int | None = None
     agent_overrides: list[str] = Field(default_factory=list)  # as given: ["review=codex", ...]
     include_uncommitted: bool = False
+    # The --config file the run was started with (absolute), so that a resume reads the same one.
+    config_path: str | None = None
 
 
 class RunRecord(BaseModel):

@@ -287,6 +287,9 @@ def test_github_actions_example_runs_the_command_as_it_exists():
     # Inputs and secrets reach scripts through env only: nothing is pasted into a shell script.
     assert all("${{" not in script for script in scripts)
     assert any("orchestrator install-clis" in script for script in scripts)
+    # The repository's own configuration is trusted before the run (trust.py), in the run's state folder.
+    (trust_step,) = [step for step in steps if step.get("run", "").strip() == "orchestrator trust"]
+    assert trust_step["env"]["XDG_STATE_HOME"] == "${{ runner.temp }}/state"
 
     (run_step,) = [step for step in steps if "orchestrator run " in step.get("run", "")]
     argv = shlex.split(run_step["run"])
