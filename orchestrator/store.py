@@ -99,6 +99,7 @@ class RunOptions(BaseModel):
     max_iterations: int | None = None
     agent_overrides: list[str] = Field(default_factory=list)  # as given: ["review=codex", ...]
     include_uncommitted: bool = False
+    base_gates: bool | None = None  # False: --no-base-gates; None: as the workflow says
 
 
 class RunRecord(BaseModel):

@@ -90,6 +90,12 @@ def push_branch(repo: Path, branch: str, remote: str) -> None:
     metavar="TASK=AGENT",
     help="Who does what, e.g. --agent review=gemini (repeatable).",
 )
+@click.option(
+    "--no-base-gates",
+    "no_base_gates",
+    is_flag=True,
+    help="Do not run the gates on the base as well (for slow suites; see `base_gates:`).",
+)
 @config_option
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON report on stdout.")
 @click.option(
@@ -129,6 +135,7 @@ def run(
     timeout_s: float | None,
     max_iterations: int | None,
     agent_overrides: tuple[str, ...],
+    no_base_gates: bool,
     config_path: Path | None,
     as_json: bool,
     report_file: Path | None,
@@ -151,6 +158,7 @@ def run(
         timeout_s=timeout_s,
         max_iterations=max_iterations,
         agent_overrides=agent_overrides,
+        base_gates=False if no_base_gates else None,
     )
     try:
         if push_remote:

@@ -35,6 +35,7 @@ class RunSpec:
     timeout_s: float | None = None
     max_iterations: int | None = None
     agent_overrides: Sequence[str] = ()
+    base_gates: bool | None = None  # False: do not run the gates on the base (--no-base-gates)
 
 
 class RunService:
@@ -79,6 +80,7 @@ class RunService:
             max_iterations=spec.max_iterations,
             agent_overrides=list(spec.agent_overrides),
             include_uncommitted=spec.include_uncommitted,
+            base_gates=spec.base_gates,
         )
         return self.store.create_run(
             run_id=run_id,
