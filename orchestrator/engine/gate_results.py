@@ -25,6 +25,11 @@ CauseKind = Literal[
     "unknown",
 ]
 CAUSES: tuple[CauseKind, ...] = get_args(CauseKind)
+# Causes that mean the suite never really ran: when the base fails the same way, the gate can judge
+# nothing here, so the run can neither be approved on it nor ask the agents to fix it.
+ENVIRONMENT_CAUSES: frozenset[CauseKind] = frozenset(
+    {"missing_dependency", "tool_missing", "project_not_importable", "misconfigured"}
+)
 
 Versus = Literal[
     "new",  # passed on the base: the change broke it

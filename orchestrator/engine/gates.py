@@ -28,6 +28,7 @@ from orchestrator.engine.gate_env import (
     own_packages,
 )
 from orchestrator.engine.gate_results import (
+    ENVIRONMENT_CAUSES,
     Cause,
     Comparison,
     GateSide,
@@ -189,6 +190,13 @@ class TreeGates:
             return ""
         return f"[setup] `{command.display}` failed (exit {done.exit_code}):\n{done.output[-1500:]}"
 
+    def _relative(self, output: str) -> str:
+        """The output with the tree's own path taken out, so that test names printed with absolute
+        paths (node --test does) compare between the base checkout and the run's repository."""
+        for prefix in {str(self.ctx.tree.resolve()), str(self.ctx.tree)}:
+            output = output.replace(prefix + os.sep, "").replace(prefix, ".")
+        return output
+
     def run(self, gate: GateStep) -> GateOutcome:
         argv = resolve_gate_argv(gate, self.ctx.tree)
         if argv is None:
@@ -235,7 +243,7 @@ class TreeGates:
             exit_code=None if done.timed_out else done.exit_code,
             output=output[-GATE_TAIL_CHARS:],
             cause=cause,
-            failures=failing_tests(done.output),
+            failures=failing_tests(self._relative(done.output)),
             cancelled=done.cancelled,
             duration_s=done.duration_s,
             notes=tuple(notes),
@@ -400,6 +408,7 @@ class GateRecord:
             "versus_base": comparison.versus if comparison else "",
             "cause": self.outcome.cause.kind if self.outcome.cause else "",
             "misconfigured": self.outcome.misconfigured,
+            "fatal": self.result.fatal,
         }
 
 
@@ -448,6 +457,15 @@ class RunGates:
             return GateRecord(result, outcome, comparison, base, notes)
         if comparison.note:
             notes.append(f"`{outcome.command}`: {comparison.note}")
+        cause = outcome.cause
+        if comparison.versus == "as_on_base" and cause is not None and cause.kind in ENVIRONMENT_CAUSES:
+            fatal = (
+                f"`{outcome.command}` cannot run here, before any change either: {cause.text}. Make it "
+                "run on your base first (a `setup:` step, an installed tool), then start the run again"
+            )
+            return GateRecord(
+                GateResult(False, head, None, blocks=True, fatal=fatal), outcome, comparison, base, notes
+            )
         failure = None
         if comparison.blocks:
             output = outcome.output

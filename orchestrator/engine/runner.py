@@ -631,19 +631,19 @@ class RunEngine:
             )
         )
         error = None if passed else f"`{outcome.command}` failed (exit {outcome.exit_code})"
-        if outcome.misconfigured:
-            error = outcome.output
+        if record.result.fatal:
+            error = record.result.fatal
         self._end_step(
             step_id,
             "gate",
             "succeeded" if passed else "failed",
-            error_kind=None if passed else ("gate_misconfigured" if outcome.misconfigured else "gate"),
+            error_kind=None if passed else ("gate_misconfigured" if record.result.fatal else "gate"),
             error_message=error,
             detail={"gate": record.detail(), "notes": notes},
         )
         self.state.steps_run += 1
         if record.result.fatal is not None and not gate.optional:
-            self.state.failed_step = f"{step_id} (gate): {gate.label} is misconfigured"
+            self.state.failed_step = f"{step_id} (gate): {record.result.fatal}"
 
     # --- resume and follow-ups ------------------------------------------------------------------------
 
@@ -667,8 +667,8 @@ class RunEngine:
             self.state.gates[index] = _GateResult(
                 passed=passed, head=head, failure=failure if blocks else None, blocks=blocks
             )
-            if gate.get("misconfigured") and not step.optional:
-                self.state.failed_step = f"{record.step_id} (gate): {step.label} is misconfigured"
+            if gate.get("fatal") and not step.optional:
+                self.state.failed_step = f"{record.step_id} (gate): {gate['fatal']}"
         elif step.task == "review" and "verdict" in detail:
             verdict = ReviewVerdict(
                 verdict=detail["verdict"],

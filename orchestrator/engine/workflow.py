@@ -21,7 +21,8 @@ import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args, get_origin
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
 from annotated_types import MinLen
@@ -469,6 +470,9 @@ def _descend(annotation: Any, part: str | int) -> Any:
                 return get_args(member)[0]
         return None
     origin = get_origin(annotation)
+    if origin in (Union, UnionType):  # `X | None`: the key's model is in X
+        members = [m for m in get_args(annotation) if m is not type(None)]
+        return _descend(members[0], part) if len(members) == 1 else None
     if origin in (list, tuple) and isinstance(part, int):
         return get_args(annotation)[0]
     if origin is dict:

@@ -36,7 +36,10 @@ def commit_all(repo: Path, message: str = "initial") -> None:
 def make_repo(path: Path, files: dict[str, str], *, ignore: Sequence[str] = ()) -> Path:
     path.mkdir(parents=True)
     run_command(["git", "init", "-q", "-b", "main"], path, check=True)
-    for name, text in {**files, ".gitignore": "".join(f"{p}\n" for p in ("__pycache__/", "*.egg-info/", *ignore))}.items():
+    for name, text in {
+        **files,
+        ".gitignore": "".join(f"{p}\n" for p in ("__pycache__/", "*.egg-info/", *ignore)),
+    }.items():
         (path / name).parent.mkdir(parents=True, exist_ok=True)
         (path / name).write_text(text)
     commit_all(path)
@@ -74,7 +77,11 @@ class UserVenv:
 
     def env(self, base: dict[str, str]) -> dict[str, str]:
         """The environment of a user who activated this virtualenv."""
-        return {**base, "PATH": f"{self.path / 'bin'}{os.pathsep}{base.get('PATH', '')}", "VIRTUAL_ENV": str(self.path)}
+        return {
+            **base,
+            "PATH": f"{self.path / 'bin'}{os.pathsep}{base.get('PATH', '')}",
+            "VIRTUAL_ENV": str(self.path),
+        }
 
 
 @pytest.fixture(scope="session")
@@ -85,14 +92,28 @@ def user_venv(tmp_path_factory: pytest.TempPathFactory) -> UserVenv:
     venv = root / "venv"
     run_command([sys.executable, "-m", "venv", str(venv)], root, check=True, timeout_s=120)
     pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
-    run_command([*pip, "pytest", "-e", str(src), "-e", str(flat)], root, env=child_env(os.environ), check=True, timeout_s=600)
+    run_command(
+        [*pip, "pytest", "-e", str(src), "-e", str(flat)],
+        root,
+        env=child_env(os.environ),
+        check=True,
+        timeout_s=600,
+    )
     return UserVenv(venv, src, flat)
 
 
 class GateRun:
     """One repository, one scenario for the fake agent, one workflow; `run()` returns the report."""
 
-    def __init__(self, tmp: Path, repo: Path, turns: list[dict[str, Any]], steps: list[dict[str, Any]], env: dict[str, str], **workflow: Any) -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        repo: Path,
+        turns: list[dict[str, Any]],
+        steps: list[dict[str, Any]],
+        env: dict[str, str],
+        **workflow: Any,
+    ) -> None:
         tmp.mkdir(parents=True, exist_ok=True)
         self.tmp = tmp
         self.repo = repo
@@ -109,7 +130,9 @@ class GateRun:
         self.events: list[RunEvent] = []
 
     def run(self, **spec: Any) -> RunReport:
-        record = self.service.create(RunSpec(task="change calc", cwd=self.repo, workflow=str(self.workflow), **spec))
+        record = self.service.create(
+            RunSpec(task="change calc", cwd=self.repo, workflow=str(self.workflow), **spec)
+        )
         self.run_id = record.id
         return self.service.execute(record.id, subscribers=[self.events.append])
 
@@ -121,7 +144,13 @@ class GateRun:
 def gate_run(tmp_path: Path) -> Iterator[Any]:
     made: list[GateRun] = []
 
-    def make(repo: Path, turns: list[dict[str, Any]], steps: list[dict[str, Any]], env: dict[str, str] | None = None, **workflow: Any) -> GateRun:
+    def make(
+        repo: Path,
+        turns: list[dict[str, Any]],
+        steps: list[dict[str, Any]],
+        env: dict[str, str] | None = None,
+        **workflow: Any,
+    ) -> GateRun:
         run = GateRun(tmp_path / f"run{len(made)}", repo, turns, steps, env or dict(os.environ), **workflow)
         made.append(run)
         return run
@@ -129,3 +158,63 @@ def gate_run(tmp_path: Path) -> Iterator[Any]:
     yield make
     for run in made:
         run.service.close()
+
+
+@dataclass(frozen=True)
+class NodeProject:
+    repo: Path  # the user's checkout: package.json, package-lock.json, no node_modules committed
+    npm_cache: Path
+
+
+@pytest.fixture(scope="session")
+def node_project(tmp_path_factory: pytest.TempPathFactory) -> NodeProject:
+    """A Node project whose test needs a dependency: a local package packed into a tarball that the
+    repository carries (`file:vendor/...tgz`), locked in package-lock.json. No registry is involved."""
+    root = tmp_path_factory.mktemp("node")
+    cache = root / "npm-cache"
+    env = child_env(os.environ)
+    dep = root / "leftpad"
+    dep.mkdir()
+    (dep / "package.json").write_text('{"name": "leftpad-local", "version": "1.0.0", "main": "index.js"}\n')
+    (dep / "index.js").write_text("module.exports = (s, n) => ' '.repeat(Math.max(0, n - s.length)) + s;\n")
+    repo = make_repo(
+        root / "strpad",
+        {
+            "package.json": '{"name": "strpad", "version": "1.0.0", "private": true, '
+            '"scripts": {"test": "node --test"}}\n',
+            "index.js": "const pad = require('leftpad-local');\nexports.right = (s) => pad(s, 5);\n",
+            "test/pad.test.js": "const test = require('node:test');\nconst assert = require('node:assert');\n"
+            "const { right } = require('../index.js');\n"
+            "test('pads', () => assert.strictEqual(right('ab'), '   ab'));\n",
+        },
+        ignore=["node_modules/"],
+    )
+    (repo / "vendor").mkdir()
+    run_command(
+        ["npm", "pack", "--silent", "--pack-destination", str(repo / "vendor"), "--cache", str(cache)],
+        dep,
+        env=env,
+        check=True,
+    )
+    run_command(
+        [
+            "npm",
+            "install",
+            "--silent",
+            "--no-audit",
+            "--no-fund",
+            "--cache",
+            str(cache),
+            "./vendor/leftpad-local-1.0.0.tgz",
+        ],
+        repo,
+        env=env,
+        check=True,
+        timeout_s=300,
+    )
+    run_command(["git", "rm", "-rq", "--cached", "--ignore-unmatch", "node_modules"], repo, check=True)
+    commit_all(repo, "add leftpad-local")
+    import shutil
+
+    shutil.rmtree(repo / "node_modules")  # a fresh clone of the repository has none either
+    return NodeProject(repo, cache)

@@ -17,7 +17,11 @@ QUICK = [{"agent": "fake", "task": "implement"}, {"run": "auto", "name": "tests"
 def test_the_users_venv_really_imports_the_users_checkout(user_venv):
     # What makes the tests below mean something: outside a gate, `calc` is the user's checkout.
     done = run_command(
-        [str(user_venv.python), "-c", "import calc, flatcalc; print(calc.__file__); print(flatcalc.__file__)"],
+        [
+            str(user_venv.python),
+            "-c",
+            "import calc, flatcalc; print(calc.__file__); print(flatcalc.__file__)",
+        ],
         user_venv.path,
         env=child_env(os.environ),
         check=True,
@@ -28,7 +32,9 @@ def test_the_users_venv_really_imports_the_users_checkout(user_venv):
 
 
 def test_an_agent_breaking_add_fails_the_gate_despite_the_editable_install(user_venv, gate_run):
-    run = gate_run(user_venv.src_checkout, [BREAK_ADD, {"text": "done"}], QUICK, env=user_venv.env(dict(os.environ)))
+    run = gate_run(
+        user_venv.src_checkout, [BREAK_ADD, {"text": "done"}], QUICK, env=user_venv.env(dict(os.environ))
+    )
     before = snapshot_checkout(user_venv.src_checkout)
     report = run.run()
     assert report.status == "not_approved" and report.exit_code == 1
@@ -58,7 +64,10 @@ def test_an_untouched_run_passes(user_venv, gate_run):
 
 
 def test_a_flat_layout_break_fails_the_gate(user_venv, gate_run):
-    turns = [{"edit_file": {"path": "flatcalc/__init__.py", "old": "a + b", "new": "a * b"}}, {"text": "done"}]
+    turns = [
+        {"edit_file": {"path": "flatcalc/__init__.py", "old": "a + b", "new": "a * b"}},
+        {"text": "done"},
+    ]
     run = gate_run(user_venv.flat_checkout, turns, QUICK, env=user_venv.env(dict(os.environ)))
     report = run.run()
     assert report.status == "not_approved"
@@ -71,7 +80,13 @@ def test_a_package_that_raises_on_import_still_fails_not_misconfigured(user_venv
     # click's case: `raise RuntimeError` at the top of a module. The import check finds the package
     # without importing it, so this is the tests failing, not a misconfigured gate.
     turns = [
-        {"edit_file": {"path": "src/calc/__init__.py", "old": "def add", "new": "raise RuntimeError('broken')\n\n\ndef add"}},
+        {
+            "edit_file": {
+                "path": "src/calc/__init__.py",
+                "old": "def add",
+                "new": "raise RuntimeError('broken')\n\n\ndef add",
+            }
+        },
         {"text": "done"},
     ]
     run = gate_run(user_venv.src_checkout, turns, QUICK, env=user_venv.env(dict(os.environ)))
@@ -101,7 +116,9 @@ def test_tests_failing_on_the_base_are_reported_and_do_not_drive_refine(tmp_path
     (gate,) = report.gates
     assert not gate.passed and gate.versus_base == "as_on_base"
     assert gate.base is not None and gate.base.passed is False
-    assert gate.base.cause == "failing_tests" and gate.base.failures == ["tests/test_known_bug.py::test_known_bug"]
+    assert gate.base.cause == "failing_tests" and gate.base.failures == [
+        "tests/test_known_bug.py::test_known_bug"
+    ]
     assert any("same failures as before any change" in note for note in report.notes)
 
 
@@ -132,7 +149,9 @@ def test_a_gate_that_resolves_to_the_users_checkout_fails_as_misconfigured(tmp_p
     # orchestrator sets can make the gate import the run's tree, so it fails and never passes.
     repo = make_repo(tmp_path / "calc", src_layout_files())
     venv = tmp_path / "hijacked"
-    run_command(["python3", "-m", "venv", "--without-pip", str(venv)], tmp_path, env=child_env(os.environ), check=True)
+    run_command(
+        ["python3", "-m", "venv", "--without-pip", str(venv)], tmp_path, env=child_env(os.environ), check=True
+    )
     site = next((venv / "lib").glob("python3*/site-packages"))
     (site / "hijack_calc.py").write_text(
         "import importlib.util, sys\n"
@@ -147,7 +166,10 @@ def test_a_gate_that_resolves_to_the_users_checkout_fails_as_misconfigured(tmp_p
     )
     (site / "hijack_calc.pth").write_text("import hijack_calc\n")
     env = {**os.environ, "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}"}
-    steps = [{"agent": "fake", "task": "implement"}, {"run": "python -m unittest discover -s tests", "name": "unit"}]
+    steps = [
+        {"agent": "fake", "task": "implement"},
+        {"run": "python -m unittest discover -s tests", "name": "unit"},
+    ]
     report = gate_run(repo, [BREAK_ADD, {"text": "done"}], steps, env=env, max_iterations=3).run()
     assert report.status == "failed" and report.stop_reason == "step_failed"
     assert report.iterations == 1  # no refine loop: agents cannot fix the environment
