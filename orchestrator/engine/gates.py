@@ -315,14 +315,17 @@ class BaseRun:
         try:
             self._checkout()
             tree_gates = TreeGates(self.ctx, self.setup, "base", self.run_id, self.publish)
+            done: dict[tuple[str, float], GateOutcome] = {}  # a gate listed twice runs once on the base
             for index, gate in self.gates:
                 if self.ctx.cancel.is_set():
                     break
                 if index in self.results:
                     continue
-                outcome = tree_gates.run(gate)
+                key = (gate.run.strip(), gate.timeout_s)
+                outcome = done.get(key) or tree_gates.run(gate)
                 if outcome.cancelled:
                     break
+                done[key] = outcome
                 event = BaseGateFinished(
                     run_id=self.run_id,
                     gate_index=index,
