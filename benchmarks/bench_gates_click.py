@@ -19,6 +19,9 @@ Variants (each run `--rounds` times; the median wall-clock time of `orchestrator
   before    the workflow and flags an orchestrator without this work understands (no `setup:` key):
             use it with --orchestrator pointing at an older installation to see the gate pass
 
+--harmless makes the agent add a comment instead (the suite passes: the normal case), and
+--agent-seconds S makes the agent step take S seconds, as a real one does (the base run overlaps it).
+
 --with-uv installs uv into the user's virtualenv, so that `setup` really runs `uv sync --frozen` (it
 downloads click's development dependencies into <state home>/cache/uv the first time).
 """
@@ -76,13 +79,30 @@ def prepare(checkout: Path, root: Path, with_uv: bool) -> tuple[Path, dict[str, 
 
 
 def one_run(
-    orchestrator: str, clone: Path, env: dict[str, str], root: Path, variant: str, n: int
+    orchestrator: str,
+    clone: Path,
+    env: dict[str, str],
+    root: Path,
+    variant: str,
+    n: int,
+    *,
+    harmless: bool = False,
+    agent_seconds: float = 0.0,
 ) -> dict[str, Any]:
     work = root / f"{variant}-{n}"
     work.mkdir()
-    first_line = (clone / "src/click/core.py").read_text(encoding="utf-8").splitlines(keepends=True)[0]
+    # At the top, after `from __future__ import annotations` (which must stay first: above it, the
+    # break would be a SyntaxError rather than the RuntimeError the issue describes).
+    lines = (clone / "src/click/core.py").read_text(encoding="utf-8").splitlines(keepends=True)
+    anchor = next((line for line in lines if line.startswith("from __future__")), lines[0])
+    new = anchor + RAISE if anchor.startswith("from __future__") else RAISE + anchor
+    if harmless:  # a comment: the suite still passes
+        new = anchor + "# a harmless comment\n"
+    # A real agent's step takes a while; the base run overlaps it.
+    wait: list[dict[str, Any]] = [{"hang": agent_seconds}] if agent_seconds > 0 else []
     turns = [
-        {"edit_file": {"path": "src/click/core.py", "old": first_line, "new": RAISE + first_line}},
+        *wait,
+        {"edit_file": {"path": "src/click/core.py", "old": anchor, "new": new}},
         {"text": "Done: core.py changed."},
     ]
     (work / "scenario.yaml").write_text(yaml.safe_dump({"turns": turns}))
@@ -139,6 +159,10 @@ def main() -> None:
     )
     parser.add_argument("--variants", default="no-base,base,setup,full")
     parser.add_argument("--with-uv", action="store_true")
+    parser.add_argument(
+        "--harmless", action="store_true", help="the agent adds a comment instead of the raise"
+    )
+    parser.add_argument("--agent-seconds", type=float, default=0.0, help="how long the agent step takes")
     parser.add_argument("--show", action="store_true", help="print one run's text report and summary")
     args = parser.parse_args()
     variants = [v for v in args.variants.split(",") if v]
@@ -151,7 +175,18 @@ def main() -> None:
         results: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
         for n in range(args.rounds):
             for variant in variants if n % 2 == 0 else list(reversed(variants)):
-                results[variant].append(one_run(args.orchestrator, clone, env, root, variant, n))
+                results[variant].append(
+                    one_run(
+                        args.orchestrator,
+                        clone,
+                        env,
+                        root,
+                        variant,
+                        n,
+                        harmless=args.harmless,
+                        agent_seconds=args.agent_seconds,
+                    )
+                )
         print(f"\n{'variant':<9} {'median':>8} {'runs (s)':<24} exit  gate            base            setup")
         medians = {}
         for variant, runs in results.items():

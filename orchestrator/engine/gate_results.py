@@ -61,7 +61,11 @@ class Comparison:
 _PY_MISSING = re.compile(r"(?:ModuleNotFoundError|ImportError): No module named '?([A-Za-z0-9_.]+)'?")
 # Node: "Cannot find module 'x'" (CommonJS, MODULE_NOT_FOUND), "Cannot find package 'x'" (ESM).
 _NODE_MISSING = re.compile(r"Cannot find (?:module|package) '([^']+)'")
-_COLLECTION = re.compile(r"errors? during collection|^ERROR collecting |^_+ ERROR collecting ", re.MULTILINE)
+_COLLECTION = re.compile(
+    r"errors? during collection|^ERROR collecting |^_+ ERROR collecting |^ImportError while loading conftest|"
+    r"^ImportError while importing test module",
+    re.MULTILINE,
+)
 _PYTEST_NO_TESTS = re.compile(r"^no tests ran\b|collected 0 items", re.MULTILINE)
 _FAILING_SUMMARY = re.compile(
     r"\b\d+ (?:failed|failing|failures?)\b|^FAILED |AssertionError|^not ok \d+|^--- FAIL: |"

@@ -160,6 +160,8 @@ class TreeGates:
             )
         problems = [problem for command in commands if (problem := self._one_setup(command))]
         self.setup_problem = "\n\n".join(problems)
+        if self.where == "run":
+            exclude_setup_products(self.ctx.tree, self.ctx.parent_env)
 
     def _one_setup(self, command: SetupCommand) -> str:
         env = {**self.env(), **command.env}
@@ -248,6 +250,31 @@ class TreeGates:
             duration_s=done.duration_s,
             notes=tuple(notes),
         )
+
+
+# What setup makes in a tree. Ignored there, so that no commit, backup or clean after a gate takes them.
+SETUP_PRODUCTS = ("node_modules/", ".venv/")
+
+
+def exclude_setup_products(tree: Path, env: Mapping[str, str]) -> None:
+    """List setup's products in the run repository's own info/exclude. Only when that file belongs to
+    the run's repository (a clone of its own): a worktree's info/exclude is the user's, never written."""
+    present = [name for name in SETUP_PRODUCTS if (tree / name.rstrip("/")).exists()]
+    if not present:
+        return
+    found = run_command(["git", "rev-parse", "--git-path", "info/exclude"], tree, env=git_environment(env))
+    if not found.ok:
+        return
+    exclude = (tree / found.stdout.strip()).resolve()
+    if not exclude.is_relative_to(tree.resolve()):
+        return
+    text = exclude.read_text(encoding="utf-8") if exclude.is_file() else ""
+    missing = [name for name in present if name not in text.splitlines()]
+    if missing:
+        exclude.parent.mkdir(parents=True, exist_ok=True)
+        prefix = "" if not text or text.endswith("\n") else "\n"
+        note = "# added by ai-agents-orchestrator: made by setup, never committed\n"
+        exclude.write_text(text + prefix + note + "".join(f"{name}\n" for name in missing), encoding="utf-8")
 
 
 def base_side(event: BaseGateFinished) -> GateSide:

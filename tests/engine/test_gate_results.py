@@ -36,6 +36,14 @@ E   RuntimeError: broken by the agent
 ERROR tests/test_basic.py - RuntimeError: broken by the agent
 !!!!!!!!!!!!!!!!!!!! Interrupted: 1 error during collection !!!!!!!!!!!!!!!!!!!!
 """
+CONFTEST_SYNTAX = """\
+ImportError while loading conftest '/run/tests/conftest.py'.
+tests/conftest.py:3: in <module>
+    from click.testing import CliRunner
+E     File "/run/src/click/core.py", line 2
+E       from __future__ import annotations
+E   SyntaxError: from __future__ imports must occur at the beginning of the file
+"""
 NODE_MISSING = """\
 node:internal/modules/cjs/loader:1210
   throw err;
@@ -73,6 +81,7 @@ def test_failing_tests(output, names):
         (PYTEST_OWN_MISSING, 2, "project_not_importable", "`calc`"),
         (PYTEST_OWN_MISSING.replace("'calc'", "'numpy'"), 2, "missing_dependency", "`numpy`"),
         (PYTEST_RAISES, 2, "collection_error", "could not be collected"),
+        (CONFTEST_SYNTAX, 4, "collection_error", "could not be collected"),
         (NODE_MISSING, 1, "missing_dependency", "`leftpad-local`"),
         ("Error: Cannot find module './lib/missing'\n", 1, "unknown", "exited with 1"),
         ("no tests ran in 0.01s\n", 5, "no_tests", "no tests"),
