@@ -33,7 +33,8 @@ ENVIRONMENT_CAUSES: frozenset[CauseKind] = frozenset(
 
 Versus = Literal[
     "new",  # passed on the base: the change broke it
-    "as_on_base",  # failed on the base with the same failures: not the change's doing
+    "as_on_base",  # failed on the base with the same named failures (or fewer): not the change's doing
+    "same_cause",  # failed on the base the same way, but names no tests to compare: it still counts
     "worse",  # failed on the base too, but now with failures the base did not have
     "no_base",  # there is no base result to compare with
 ]
@@ -55,6 +56,10 @@ class Comparison:
     def blocks(self) -> bool:
         """Whether the failure counts against approval (and is given to the agents to fix)."""
         return self.versus != "as_on_base"
+
+    @property
+    def same_as_base(self) -> bool:
+        return self.versus in ("as_on_base", "same_cause")
 
 
 # Python: "ModuleNotFoundError: No module named 'x.y'"; "ImportError: No module named x" (old).
@@ -153,8 +158,8 @@ class GateSide:
 def compare_with_base(final: GateSide, base: GateSide | None) -> Comparison:
     """How a failing gate compares with the base. (Call it only for a failure: `final.passed` False.)
 
-    With failing test names on both sides, the new ones decide; without them, the same cause and the
-    same exit code count as the same failure."""
+    With failing test names on both sides, the new ones decide: none new is `as_on_base`, which does not
+    block. Without names, the same cause and exit code is `same_cause`, which still blocks."""
     if base is None:
         return Comparison("no_base")
     if base.passed is not False:
@@ -165,9 +170,12 @@ def compare_with_base(final: GateSide, base: GateSide | None) -> Comparison:
             return Comparison("as_on_base", note="it fails with the same failures as before any change")
         return Comparison("worse", new, note=f"new failures since the base: {', '.join(new[:10])}")
     if final.cause == base.cause and final.exit_code == base.exit_code:
+        # Without test names, "the same" could as well be the very check the task is meant to fix
+        # (a script that fails until the feature exists): it keeps counting, and says so.
         return Comparison(
-            "as_on_base",
-            note=f"it failed the same way before any change ({final.cause}, exit {final.exit_code})",
+            "same_cause",
+            note=f"it failed the same way before any change ({final.cause}, exit {final.exit_code}); "
+            "with no test names to compare, it still counts",
         )
     return Comparison(
         "worse",

@@ -488,7 +488,7 @@ class RunGates:
         if comparison.note:
             notes.append(f"`{outcome.command}`: {comparison.note}")
         cause = outcome.cause
-        if comparison.versus == "as_on_base" and cause is not None and cause.kind in ENVIRONMENT_CAUSES:
+        if comparison.same_as_base and cause is not None and cause.kind in ENVIRONMENT_CAUSES:
             fatal = (
                 f"`{outcome.command}` cannot run here, before any change either: {cause.text}. Make it "
                 "run on your base first (a `setup:` step, an installed tool), then start the run again"
@@ -501,6 +501,8 @@ class RunGates:
             output = outcome.output
             if comparison.versus == "worse" and comparison.new_failures:
                 output = f"[new since the base: {', '.join(comparison.new_failures[:10])}]\n{output}"
+            elif comparison.versus == "same_cause":
+                output = f"[it failed the same way before any change]\n{output}"
             failure = GateFailure(
                 name=gate.label, command=outcome.command, exit_code=outcome.exit_code, output_tail=output
             )

@@ -65,7 +65,8 @@ class GateReport(BaseModel):
     output_tail: str
     cause: str = ""
     cause_text: str = ""
-    # new | as_on_base | worse | no_base ("" when it passed); as_on_base does not count against approval
+    # new | as_on_base | same_cause | worse | no_base ("" when it passed); only as_on_base (the same
+    # named failures as on the base) does not count against approval
     versus_base: str = ""
     base: BaseGateReport | None = None
 
@@ -297,6 +298,7 @@ def _result(passed: bool | None, exit_code: int | None, *, loud: bool = False) -
 
 _VERSUS = {
     "as_on_base": "as on the base: does not count against approval",
+    "same_cause": "failed the same way on the base; it names no tests to compare, so it counts",
     "worse": "failed on the base too, with new failures now",
     "new": "passed on the base: the change broke it",
 }

@@ -41,7 +41,9 @@ def test_the_base_runs_beside_the_first_step_on_the_untouched_tree(tmp_path, gat
 def test_cancel_ends_the_base_run_and_its_processes(tmp_path, gate_run):
     repo = make_repo(tmp_path / "r", {"app.py": "x"})
     slow = f'{sys.executable} -c "import time; time.sleep(60)"'
-    run = gate_run(repo, [{"hang": None}], [{"agent": "fake", "task": "implement"}, {"run": slow, "name": "slow"}])
+    run = gate_run(
+        repo, [{"hang": None}], [{"agent": "fake", "task": "implement"}, {"run": slow, "name": "slow"}]
+    )
     cancel = threading.Event()
     record = run.service.create(RunSpec(task="t", cwd=repo, workflow=str(run.workflow)))
     threading.Timer(2.0, cancel.set).start()
