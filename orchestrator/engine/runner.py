@@ -201,7 +201,13 @@ class RunEngine:
             and self.state.verdict is not None
             and self.state.verdict.approved
             and self.state.verdict_head == self._head()
+            # A required gate failing on this tree still needs the refine step (and its output).
+            and gates_passing(self.workflow, self._latest_gates()) is not False
         )
+
+    def _latest_gates(self) -> dict[int, bool | None]:
+        head = self._head()
+        return {i: g.for_stop for i, g in self.state.gates.items() if g.head == head}
 
     def _stop_state(
         self,
@@ -213,7 +219,7 @@ class RunEngine:
     ) -> StopState:
         head = self._head()
         verdict = self.state.verdict if self.state.verdict_head == head else None
-        latest = {i: g.for_stop for i, g in self.state.gates.items() if g.head == head}
+        latest = self._latest_gates()
         usage = self.store.usage_total(self.run_id)
         return StopState(
             iteration=iteration,
@@ -652,8 +658,7 @@ class RunEngine:
         detail = record.detail
         if isinstance(step, GateStep):
             gate = detail.get("gate") or {}
-            # A gate that failed replays as failed (a skipped one has no "passed").
-            passed = gate.get("passed")
+            passed = gate.get("passed") if record.status == "succeeded" else None
             head = gate.get("head") or self._head()
             failure = None
             if gate.get("passed") is False:

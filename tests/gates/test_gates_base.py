@@ -78,3 +78,49 @@ def test_setup_products_are_excluded_in_a_clone_and_never_in_the_users_repositor
     status = run_command(["git", "status", "--porcelain", "--ignored"], clone, check=True).stdout
     assert "!! .venv/" in status and "!! node_modules/" in status
     assert (user / ".git" / "info" / "exclude").read_bytes() == user_exclude  # a worktree's is the user's
+
+
+def test_an_approving_review_does_not_skip_refine_while_a_gate_fails_and_resume_reuses_the_base(
+    tmp_path, gate_run
+):
+    from .conftest import APPROVE, src_layout_files
+
+    repo = make_repo(tmp_path / "calc", src_layout_files())
+    turns = [
+        {"edit_file": {"path": "src/calc/__init__.py", "old": "a + b", "new": "a - b"}},
+        {"text": "done"},
+        {"hang": None},  # the first review hangs: the run is cancelled there, then resumed
+        {"text": APPROVE},
+        {"edit_file": {"path": "src/calc/__init__.py", "old": "a - b", "new": "a + b"}},
+        {"text": "fixed"},
+        {"text": APPROVE},
+    ]
+    steps = [
+        {"agent": "fake", "task": "implement"},
+        {"run": "auto", "name": "tests"},
+        {"agent": "fake", "task": "review"},
+        {"agent": "fake", "task": "refine"},
+    ]
+    run = gate_run(repo, turns, steps, max_iterations=3)
+    record = run.service.create(RunSpec(task="t", cwd=repo, workflow=str(run.workflow)))
+    cancel = threading.Event()
+
+    def cancel_in_review(event):
+        if event.type == "step_started" and getattr(event, "task", "") == "review":
+            threading.Timer(1.0, cancel.set).start()
+
+    first = run.service.execute(record.id, cancel=cancel, subscribers=[cancel_in_review])
+    assert first.status == "cancelled" and first.gates[0].passed is False
+    report = run.service.execute(record.id, resume=True)
+    # The gate (run again on resume) still fails, so the approving review alone does not approve, and
+    # the refine step is not skipped as "nothing left to refine": it gets the failing output.
+    assert report.status == "approved", [(s.id, s.status, s.error) for s in report.steps]
+    assert report.iterations == 2
+    assert [s.id for s in report.steps if s.status != "cancelled"][-3:] == [
+        "i1-s4-refine",
+        "i2-s2-gate",
+        "i2-s3-review",
+    ]
+    assert len(report.base_gates) == 1  # the base ran once, before the resume
+    events = run.service.store.events(record.id, types=("base_gate_finished",))
+    assert len(events) == 1
