@@ -115,6 +115,7 @@ class StepFinished(_Event):
     commit: str | None = None
     files_changed: list[str] = Field(default_factory=list)
     error: str | None = None
+    error_kind: str | None = None  # the AgentErrorKind (or "gate") when the step did not succeed
 
 
 class GateFinished(_Event):
@@ -191,6 +192,11 @@ class Notice(_Event):
     run_id: str | None = None
     level: Literal["info", "warning", "error"] = "info"
     text: str
+    # For metrics and logs, when the notice is one of these: "fallback" (`agent` was replaced;
+    # `reason`: its error kind, or "not_ready") or "retry" (`reason`: what was retried).
+    kind: Literal["fallback", "retry"] | None = None
+    agent: str | None = None
+    reason: str | None = None
 
 
 RunEvent = Annotated[

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -134,6 +134,15 @@ def findings_fingerprint(findings: Iterable[Finding]) -> str:
 
 def _normalise_message(message: str) -> str:
     return " ".join(message.lower().split()).rstrip(".!;: ")
+
+
+def json_objects_last_first(text: str) -> Iterator[dict[str, Any]]:
+    """Every JSON object in `text`, the last one first, read as robustly as a review's (prose around
+    it, a ```json fence, trailing commas). The planner's answer is read with this too."""
+    for start in reversed([m.start() for m in _OBJECT_START.finditer(text)]):
+        raw = _decode_object(text, start)
+        if raw is not None:
+            yield raw
 
 
 # --- decoding ------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from orchestrator.audit import AuditLog, run_masker
 from orchestrator.config import Settings
 from orchestrator.engine.readiness import AgentReadiness
 from orchestrator.engine.report import RunReport
@@ -18,6 +19,7 @@ from orchestrator.engine.runner import RunEngine
 from orchestrator.engine.workflow import apply_agent_overrides, load_workflow
 from orchestrator.errors import UsageError
 from orchestrator.events import EventBus, RunEvent, RunStarted
+from orchestrator.logs import SecretMasker, event_logger, run_log
 from orchestrator.store import RunOptions, RunRecord, Store
 from orchestrator.workspace.paths import default_workspace_dir, new_run_id, state_home
 from orchestrator.workspace.run_workspace import RunWorkspace, branch_name, resolve_repo
@@ -74,6 +76,9 @@ class RunService:
             state_home=self.state_home,
             environ=self.env,
         )
+        self.audit.repo_write(
+            "create_branch", repo=repo, ref=branch_name(run_id), commit=ws.base, run_id=run_id
+        )
         options = RunOptions(
             budget_usd=spec.budget_usd,
             timeout_s=spec.timeout_s,
@@ -107,6 +112,7 @@ class RunService:
         run = self.store.claim_run(run_id) if resume or follow_up is not None else self.store.get_run(run_id)
         bus = EventBus()
         bus.subscribe(self.store.subscriber(run_id), replay=False)
+        bus.subscribe(event_logger(), replay=False)
         for subscriber in subscribers:
             bus.subscribe(subscriber, replay=False)
         engine = RunEngine(
@@ -122,13 +128,27 @@ class RunService:
         if resume:
             # The interrupted step starts again from the last commit; partial edits are kept aside.
             engine.ws.reset_to(engine.ws.head())
-        if not resume and follow_up is None:
-            bus.publish(
-                RunStarted(
-                    run_id=run_id, task=run.task, workflow=run.workflow_name, branch=run.branch, base=run.base
+        # The run's own log (runs/<run-id>/log.jsonl); everything logged meanwhile is bound to the run.
+        with run_log(engine.paths.run_dir / "log.jsonl", run_id, masker=self._masker()):
+            if not resume and follow_up is None:
+                bus.publish(
+                    RunStarted(
+                        run_id=run_id,
+                        task=run.task,
+                        workflow=run.workflow_name,
+                        branch=run.branch,
+                        base=run.base,
+                    )
                 )
-            )
-        return engine.execute(follow_up=follow_up)
+            return engine.execute(follow_up=follow_up)
+
+    @property
+    def audit(self) -> AuditLog:
+        """The audit trail under this service's state home (agent commands, writes to repositories)."""
+        return AuditLog.for_state_home(self.state_home, masker=self._masker())
+
+    def _masker(self) -> SecretMasker:
+        return run_masker(self.env, [c.env for c in self.settings.agents.values()])
 
     def workspace(self, run_id: str) -> RunWorkspace:
         run = self.store.get_run(run_id)
