@@ -126,6 +126,45 @@ class GateFinished(_Event):
     passed: bool
     exit_code: int | None = None
     output_tail: str = ""
+    # How a failure compares with the same gate on the base (engine.gate_results.Versus): "" when it
+    # passed or there was no base run; "as_on_base" failures do not count against approval.
+    versus_base: str = ""
+    cause: str = ""
+    cause_text: str = ""
+    gate_index: int | None = None
+
+
+class SetupFinished(_Event):
+    """A `setup:` command ran (or could not) in the run's repository (`where` "run") or in the base
+    checkout ("base"). `ok` None: there was nothing to run, or its tool is not installed (`note`)."""
+
+    type: Literal["setup_finished"] = "setup_finished"
+    run_id: str
+    where: Literal["run", "base"] = "run"
+    command: str
+    ok: bool | None
+    exit_code: int | None = None
+    duration_s: float = 0.0
+    output_tail: str = ""
+    note: str = ""
+
+
+class BaseGateFinished(_Event):
+    """A gate ran once on the base (before any agent's change), in a checkout of its own.
+    `gate_index` is the gate's index in the workflow's steps; `cause` says why it failed (a kind from
+    engine.gate_results.CAUSES, and one line for people)."""
+
+    type: Literal["base_gate_finished"] = "base_gate_finished"
+    run_id: str
+    gate_index: int
+    command: str
+    passed: bool | None  # None: skipped (`run: auto` found no tests)
+    exit_code: int | None = None
+    duration_s: float = 0.0
+    cause: str = ""
+    cause_text: str = ""
+    failures: list[str] = Field(default_factory=list)  # failing test names found in the output
+    output_tail: str = ""
 
 
 class RunFinished(_Event):
@@ -161,7 +200,15 @@ class Notice(_Event):
 
 
 RunEvent = Annotated[
-    RunStarted | StepStarted | StepFinished | GateFinished | RunFinished | AgentActivity | Notice,
+    RunStarted
+    | StepStarted
+    | StepFinished
+    | GateFinished
+    | SetupFinished
+    | BaseGateFinished
+    | RunFinished
+    | AgentActivity
+    | Notice,
     Field(discriminator="type"),
 ]
 

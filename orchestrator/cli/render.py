@@ -20,6 +20,7 @@ from orchestrator.events import (
     AgentErrorEvent,
     AgentEvent,
     AssistantMessage,
+    BaseGateFinished,
     GateFinished,
     Notice,
     Result,
@@ -27,6 +28,7 @@ from orchestrator.events import (
     RunFinished,
     RunStarted,
     SessionStarted,
+    SetupFinished,
     StepFinished,
     StepStarted,
     ToolUse,
@@ -143,11 +145,22 @@ class ConsoleRenderer:
                 what += f": {event.error}"
             self._line("step", what, "green" if event.status == "succeeded" else "yellow")
         elif isinstance(event, GateFinished):
+            versus = ", as on the base (does not count)" if event.versus_base == "as_on_base" else ""
             self._line(
                 "gate",
-                f"{event.command}: {'passed' if event.passed else 'failed'}",
-                "green" if event.passed else "red",
+                f"{event.command}: {'passed' if event.passed else 'failed'}{versus}",
+                "green" if event.passed else ("yellow" if versus else "red"),
             )
+        elif isinstance(event, BaseGateFinished):
+            result = {True: "passed", False: "failed", None: "skipped"}[event.passed]
+            cause = f" ({event.cause_text})" if event.passed is False and event.cause_text else ""
+            self._line("base", f"{event.command}: {result} before any change{cause}", "dim")
+        elif isinstance(event, SetupFinished):
+            if event.ok is not None:
+                result = "done" if event.ok else f"failed (exit {event.exit_code})"
+                self._line(
+                    "setup", f"{event.where}: {event.command}: {result}, {event.duration_s:.1f}s", "dim"
+                )
         elif isinstance(event, Notice):
             self._line("note", event.text, {"warning": "yellow", "error": "red"}.get(event.level, "dim"))
         elif isinstance(event, RunFinished):

@@ -114,6 +114,12 @@ def send_to_pushgateway(
     metavar="TASK=AGENT",
     help="Who does what, e.g. --agent review=gemini (repeatable).",
 )
+@click.option(
+    "--no-base-gates",
+    "no_base_gates",
+    is_flag=True,
+    help="Do not run the gates on the base as well (for slow suites; see `base_gates:`).",
+)
 @config_option
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON report on stdout.")
 @click.option(
@@ -161,6 +167,7 @@ def run(
     timeout_s: float | None,
     max_iterations: int | None,
     agent_overrides: tuple[str, ...],
+    no_base_gates: bool,
     config_path: Path | None,
     as_json: bool,
     report_file: Path | None,
@@ -196,6 +203,7 @@ def run(
         max_iterations=max_iterations,
         agent_overrides=agent_overrides,
         config_path=config_path,
+        base_gates=False if no_base_gates else None,
     )
     try:
         if push_remote:

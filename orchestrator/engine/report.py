@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict
 
 from orchestrator.engine.review import Finding
 from orchestrator.errors import EXIT_INTERRUPTED, EXIT_NOT_APPROVED, EXIT_OK
-from orchestrator.events import GateFinished, Notice
+from orchestrator.events import BaseGateFinished, GateFinished, Notice, SetupFinished
 from orchestrator.store import RunStatus, StepRecord, StepStatus, Store, TokenUsage
 
 # How much of a failing gate's output the text and Markdown reports show (the JSON keeps all of it).
@@ -39,14 +39,48 @@ class StepReport(BaseModel):
     error: StepError | None
 
 
+class BaseGateReport(BaseModel):
+    """A gate's result on the base, before any agent's change (in a checkout of its own)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    gate_index: int
+    command: str
+    passed: bool | None  # None: skipped
+    exit_code: int | None
+    duration_s: float
+    cause: str  # engine.gate_results.CAUSES, "" when it passed
+    cause_text: str
+    failures: list[str]
+    output_tail: str
+
+
 class GateReport(BaseModel):
-    """A gate's last result in the run."""
+    """A gate's last result in the run, beside its result on the base."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
     command: str
     passed: bool
     exit_code: int | None
     step_id: str
+    output_tail: str
+    cause: str = ""
+    cause_text: str = ""
+    # new | as_on_base | same_cause | worse | no_base ("" when it passed); only as_on_base (the same
+    # named failures as on the base) does not count against approval
+    versus_base: str = ""
+    base: BaseGateReport | None = None
+
+
+class SetupReport(BaseModel):
+    """A `setup:` command: where it ran (the run's repository or the base checkout) and how."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    where: str
+    command: str
+    ok: bool | None  # None: nothing to run, or its tool is not installed (see note)
+    exit_code: int | None
+    duration_s: float
+    note: str
     output_tail: str
 
 
@@ -67,6 +101,8 @@ class RunReport(BaseModel):
     repo: str
     duration_s: float
     notes: list[str]  # fallbacks taken, warnings, costs that could not be priced
+    base_gates: list[BaseGateReport] = []  # every gate's result on the base (when the base run ran)
+    setup: list[SetupReport] = []
 
     def to_json(self) -> str:
         return self.model_dump_json(indent=2)
@@ -127,8 +163,12 @@ def build_report(store: Store, run_id: str, *, now: float | None = None) -> RunR
     run = store.get_run(run_id)
     steps = store.steps(run_id)
     gates: dict[str, GateReport] = {}
+    gate_index: dict[str, int] = {}
+    base: dict[int, BaseGateReport] = {}
+    setup: list[SetupReport] = []
     notices: list[Notice] = []
-    for stored in store.events(run_id, types=("gate_finished", "notice")):
+    types = ("gate_finished", "notice", "base_gate_finished", "setup_finished")
+    for stored in store.events(run_id, types=types):
         event = stored.event
         if isinstance(event, GateFinished):
             # Later results replace earlier ones; the first run of a gate keeps its place in the list.
@@ -138,9 +178,22 @@ def build_report(store: Store, run_id: str, *, now: float | None = None) -> RunR
                 exit_code=event.exit_code,
                 step_id=event.step_id,
                 output_tail=event.output_tail,
+                cause=event.cause,
+                cause_text=event.cause_text,
+                versus_base=event.versus_base,
             )
+            if event.gate_index is not None:
+                gate_index[event.command] = event.gate_index
+        elif isinstance(event, BaseGateFinished):
+            base[event.gate_index] = BaseGateReport(**event.model_dump(exclude={"type", "ts", "run_id"}))
+        elif isinstance(event, SetupFinished):
+            setup.append(SetupReport(**event.model_dump(exclude={"type", "ts", "run_id"})))
         elif isinstance(event, Notice):
             notices.append(event)
+    with_base = [
+        gate.model_copy(update={"base": base.get(gate_index[command])}) if command in gate_index else gate
+        for command, gate in gates.items()
+    ]
     end = run.finished_at if run.finished_at is not None else (now if now is not None else time.time())
     return RunReport(
         run_id=run.id,
@@ -151,13 +204,15 @@ def build_report(store: Store, run_id: str, *, now: float | None = None) -> RunR
         iterations=run.iterations,
         steps=[_step_report(step) for step in steps],
         findings=_last_findings(steps),
-        gates=list(gates.values()),
+        gates=with_base,
         usage=store.usage_total(run_id),
         task=run.task,
         workflow=run.workflow_name,
         repo=run.repo,
         duration_s=round(max(end - run.created_at, 0.0), 3),
         notes=_notes(steps, notices),
+        base_gates=[base[i] for i in sorted(base)],
+        setup=setup,
     )
 
 
@@ -225,9 +280,8 @@ def render_text(report: RunReport) -> str:
         lines.append(f"findings (last review): {len(report.findings)}")
         for severity, where, message in map(_finding_line, report.findings):
             lines.append(f"  [{severity}] {where + ' ' if where else ''}{message}")
-    for gate in report.gates:
-        verdict = "passed" if gate.passed else f"FAILED (exit {gate.exit_code})"
-        lines.append(f"gate `{gate.command}`: {verdict}")
+    lines += _setup_lines(report)
+    lines += _gate_lines(report)
     lines.append(f"total: {_usage_line(report.usage)}")
     lines += [f"note: {note}" for note in report.notes]
     return "\n".join(lines) + "\n"
@@ -241,6 +295,57 @@ TASK_SUMMARY_CHARS = 300
 def _first_chars(text: str, limit: int) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+def _result(passed: bool | None, exit_code: int | None, *, loud: bool = False) -> str:
+    if passed is None:
+        return "skipped"
+    if passed:
+        return "passed"
+    word = "FAILED" if loud else "failed"
+    return f"{word} (timed out)" if exit_code is None else f"{word} (exit {exit_code})"
+
+
+_VERSUS = {
+    "as_on_base": "as on the base: does not count against approval",
+    "same_cause": "failed the same way on the base; it names no tests to compare, so it counts",
+    "worse": "failed on the base too, with new failures now",
+    "new": "passed on the base: the change broke it",
+}
+
+
+def _setup_lines(report: RunReport) -> list[str]:
+    lines = []
+    for item in report.setup:
+        if item.ok is None:
+            lines.append(f"setup ({item.where}): {item.note}")
+            continue
+        result = "ok" if item.ok else f"FAILED (exit {item.exit_code})"
+        why = f" ({item.note})" if item.note else ""
+        lines.append(f"setup ({item.where}): `{item.command}`{why}: {result}, {item.duration_s:.1f}s")
+    return lines
+
+
+def _gate_lines(report: RunReport) -> list[str]:
+    lines = []
+    shown = set()
+    for gate in report.gates:
+        line = f"gate `{gate.command}`: {_result(gate.passed, gate.exit_code, loud=True)}"
+        if gate.base is not None:
+            shown.add(gate.base.gate_index)
+            line += f"; on the base: {_result(gate.base.passed, gate.base.exit_code)}"
+        lines.append(line)
+        if not gate.passed and gate.versus_base in _VERSUS:
+            lines.append(f"  {_VERSUS[gate.versus_base]}")
+        if not gate.passed and gate.cause_text:
+            lines.append(f"  likely cause: {gate.cause_text}")
+        if gate.base is not None and gate.base.passed is False and gate.base.cause_text:
+            lines.append(f"  on the base: {gate.base.cause_text}")
+    for base in report.base_gates:
+        if base.gate_index not in shown:
+            line = f"gate `{base.command}` on the base: {_result(base.passed, base.exit_code)}"
+            lines.append(line + (f" ({base.cause_text})" if base.passed is False and base.cause_text else ""))
+    return lines
 
 
 def _cell(text: str) -> str:
@@ -316,26 +421,87 @@ def render_markdown(report: RunReport) -> str:
             lines.append(f"- **{severity}**{place}: {_cell(message)}")
     else:
         lines.append("None.")
-    if report.gates:
-        lines += ["", "### Gates", "", "| Gate | Result | Exit code |", "| --- | --- | ---: |"]
-        for gate in report.gates:
-            result = "passed" if gate.passed else "**failed**"
-            exit_code = "-" if gate.exit_code is None else str(gate.exit_code)
-            lines.append(f"| {_code(gate.command)} | {result} | {exit_code} |")
-        for gate in report.gates:
-            if not gate.passed and gate.output_tail.strip():
-                fence = "````" if "```" in gate.output_tail else "```"
-                lines += [
-                    "",
-                    f"<details><summary><code>{html.escape(gate.command)}</code> output (last lines)</summary>",
-                    "",
-                    fence,
-                    _tail(gate.output_tail),
-                    fence,
-                    "",
-                    "</details>",
-                ]
+    lines += _markdown_gates(report)
+    lines += _markdown_setup(report)
     lines += ["", "### Totals", "", f"{_usage_line(report.usage)}."]
     if report.notes:
         lines += ["", "### Notes", "", *[f"- {_cell(note)}" for note in report.notes]]
     return "\n".join(lines) + "\n"
+
+
+def _details(title: str, text: str) -> list[str]:
+    fence = "````" if "```" in text else "```"
+    return [
+        "",
+        f"<details><summary>{title} (last lines)</summary>",
+        "",
+        fence,
+        _tail(text),
+        fence,
+        "",
+        "</details>",
+    ]
+
+
+def _markdown_gates(report: RunReport) -> list[str]:
+    if not report.gates and not report.base_gates:
+        return []
+    lines = [
+        "",
+        "### Gates",
+        "",
+        "| Gate | Base (before any change) | Final | Exit code | Likely cause |",
+        "| --- | --- | --- | ---: | --- |",
+    ]
+    shown = set()
+    for gate in report.gates:
+        base = "not run"
+        if gate.base is not None:
+            shown.add(gate.base.gate_index)
+            base = _result(gate.base.passed, gate.base.exit_code)
+        final = "passed" if gate.passed else f"**{_result(gate.passed, gate.exit_code)}**"
+        if not gate.passed and gate.versus_base == "as_on_base":
+            final = f"{_result(gate.passed, gate.exit_code)}, as on the base (does not count)"
+        exit_code = "-" if gate.exit_code is None else str(gate.exit_code)
+        cause = gate.cause_text if not gate.passed else ""
+        if not cause and gate.base is not None and gate.base.passed is False:
+            cause = f"base: {gate.base.cause_text}"
+        lines.append(f"| {_code(gate.command)} | {base} | {final} | {exit_code} | {_cell(cause) or '-'} |")
+    for item in report.base_gates:
+        if item.gate_index not in shown:
+            exit_code = "-" if item.exit_code is None else str(item.exit_code)
+            cause = _cell(item.cause_text) or "-"
+            result = _result(item.passed, item.exit_code)
+            lines.append(f"| {_code(item.command)} | {result} | not run | {exit_code} | {cause} |")
+    for gate in report.gates:
+        if not gate.passed and gate.output_tail.strip():
+            lines += _details(f"<code>{html.escape(gate.command)}</code> output", gate.output_tail)
+    for item in report.base_gates:
+        if item.passed is False and item.output_tail.strip():
+            title = f"<code>{html.escape(item.command)}</code> output on the base"
+            lines += _details(title, item.output_tail)
+    return lines
+
+
+def _markdown_setup(report: RunReport) -> list[str]:
+    if not report.setup:
+        return []
+    lines = [
+        "",
+        "### Setup",
+        "",
+        "| Where | Command | Result | Time | Note |",
+        "| --- | --- | --- | ---: | --- |",
+    ]
+    for item in report.setup:
+        result = "-" if item.ok is None else ("ok" if item.ok else f"**failed** (exit {item.exit_code})")
+        time_s = "-" if item.ok is None else f"{item.duration_s:.1f}s"
+        lines.append(
+            f"| {item.where} | {_code(item.command)} | {result} | {time_s} | {_cell(item.note) or '-'} |"
+        )
+    for item in report.setup:
+        if item.ok is False and item.output_tail.strip():
+            lines += _details(
+                f"setup <code>{html.escape(item.command)}</code> ({item.where})", item.output_tail
+            )
+    return lines

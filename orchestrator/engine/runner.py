@@ -23,6 +23,7 @@ from orchestrator.adapters.base import AgentRequest, Availability, PermissionMod
 from orchestrator.adapters.runner import AgentStepResult, run_agent_step
 from orchestrator.audit import AuditLog, audit_agent_step
 from orchestrator.config import Settings, agent_child_vars, agent_environments
+from orchestrator.engine.gates import GateResult, RunGates, build_run_gates
 from orchestrator.engine.leaks import Withheld, check_step
 from orchestrator.engine.prompts import (
     GateFailure,
@@ -41,10 +42,11 @@ from orchestrator.engine.review import (
     unparsed_review,
 )
 from orchestrator.engine.stop import StopDecision, StopState, decide_stop, gates_passing
-from orchestrator.engine.workflow import GateStep, Step, Workflow, resolve_gate_argv
+from orchestrator.engine.workflow import GateStep, Step, Workflow
 from orchestrator.events import (
     AgentActivity,
     AgentEvent,
+    BaseGateFinished,
     EventBus,
     GateFinished,
     Notice,
@@ -52,7 +54,6 @@ from orchestrator.events import (
     StepFinished,
     StepStarted,
 )
-from orchestrator.proc import child_env, run_command
 from orchestrator.secrets import SecretMasker
 from orchestrator.store import COMPLETED_STEP_STATUSES, RunRecord, StepRecord, StepStatus, Store, TokenUsage
 from orchestrator.workspace.diffs import DiffText
@@ -64,7 +65,6 @@ from orchestrator.workspace.sandbox import resolve_sandbox
 log = structlog.get_logger(__name__)
 
 DIFF_BUDGET_BYTES = 60_000
-GATE_TAIL_CHARS = 4_000
 # Errors after which another agent should take the step rather than the run failing.
 FALLBACK_ERRORS = frozenset({"not_installed", "auth", "rate_limit"})
 
@@ -81,11 +81,7 @@ def step_id_for(iteration: int, index: int, step: Step | GateStep) -> str:
     return f"i{iteration}-s{index + 1}-{step.task if isinstance(step, Step) else 'gate'}"
 
 
-@dataclass
-class _GateResult:
-    passed: bool | None  # None: skipped (`run: auto` found no tests)
-    head: str
-    failure: GateFailure | None = None
+_GateResult = GateResult
 
 
 @dataclass
@@ -143,6 +139,7 @@ class RunEngine:
         self._user_refs_before: dict[str, str] | None = None
         self._head_cache: str | None = None
         self._diff_cache: tuple[tuple[str, str], DiffText] | None = None
+        self._gates: RunGates | None = None
         self.audit = AuditLog.for_state_home(state_home, masker=self.masker)
 
     # --- the walk -----------------------------------------------------------------------------------
@@ -160,6 +157,7 @@ class RunEngine:
         follow_ups = self._follow_ups()
         decision: StopDecision | None = None
         iteration = first
+        self._run_gates().start()
         try:
             while decision is None:
                 text = follow_ups.get(iteration)
@@ -174,9 +172,14 @@ class RunEngine:
                     )
                 iteration += 1
         except Cancelled:
+            self._run_gates().finish(cancelled=True)
             return self._finish(
                 "cancelled", "cancelled", "the step was cancelled; the branch keeps every commit"
             )
+        except BaseException:
+            self._run_gates().finish(cancelled=True)
+            raise
+        self._run_gates().finish(cancelled=self.cancel.is_set())
         status = _STATUS_FOR_REASON.get(decision.reason, "not_approved")
         return self._finish(status, decision.reason, decision.detail)
 
@@ -208,7 +211,13 @@ class RunEngine:
             and self.state.verdict is not None
             and self.state.verdict.approved
             and self.state.verdict_head == self._head()
+            # A required gate failing on this tree still needs the refine step (and its output).
+            and gates_passing(self.workflow, self._latest_gates()) is not False
         )
+
+    def _latest_gates(self) -> dict[int, bool | None]:
+        head = self._head()
+        return {i: g.for_stop for i, g in self.state.gates.items() if g.head == head}
 
     def _stop_state(
         self,
@@ -220,7 +229,7 @@ class RunEngine:
     ) -> StopState:
         head = self._head()
         verdict = self.state.verdict if self.state.verdict_head == head else None
-        latest = {i: g.passed for i, g in self.state.gates.items() if g.head == head}
+        latest = self._latest_gates()
         usage = self.store.usage_total(self.run_id)
         return StopState(
             iteration=iteration,
@@ -682,7 +691,33 @@ class RunEngine:
 
     # --- gates --------------------------------------------------------------------------------------
 
+    def _run_gates(self) -> RunGates:
+        if self._gates is None:
+            self._gates = build_run_gates(
+                workflow=self.workflow,
+                run_id=self.run_id,
+                run_tree=self.ws.worktree,
+                first_commit=self.ws.first,
+                user_checkout=self.ws.repo,
+                run_dir=self.paths.run_dir,
+                state_home=self.state_home,
+                env=self.env,
+                guard_env=self._guard_env(),
+                sandbox=self.sandbox,
+                base_option=self.run.options.base_gates,
+                known_base=[
+                    stored.event
+                    for stored in self.store.events(self.run_id, types=("base_gate_finished",))
+                    if isinstance(stored.event, BaseGateFinished)
+                ],
+                publish=self.bus.publish,
+                cancel=self.cancel,
+            )
+        return self._gates
+
     def _run_gate(self, iteration: int, index: int, gate: GateStep) -> None:
+        """Setup (when due), then the gate on the run's tree (gates.py); a failure is compared with
+        the same gate on the base, and only what the change caused is handed on to the agents."""
         step_id = step_id_for(iteration, index, gate)
         self.store.start_step(
             self.run_id, step_id, iteration=iteration, index=index, agent="gate", task="gate"
@@ -692,74 +727,56 @@ class RunEngine:
         )
         head = self._head()
         self._watch_user_refs()
-        argv = resolve_gate_argv(gate, self.ws.worktree)
-        if argv is None:
-            self.state.gates[index] = _GateResult(passed=None, head=head)
+        record = self._run_gates().run_gate(index, gate, head)
+        outcome = record.outcome
+        if outcome.cancelled:
+            self._end_step(step_id, "gate", "cancelled", error_kind="other", error_message="cancelled")
+            raise Cancelled
+        if outcome.passed is None:
+            self.state.gates[index] = record.result
             self._end_step(
-                step_id,
-                "gate",
-                "skipped",
-                detail={"notes": ["no test suite found for `run: auto`"], "gate": {"command": gate.label}},
+                step_id, "gate", "skipped", detail={"notes": record.notes, "gate": {"command": gate.label}}
             )
             return
-        command = " ".join(argv)
-        env = child_env(
-            self.env, {"PYTHONDONTWRITEBYTECODE": "1", **self._guard_env()}, tmpdir=self.paths.tmp_dir
-        )
-        try:
-            # Sandboxed like the agents: a gate runs the code they wrote.
-            sandboxed = self.sandbox.wrap(argv, cwd=self.ws.worktree, writable=(self.ws.worktree,), env=env)
-            result = run_command(sandboxed, self.ws.worktree, env=env, timeout_s=gate.timeout_s)
-            output = (result.stdout + result.stderr)[-GATE_TAIL_CHARS:]
-            passed = result.ok
-            exit_code: int | None = None if result.timed_out else result.returncode
-            if result.timed_out:
-                output += f"\n[the gate ran past its {gate.timeout_s:g} s limit and was stopped]"
-        except Exception as exc:  # a missing command is a failing gate, not a crash
-            output, passed, exit_code = str(exc), False, None
         # A gate checks the run; it does not change it. What it left behind (caches, build output not
         # covered by .gitignore) is removed, kept under a backup ref, and never reaches a later commit.
         left = self.ws.discard_uncommitted(step_start=head)
         self._moved()
-        gate_notes = (
+        notes = record.notes + (
             [f"the gate left {', '.join(left.files[:10])}; removed (kept at {left.backup_ref})"]
             if left
             else []
         )
-        failure = (
-            None
-            if passed
-            else GateFailure(name=gate.label, command=command, exit_code=exit_code, output_tail=output)
-        )
-        self.state.gates[index] = _GateResult(passed=passed, head=head, failure=failure)
+        self.state.gates[index] = record.result
+        passed = bool(outcome.passed)
         self.bus.publish(
             GateFinished(
                 run_id=self.run_id,
                 step_id=step_id,
-                command=command,
+                command=outcome.command,
                 passed=passed,
-                exit_code=exit_code,
-                output_tail=output,
+                exit_code=outcome.exit_code,
+                output_tail=outcome.output,
+                versus_base=record.comparison.versus if record.comparison else "",
+                cause=outcome.cause.kind if outcome.cause else "",
+                cause_text=outcome.cause.text if outcome.cause else "",
+                gate_index=index,
             )
         )
+        error = None if passed else f"`{outcome.command}` failed (exit {outcome.exit_code})"
+        if record.result.fatal:
+            error = record.result.fatal
         self._end_step(
             step_id,
             "gate",
             "succeeded" if passed else "failed",
-            error_kind=None if passed else "gate",
-            error_message=None if passed else f"`{command}` failed (exit {exit_code})",
-            detail={
-                "gate": {
-                    "command": command,
-                    "passed": passed,
-                    "exit_code": exit_code,
-                    "head": head,
-                    "output_tail": output,
-                },
-                "notes": gate_notes,
-            },
+            error_kind=None if passed else ("gate_misconfigured" if record.result.fatal else "gate"),
+            error_message=error,
+            detail={"gate": record.detail(), "notes": notes},
         )
         self.state.steps_run += 1
+        if record.result.fatal is not None and not gate.optional:
+            self.state.failed_step = f"{step_id} (gate): {record.result.fatal}"
 
     # --- resume and follow-ups ------------------------------------------------------------------------
 
@@ -778,7 +795,12 @@ class RunEngine:
                     exit_code=gate.get("exit_code"),
                     output_tail=gate.get("output_tail", ""),
                 )
-            self.state.gates[index] = _GateResult(passed=passed, head=head, failure=failure)
+            blocks = bool(gate.get("blocks", True))
+            self.state.gates[index] = _GateResult(
+                passed=passed, head=head, failure=failure if blocks else None, blocks=blocks
+            )
+            if gate.get("fatal") and not step.optional:
+                self.state.failed_step = f"{record.step_id} (gate): {gate['fatal']}"
         elif step.task == "review" and "verdict" in detail:
             verdict = ReviewVerdict(
                 verdict=detail["verdict"],
@@ -815,7 +837,7 @@ class RunEngine:
             gate = record.detail.get("gate")
             if isinstance(gate, dict) and "passed" in gate:
                 self.state.gates[record.index] = _GateResult(
-                    passed=gate["passed"], head=gate.get("head", head)
+                    passed=gate["passed"], head=gate.get("head", head), blocks=bool(gate.get("blocks", True))
                 )
 
     def _follow_ups_path(self) -> Path:

@@ -49,6 +49,7 @@ class RunSpec:
     max_iterations: int | None = None
     agent_overrides: Sequence[str] = ()
     config_path: Path | None = None  # the --config file, remembered for resume
+    base_gates: bool | None = None  # False: do not run the gates on the base (--no-base-gates)
 
 
 class RunService:
@@ -113,6 +114,7 @@ class RunService:
             agent_overrides=list(spec.agent_overrides),
             include_uncommitted=spec.include_uncommitted,
             config_path=str(spec.config_path.resolve()) if spec.config_path is not None else None,
+            base_gates=spec.base_gates,
         )
         return self.store.create_run(
             run_id=run_id,

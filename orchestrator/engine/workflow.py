@@ -21,13 +21,15 @@ import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args, get_origin
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
 from annotated_types import MinLen
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Discriminator,
     Field,
@@ -52,6 +54,7 @@ DiffBase = Literal["run_start", "merge_base"]
 DEFAULT_MAX_ITERATIONS = 3
 DEFAULT_MIN_SUGGESTIONS_THRESHOLD = 0  # 0: the rule is off unless a workflow sets it
 DEFAULT_GATE_TIMEOUT_S = 600.0
+DEFAULT_SETUP_TIMEOUT_S = 900.0
 MAX_ITERATIONS_LIMIT = 50
 # A gate whose `run` is exactly this runs the repository's own test command, found by
 # detect_test_command(); with no test suite the gate has nothing to run and is reported as skipped.
@@ -135,6 +138,48 @@ class GateStep(_Strict):
         return self.name or ("tests" if self.is_auto else self.run)
 
 
+class SetupStep(_Strict):
+    """A command run in the run's repository before its first gate (and in the base checkout before
+    the base run), to make what git ignores but the gates need: node_modules, a virtualenv inside the
+    repository, generated files. `run: auto` picks the install command from the lockfile it finds.
+    A plain string in the YAML list is the same as `run: <string>`."""
+
+    run: str
+    name: str | None = None
+    timeout_s: float = Field(default=DEFAULT_SETUP_TIMEOUT_S, gt=0)
+
+    @field_validator("run")
+    @classmethod
+    def _splits(cls, value: str) -> str:
+        try:
+            parse_gate_argv(value)
+        except ValueError as exc:
+            raise PydanticCustomError(
+                "setup_command",
+                "{problem}",
+                {
+                    "problem": str(exc),
+                    "allowed": f'one command per entry, e.g. "npm ci", or run: {AUTO_GATE}',
+                },
+            ) from None
+        return value
+
+    @property
+    def is_auto(self) -> bool:
+        return self.run.strip() == AUTO_GATE
+
+    @property
+    def label(self) -> str:
+        return self.name or ("setup" if self.is_auto else self.run)
+
+
+def _setup_entry(value: Any) -> Any:
+    return {"run": value} if isinstance(value, str) else value
+
+
+SetupEntry = Annotated[SetupStep, BeforeValidator(_setup_entry)]
+
+
 def _step_kind(value: Any) -> str | None:
     if isinstance(value, GateStep) or (isinstance(value, dict) and "run" in value):
         return "gate step"
@@ -164,7 +209,19 @@ class Workflow(_Strict):
     max_iterations: int = Field(default=DEFAULT_MAX_ITERATIONS, ge=1, le=MAX_ITERATIONS_LIMIT)
     min_suggestions_threshold: int = Field(default=DEFAULT_MIN_SUGGESTIONS_THRESHOLD, ge=0)
     diff_base: DiffBase = "run_start"
+    # None: `run: auto` setup when a gate is `run: auto` (the repository's own tests), none otherwise.
+    setup: tuple[SetupEntry, ...] | None = None
+    # Run the gates once on the base too (in a checkout of their own), to tell failures that were
+    # there before any change from the ones the agents caused. `--no-base-gates` turns it off per run.
+    base_gates: bool = True
     steps: tuple[AnyStep, ...] = Field(min_length=1)
+
+    @property
+    def setup_steps(self) -> tuple[SetupStep, ...]:
+        """What runs before the first gate: the workflow's `setup:`, or its default."""
+        if self.setup is not None:
+            return self.setup
+        return (SetupStep(run=AUTO_GATE),) if any(g.is_auto for g in self.gates) else ()
 
     @property
     def agent_steps(self) -> tuple[Step, ...]:
@@ -209,6 +266,8 @@ class _WorkflowBody(_Strict):
     max_iterations: int | None = Field(default=None, ge=1, le=MAX_ITERATIONS_LIMIT)
     min_suggestions_threshold: int | None = Field(default=None, ge=0)
     diff_base: DiffBase = "run_start"
+    setup: tuple[SetupEntry, ...] | None = None
+    base_gates: bool = True
     steps: tuple[AnyStep, ...] = Field(min_length=1)
 
 
@@ -303,7 +362,7 @@ class WorkflowFile(_Strict):
 # a dict there makes the nested Annotated types unhashable).
 _KIND_ALLOWED = {
     "step_kind": "agent + task (+ description, optional, timeout_s, model), or run (+ name, timeout_s, optional)",
-    "workflow_kind": "a mapping of description, max_iterations, min_suggestions_threshold, diff_base, steps; or a list of steps",
+    "workflow_kind": "a mapping of description, max_iterations, min_suggestions_threshold, diff_base, setup, base_gates, steps; or a list of steps",
 }
 
 # The tags of the unions above appear in pydantic's error locations; they are not keys of the file.
@@ -411,6 +470,9 @@ def _descend(annotation: Any, part: str | int) -> Any:
                 return get_args(member)[0]
         return None
     origin = get_origin(annotation)
+    if origin in (Union, UnionType):  # `X | None`: the key's model is in X
+        members = [m for m in get_args(annotation) if m is not type(None)]
+        return _descend(members[0], part) if len(members) == 1 else None
     if origin in (list, tuple) and isinstance(part, int):
         return get_args(annotation)[0]
     if origin is dict:
@@ -484,6 +546,8 @@ def _resolve(name: str, body: _WorkflowBody, settings: LegacySettings) -> Workfl
             default=DEFAULT_MIN_SUGGESTIONS_THRESHOLD,
         ),
         diff_base=body.diff_base,
+        setup=body.setup,
+        base_gates=body.base_gates,
         steps=body.steps,
     )
 

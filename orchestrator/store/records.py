@@ -73,6 +73,7 @@ class RunOptions(BaseModel):
     include_uncommitted: bool = False
     # The --config file the run was started with (absolute), so that a resume reads the same one.
     config_path: str | None = None
+    base_gates: bool | None = None  # False: --no-base-gates; None: as the workflow says
 
 
 class RunRecord(BaseModel):

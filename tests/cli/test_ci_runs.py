@@ -196,7 +196,8 @@ def test_approved_run_pushes_the_branch_and_writes_report_and_summary(approved):
         "| i2-s2-gate | gate | gate | succeeded |",
         "| fake | 4 |",  # agents table: four agent steps
         "### Findings (last review)\n\nNone.",
-        f"| `{sys.executable} check.py` | passed | 0 |",
+        # Base and final side by side: check.py fails before the change (greet() said 'hi').
+        f"| `{sys.executable} check.py` | failed (exit 1) | passed | 0 |",
         "### Totals",
     ):
         assert expected in summary, expected
@@ -222,7 +223,7 @@ def test_not_approved_run_exits_1_and_still_reports_and_pushes(tmp_path):
     summary = project.summary.read_text()
     assert "| Status | **not_approved** |" in summary
     assert "- **high** `app.py:2`: greet() must return Hello" in summary
-    assert "| `" + sys.executable + " check.py` | **failed** | 1 |" in summary
+    assert "| `" + sys.executable + " check.py` | failed (exit 1) | **failed (exit 1)** | 1 |" in summary
     assert project.step_summary.read_text().endswith(summary + "\n")
     # Pushed anyway, so a person can look at what the agents did.
     assert project.remote_sha(report["branch"]) == project.git("rev-parse", f"refs/heads/{report['branch']}")

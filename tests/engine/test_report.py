@@ -35,6 +35,8 @@ REPORT_KEYS = {
     "repo",
     "duration_s",
     "notes",
+    "base_gates",  # each gate's result before any change
+    "setup",  # the setup: commands, where they ran, how
 }
 STEP_KEYS = {"id", "agent", "task", "status", "commit", "files_changed", "usage", "error"}
 
@@ -293,8 +295,9 @@ def test_render_markdown(store, tmp_path):
     assert "| claude | 2 | 15,000 | 1,000 | $0.0533 |" in md  # the agents table adds up each agent
     assert "| copilot | 2 | 5,000 | 300 | n/a |" in md
     assert "- **medium** `greet.py:7`: name \\| None is untested" in md
-    assert "| `pytest -q` | passed | 0 |" in md
-    assert "| `ruff check` | passed | 0 |" in md
+    # Base and final side by side; these gates never ran on the base (no BaseGateFinished event).
+    assert "| `pytest -q` | not run | passed | 0 | - |" in md
+    assert "| `ruff check` | not run | passed | 0 | - |" in md
     assert "<details>" not in md  # no gate is failing at the end
     assert "20,100 input (9,000 cached) / 1,300 output tokens, $0.0543." in md
     assert "- gemini was rate-limited; claude refined instead" in md
@@ -318,7 +321,7 @@ def test_render_markdown_shows_a_failing_gates_output_tail(store, tmp_path):
     store.update_run_status(RUN, "failed", stop_reason="step_failed", iterations=1)
     report = build_report(store, RUN)
     md = render_markdown(report)
-    assert "| `pytest -q` | **failed** | 1 |" in md
+    assert "| `pytest -q` | not run | **failed (exit 1)** | 1 | - |" in md
     assert "<summary><code>pytest -q</code> output (last lines)</summary>" in md
     assert "line 39" in md and "line 20" in md and "line 19" not in md
     assert "No step ran." in md and "### Findings (last review)\n\nNone." in md
