@@ -127,6 +127,7 @@ class TreeContext:
         its TMPDIR."""
         if self.sandbox is None:
             return list(argv)
+        self.cache_dir.mkdir(parents=True, exist_ok=True)  # a folder must exist to be bound writable
         return self.sandbox.wrap(argv, cwd=self.tree, writable=(self.tree, self.cache_dir), env=env)
 
 

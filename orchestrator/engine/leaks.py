@@ -110,3 +110,11 @@ def _reset(ws: RunWorkspace, step_start: str) -> None:
     git = Git(ws.worktree, environ=ws.environ)
     git.run("checkout", "-q", "-f", "-B", ws.branch, step_start)
     git.run("clean", "-ffdq")
+    # What the agent committed must not stay in the run's repository either: its last message, its
+    # reflog entries and its now unreachable objects go. (prune touches only this repository's own
+    # objects; the user's, borrowed through alternates, are never pruned from here.)
+    git_dir = Path(git.out("rev-parse", "--absolute-git-dir"))
+    for name in ("COMMIT_EDITMSG", "ORIG_HEAD", "MERGE_MSG", "SQUASH_MSG"):
+        (git_dir / name).unlink(missing_ok=True)
+    git.run("reflog", "expire", "--expire=now", "--all")
+    git.run("prune", "--expire=now")

@@ -160,7 +160,7 @@ def test_discard_refuses_a_run_whose_process_is_alive(tmp_path: Path) -> None:
     runner.start()
     try:
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not (user.runs() and (user.state / "worktrees").is_dir()):
+        while time.monotonic() < deadline and not (user.runs() and (user.state / "repos").is_dir()):
             time.sleep(0.2)
         (run,) = user.runs()
         assert run["status"] == "running"

@@ -122,6 +122,8 @@ class Project:
                         }
                     },
                     "fallback_order": ["claude"],
+                    # hang-once marks its first start in a file outside the run, which the sandbox forbids.
+                    **({"sandbox": "off"} if mode == "hang-once" else {}),
                 }
             )
         )

@@ -112,6 +112,7 @@ class GateRun:
         turns: list[dict[str, Any]],
         steps: list[dict[str, Any]],
         env: dict[str, str],
+        sandbox: str | None = None,
         **workflow: Any,
     ) -> None:
         tmp.mkdir(parents=True, exist_ok=True)
@@ -125,6 +126,8 @@ class GateRun:
             "agents": {"fake": {"env": {"ORCHESTRATOR_FAKE_SCENARIO": str(scenario)}, "timeout_s": 60}},
             "fallback_order": ["fake"],
         }
+        if sandbox is not None:
+            data["sandbox"] = sandbox
         self.env = {**env, "ORCHESTRATOR_HOME": str(tmp / "state")}
         self.service = RunService(settings=settings_from_data(data), env=self.env)
         self.events: list[RunEvent] = []
@@ -149,9 +152,12 @@ def gate_run(tmp_path: Path) -> Iterator[Any]:
         turns: list[dict[str, Any]],
         steps: list[dict[str, Any]],
         env: dict[str, str] | None = None,
+        sandbox: str | None = None,
         **workflow: Any,
     ) -> GateRun:
-        run = GateRun(tmp_path / f"run{len(made)}", repo, turns, steps, env or dict(os.environ), **workflow)
+        run = GateRun(
+            tmp_path / f"run{len(made)}", repo, turns, steps, env or dict(os.environ), sandbox, **workflow
+        )
         made.append(run)
         return run
 

@@ -25,7 +25,8 @@ def test_the_base_runs_beside_the_first_step_on_the_untouched_tree(tmp_path, gat
     log = tmp_path / "gate.log"
     turns = [{"hang": 3}, {"write_file": {"path": "app.py", "content": "changed"}}, {"text": "done"}]
     steps = [{"agent": "fake", "task": "implement"}, {"run": logging_gate(log), "name": "log"}]
-    run = gate_run(repo, turns, steps)
+    # The gate logs outside the run's tree, which the sandbox (on for gates) would refuse.
+    run = gate_run(repo, turns, steps, sandbox="off")
     report = run.run()
     assert report.status == "approved"
     trees = {line.split()[1]: line.split()[0] for line in log.read_text().splitlines()}
