@@ -99,7 +99,15 @@ class FakeAdapter:
             extra.append(AgentErrorEvent(kind="refused", message=f"the agent was refused: {what}"))
         return extra
 
-    def availability(self, env: Mapping[str, str], command: str | None = None) -> Availability:
+    def availability(
+        self,
+        env: Mapping[str, str],
+        command: str | None = None,
+        *,
+        args: Sequence[str] = (),
+        model: str | None = None,
+        versions: object = None,
+    ) -> Availability:
         return Availability(
             agent=self.name,
             installed=True,

@@ -99,17 +99,26 @@ def cli() -> None:
     on a git branch of its own."""
 
 
-def _crash_log(exc: BaseException) -> Path:
-    state = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
-    log_dir = state / "ai-agents-orchestrator" / "crashes"
-    log_dir.mkdir(parents=True, exist_ok=True)
-    path = log_dir / f"crash-{datetime.now():%Y%m%d-%H%M%S}-{os.getpid()}.log"
-    path.write_text(
-        f"ai-agents-orchestrator {__version__}\npython {sys.version}\nargv {sys.argv}\n\n"
-        + "".join(traceback.format_exception(exc)),
-        encoding="utf-8",
+def _crash_log(exc: BaseException) -> Path | None:
+    """The traceback, under the state home's crashes/ (where ORCHESTRATOR_HOME says, never HOME when
+    it says otherwise); the system's temporary folder when the state home cannot be written."""
+    import tempfile
+
+    from orchestrator.workspace.paths import state_home
+
+    text = f"ai-agents-orchestrator {__version__}\npython {sys.version}\nargv {sys.argv}\n\n" + "".join(
+        traceback.format_exception(exc)
     )
-    return path
+    name = f"crash-{datetime.now():%Y%m%d-%H%M%S}-{os.getpid()}.log"
+    for log_dir in (state_home(os.environ) / "crashes", Path(tempfile.gettempdir())):
+        path = log_dir / name
+        try:
+            log_dir.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+            return path
+        except OSError:
+            continue
+    return None
 
 
 def main(argv: list[str] | None = None) -> Any:
@@ -133,6 +142,7 @@ def main(argv: list[str] | None = None) -> Any:
         sys.exit(exc.exit_code)
     except Exception as exc:  # the last resort: keep the evidence for a bug report
         path = _crash_log(exc)
-        click.echo(f"internal error: {exc!r}\n  a crash log with the traceback is at {path}", err=True)
+        where = f"a crash log with the traceback is at {path}" if path else "no crash log could be written"
+        click.echo(f"internal error: {exc!r}\n  {where}", err=True)
         sys.exit(EXIT_INTERNAL)
     sys.exit(code if isinstance(code, int) else 0)

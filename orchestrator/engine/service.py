@@ -11,16 +11,21 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import structlog
+
 from orchestrator.config import Settings
 from orchestrator.engine.readiness import AgentReadiness
 from orchestrator.engine.report import RunReport
 from orchestrator.engine.runner import RunEngine
 from orchestrator.engine.workflow import apply_agent_overrides, load_workflow
-from orchestrator.errors import UsageError
+from orchestrator.errors import OrchestratorError, RunStopped, StoreError, UsageError
 from orchestrator.events import EventBus, RunEvent, RunStarted
 from orchestrator.store import RunOptions, RunRecord, Store
+from orchestrator.store.faults import caused_by_full_disk
 from orchestrator.workspace.paths import default_workspace_dir, new_run_id, state_home
 from orchestrator.workspace.run_workspace import RunWorkspace, branch_name, resolve_repo
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -44,8 +49,14 @@ class RunService:
         self.state_home = state_home(env)
         self.store = store or Store(self.state_home / "state.db")
         self.readiness = AgentReadiness(settings, env)
-        # Runs whose orchestrator died (killed, crashed) show as interrupted from now on.
-        self.store.mark_interrupted_if_owner_dead()
+        # Runs whose orchestrator died (killed, crashed) show as interrupted from now on. On a full or
+        # read-only disk that cannot be written; reading still works, so commands that only read do.
+        try:
+            self.store.mark_interrupted_if_owner_dead()
+        except StoreError as exc:
+            if exc.problem not in ("disk_full", "read_only"):
+                raise
+            log.warning("runs of dead processes not marked", reason=exc.message)
 
     def close(self) -> None:
         self.store.close()
@@ -104,7 +115,9 @@ class RunService:
     ) -> RunReport:
         run = self.store.claim_run(run_id) if resume or follow_up is not None else self.store.get_run(run_id)
         bus = EventBus()
-        bus.subscribe(self.store.subscriber(run_id), replay=False)
+        cancel = cancel or threading.Event()
+        store_failures: list[StoreError] = []
+        bus.subscribe(self._store_subscriber(run_id, cancel, store_failures), replay=False)
         for subscriber in subscribers:
             bus.subscribe(subscriber, replay=False)
         engine = RunEngine(
@@ -126,7 +139,43 @@ class RunService:
                     run_id=run_id, task=run.task, workflow=run.workflow_name, branch=run.branch, base=run.base
                 )
             )
-        return engine.execute(follow_up=follow_up)
+        try:
+            report = engine.execute(follow_up=follow_up)
+        except (OrchestratorError, OSError) as exc:
+            if caused_by_full_disk(exc, self.state_home):
+                raise self._stopped_for_full_disk(run_id, exc) from exc
+            raise
+        if store_failures:
+            # The store failed under the run (its events could not be kept) and the run was cancelled.
+            if caused_by_full_disk(store_failures[0], self.state_home):
+                raise self._stopped_for_full_disk(run_id, store_failures[0]) from store_failures[0]
+            raise store_failures[0]
+        return report
+
+    def _store_subscriber(
+        self, run_id: str, cancel: threading.Event, failures: list[StoreError]
+    ) -> Callable[[RunEvent], None]:
+        """Stores the run's events. When the store fails (a full disk), the run is cancelled rather
+        than going on with nothing recorded."""
+
+        def store_event(event: RunEvent) -> None:
+            try:
+                self.store.add_event(run_id, event)
+            except StoreError as exc:
+                failures.append(exc)
+                cancel.set()
+                raise
+
+        return store_event
+
+    def _stopped_for_full_disk(self, run_id: str, exc: BaseException) -> RunStopped:
+        marked = self.store.stop_for_full_disk(run_id)
+        reason = exc.message if isinstance(exc, OrchestratorError) else str(exc)
+        where = "marked failed" if marked else "will be marked failed by the next `orchestrator` command"
+        return RunStopped(
+            f"run {run_id} was stopped because the disk is full ({reason}); the run {where}",
+            hint=f"free some space, then `orchestrator runs resume {run_id}` goes on from its last commit",
+        )
 
     def workspace(self, run_id: str) -> RunWorkspace:
         run = self.store.get_run(run_id)
