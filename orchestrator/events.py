@@ -71,6 +71,7 @@ class AgentErrorEvent(_Event):
     type: Literal["error"] = "error"
     kind: AgentErrorKind
     message: str
+    retry_after_s: float | None = None  # a rate limit's retry-after, when the CLI said it
 
 
 class Result(_Event):
@@ -154,8 +155,22 @@ class Notice(_Event):
     text: str
 
 
+class Retry(_Event):
+    """Something transient failed and is tried again (see orchestrator/retries.py): git's lock files,
+    the store locked, an agent's rate limit with a known retry-after."""
+
+    type: Literal["retry"] = "retry"
+    run_id: str | None = None
+    step_id: str | None = None
+    what: Literal["git_lock", "store_busy", "rate_limit"]
+    attempt: int  # the attempt that failed
+    max_attempts: int
+    wait_s: float
+    reason: str
+
+
 RunEvent = Annotated[
-    RunStarted | StepStarted | StepFinished | GateFinished | RunFinished | AgentActivity | Notice,
+    RunStarted | StepStarted | StepFinished | GateFinished | RunFinished | AgentActivity | Notice | Retry,
     Field(discriminator="type"),
 ]
 

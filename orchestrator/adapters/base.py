@@ -264,6 +264,7 @@ class StepSummary:
     error_kind: str | None
     error_message: str | None
     files_touched: tuple[str, ...]
+    retry_after_s: float | None = None  # a rate limit's retry-after, when known
 
 
 def summarize(events: Sequence[AgentEvent], outcome: ProcessOutcome) -> StepSummary:
@@ -325,7 +326,28 @@ def summarize(events: Sequence[AgentEvent], outcome: ProcessOutcome) -> StepSumm
         error_kind=kind,
         error_message=message,
         files_touched=tuple(touched),
+        retry_after_s=_retry_after(first_error) if kind == "rate_limit" else None,
     )
+
+
+_RETRY_AFTER = re.compile(
+    r"(?i)(?:retry[- ]after[\"':= ]*|try again in |retry in |retrying in )(\d+(?:\.\d+)?)\s*(ms|s|sec|seconds?)?\b"
+)
+
+
+def retry_after_from_text(text: str) -> float | None:
+    """A retry-after a CLI put into its error text ("retry-after: 12", "try again in 20s"), in seconds."""
+    match = _RETRY_AFTER.search(text)
+    if match is None:
+        return None
+    value = float(match.group(1))
+    return value / 1000 if (match.group(2) or "").lower() == "ms" else value
+
+
+def _retry_after(error: AgentErrorEvent | None) -> float | None:
+    if error is None:
+        return None
+    return error.retry_after_s if error.retry_after_s is not None else retry_after_from_text(error.message)
 
 
 def probe_availability(

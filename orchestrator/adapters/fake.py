@@ -75,7 +75,14 @@ class FakeAdapter:
                 )
             ]
         if kind == "error":
-            return [AgentErrorEvent(kind=data.get("kind", "other"), message=str(data.get("message", "")))]
+            wait = data.get("retry_after_s")
+            return [
+                AgentErrorEvent(
+                    kind=data.get("kind", "other"),
+                    message=str(data.get("message", "")),
+                    retry_after_s=float(wait) if isinstance(wait, int | float) else None,
+                )
+            ]
         if kind == "result":
             return [
                 Result(

@@ -6,6 +6,7 @@ or continues runs with a follow-up. Entry points add only their own rendering.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -19,7 +20,8 @@ from orchestrator.engine.report import RunReport
 from orchestrator.engine.runner import RunEngine
 from orchestrator.engine.workflow import apply_agent_overrides, load_workflow
 from orchestrator.errors import OrchestratorError, RunStopped, StoreError, UsageError
-from orchestrator.events import EventBus, RunEvent, RunStarted
+from orchestrator.events import EventBus, Retry, RunEvent, RunStarted
+from orchestrator.retries import RetryNote, retries_reported_to
 from orchestrator.store import RunOptions, RunRecord, Store
 from orchestrator.store.faults import caused_by_full_disk
 from orchestrator.workspace.paths import default_workspace_dir, new_run_id, state_home
@@ -48,7 +50,7 @@ class RunService:
         self.env = env
         self.state_home = state_home(env)
         self.store = store or Store(self.state_home / "state.db")
-        self.readiness = AgentReadiness(settings, env)
+        self.readiness = AgentReadiness(settings, env, state_home=self.state_home)
         # Runs whose orchestrator died (killed, crashed) show as interrupted from now on. On a full or
         # read-only disk that cannot be written; reading still works, so commands that only read do.
         try:
@@ -140,7 +142,8 @@ class RunService:
                 )
             )
         try:
-            report = engine.execute(follow_up=follow_up)
+            with retries_reported_to(functools.partial(_publish_retry, bus, run_id)):
+                report = engine.execute(follow_up=follow_up)
         except (OrchestratorError, OSError) as exc:
             if caused_by_full_disk(exc, self.state_home):
                 raise self._stopped_for_full_disk(run_id, exc) from exc
@@ -180,3 +183,17 @@ class RunService:
     def workspace(self, run_id: str) -> RunWorkspace:
         run = self.store.get_run(run_id)
         return RunWorkspace.open(Path(run.repo), run_id, state_home=self.state_home, environ=self.env)
+
+
+def _publish_retry(bus: EventBus, run_id: str, note: RetryNote) -> None:
+    """Each retry during a run is in its event log (the log line is written by report_retry)."""
+    bus.publish(
+        Retry(
+            run_id=run_id,
+            what=note.what,
+            attempt=note.attempt,
+            max_attempts=note.max_attempts,
+            wait_s=note.wait_s,
+            reason=note.reason,
+        )
+    )

@@ -9,7 +9,7 @@ A run records the process that owns it (pid plus a start-time token, see `proces
 left "running" by a process that died is recognised and marked interrupted, even if its pid was reused.
 Text that could carry a secret (events, step errors, step details) is masked before it is written.
 A run stopped by a full disk is marked failed: by its own process if the store can still be written,
-else by the next process that opens the store (from a marker in `stopped-runs/`).
+else by the next process that opens the store (from an empty marker file beside it).
 """
 
 from __future__ import annotations

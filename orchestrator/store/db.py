@@ -102,11 +102,11 @@ class StoreBase:
                 conn.execute("ROLLBACK")
             raise
 
-    @property
-    def stopped_dir(self) -> Path:
-        """Where a run stopped by a full disk leaves an empty marker when even marking it failed in
-        the store was impossible; the next open marks it failed (see runs.py)."""
-        return self.path.parent / "stopped-runs"
+    def stop_marker(self, run_id: str, reason: str) -> Path:
+        """The empty file a run stopped by a full disk leaves beside the store when even marking it
+        failed in the store was impossible; the next open marks it failed (see runs.py). A file, not
+        a folder of them: a name in an existing folder needs no free blocks."""
+        return self.path.with_name(f"{self.path.name}.stopped-{run_id}.{reason}")
 
     def _open(self) -> None:
         try:
@@ -134,8 +134,6 @@ class StoreBase:
             reraise=True,
         )
         retrying(self._set_up)
-        with contextlib.suppress(OSError):
-            self.stopped_dir.mkdir(exist_ok=True)
 
     def _set_up(self) -> None:
         try:

@@ -165,7 +165,7 @@ class RunsMixin(StoreBase):
 
     def mark_interrupted_if_owner_dead(self) -> list[str]:
         """Runs left "running" by a process that is gone become "interrupted", with their running steps;
-        a run whose process stopped it for a full disk (a marker in `stopped-runs/`) becomes "failed".
+        a run whose process stopped it for a full disk (an empty marker file beside the store) becomes "failed".
         Returns their ids. A reused pid is told apart by its start time (see `process_token`)."""
         marked: list[str] = []
         with self._write() as tx:
@@ -209,7 +209,7 @@ class RunsMixin(StoreBase):
             return False
 
     def _stop_marker(self, run_id: str) -> Path:
-        return self.stopped_dir / f"{run_id}.{DISK_FULL}"
+        return self.stop_marker(run_id, DISK_FULL)
 
     def _end_run(
         self,
