@@ -71,6 +71,20 @@ def one_round(tmp: Path, index: int, env: dict[str, str], config: Path, marks: P
     return float(marks.read_text().split()[0]) - started
 
 
+def import_time(tmp: Path, env: dict[str, str]) -> float:
+    """A fresh interpreter importing what `run` imports before it does anything."""
+    started = time.time()
+    run_command([sys.executable, "-c", IMPORTS], tmp, env=env, timeout_s=60, check=True)
+    return time.time() - started
+
+
+IMPORTS = (
+    "import orchestrator.cli.main, orchestrator.cli.run_cmd, orchestrator.engine.service, "
+    "orchestrator.logs, orchestrator.adapters.claude, orchestrator.adapters.codex, "
+    "orchestrator.adapters.gemini, orchestrator.adapters.copilot"
+)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=5, help="warm rounds after the cold one")
@@ -95,6 +109,7 @@ def main() -> None:
         env = child_env(os.environ, extra)
         cold = one_round(tmp, 0, env, config, marks)
         warm = [one_round(tmp, i, env, config, marks) for i in range(1, args.rounds + 1)]
+        imports = [import_time(tmp, env) for _ in range(args.rounds)]
     source = args.source or Path(__file__).resolve().parents[1]
     print(f"code: {source}")
     print(f"run start -> first CLI spawned, cold (no version known): {cold:.3f} s")
@@ -102,6 +117,7 @@ def main() -> None:
         f"run start -> first CLI spawned, warm: median {statistics.median(warm):.3f} s "
         f"(min {min(warm):.3f}, max {max(warm):.3f}, {len(warm)} rounds)"
     )
+    print(f"of which Python start-up and imports alone: median {statistics.median(imports):.3f} s")
 
 
 if __name__ == "__main__":

@@ -35,6 +35,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "workflows": ("orchestrator.cli.workflows_cmd:workflows", "List, show and validate workflows."),
     "shell": ("orchestrator.cli.shell_cmd:shell", "Work with the agents in conversation (a REPL)."),
     "demo": ("orchestrator.cli.demo_cmd:demo", "A full run with the real CLIs and no account."),
+    "doctor": (
+        "orchestrator.cli.doctor_cmd:doctor",
+        "Check the state folder, free space, the run store and the CLIs (--repair).",
+    ),
 }
 
 
