@@ -101,7 +101,7 @@ class FaultProject:
         assert seconds < limit_s + GRACE_S
         return Timed(result, seconds)
 
-    def run(self, *extra: str, limit_s: float = 60.0) -> Timed:
+    def run(self, *extra: str, limit_s: float = 60.0, **env: str) -> Timed:
         return self.orchestrator(
             "run",
             "make greet() return Hello",
@@ -111,6 +111,7 @@ class FaultProject:
             str(self.workflow),
             *extra,
             limit_s=limit_s,
+            **env,
         )
 
     def assert_untouched(self) -> None:
@@ -118,13 +119,16 @@ class FaultProject:
         refs aside)."""
         assert self.before.differences(snapshot_checkout(self.repo)) == []
 
-    def assert_no_leak(self, *texts: str) -> None:
+    def assert_no_leak(self, *texts: str, secrets: Sequence[str] = ()) -> None:
+        """The planted secret (and `secrets`) in none of `texts` and no file of the state or home."""
+        planted = (PLANTED_SECRET, *secrets)
         for text in texts:
-            assert PLANTED_SECRET not in text
+            assert not any(secret in text for secret in planted)
         for folder in (self.state, self.home):
             for path in _files(folder):
                 with contextlib.suppress(OSError):
-                    assert PLANTED_SECRET.encode() not in path.read_bytes(), f"the secret is in {path}"
+                    raw = path.read_bytes()
+                    assert not any(s.encode() in raw for s in planted), f"a secret is in {path}"
 
     def run_branches(self) -> list[str]:
         out = run_command(
