@@ -116,6 +116,7 @@ class StepFinished(_Event):
     commit: str | None = None
     files_changed: list[str] = Field(default_factory=list)
     error: str | None = None
+    error_kind: str | None = None  # the AgentErrorKind (or "gate") when the step did not succeed
 
 
 class GateFinished(_Event):
@@ -153,24 +154,15 @@ class Notice(_Event):
     run_id: str | None = None
     level: Literal["info", "warning", "error"] = "info"
     text: str
-
-
-class Retry(_Event):
-    """Something transient failed and is tried again (see orchestrator/retries.py): git's lock files,
-    the store locked, an agent's rate limit with a known retry-after."""
-
-    type: Literal["retry"] = "retry"
-    run_id: str | None = None
-    step_id: str | None = None
-    what: Literal["git_lock", "store_busy", "rate_limit"]
-    attempt: int  # the attempt that failed
-    max_attempts: int
-    wait_s: float
-    reason: str
+    # For metrics and logs, when the notice is one of these: "fallback" (`agent` was replaced;
+    # `reason`: its error kind, or "not_ready") or "retry" (`reason`: what was retried).
+    kind: Literal["fallback", "retry"] | None = None
+    agent: str | None = None
+    reason: str | None = None
 
 
 RunEvent = Annotated[
-    RunStarted | StepStarted | StepFinished | GateFinished | RunFinished | AgentActivity | Notice | Retry,
+    RunStarted | StepStarted | StepFinished | GateFinished | RunFinished | AgentActivity | Notice,
     Field(discriminator="type"),
 ]
 

@@ -1,18 +1,24 @@
 """Logging set-up (structlog over the standard library), with secrets masked before anything is written.
 
 `configure_logging` routes structlog loggers and plain `logging` loggers (ours and third parties') through
-one handler: stderr, or a file. stdout is left alone: it carries `--json` reports.
+one handler: stderr, or a file. stdout is left alone: it carries `--json` reports. Human-readable lines
+when stderr is a terminal, JSON lines otherwise (or when asked).
+
+`run_log` adds, for the time a run executes, its own `runs/<run-id>/log.jsonl` under the state home: every
+record bound to that run (structlog context `run_id`), at info and above, whatever the console shows.
+`event_logger` turns a run's events into log lines (run, step, commit, gate, fallback, retry, cancel).
 
 `SecretMasker` is also used by the store, so secrets reach neither logs nor stored events.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -133,32 +139,21 @@ def _level_number(level: int | str) -> int:
     return number
 
 
-def configure_logging(
-    level: int | str = "warning",
-    json: bool = False,
-    file: Path | None = None,
-    *,
-    env: Mapping[str, str] | None = None,
-) -> None:
-    """Send every log record (structlog and stdlib) at `level` or above to `file` (appended), or to
-    stderr when no file is given; as JSON lines or as plain text; with secrets masked.
-
-    `env` is where secret values are read from (default: os.environ, read only). Calling it again
-    replaces the previous set-up."""
-    masker = SecretMasker(env)
-    number = _level_number(level)
-    timestamper = structlog.processors.TimeStamper(fmt="iso", utc=True)
-    shared: list[Processor] = [
+def _shared_processors() -> list[Processor]:
+    return [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
-        timestamper,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
+
+
+def _formatter(masker: SecretMasker, *, json: bool) -> logging.Formatter:
     renderer: Processor = (
         structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
     )
-    formatter = structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder()],
+    return structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[*_shared_processors(), structlog.stdlib.ExtraAdder()],
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             structlog.processors.StackInfoRenderer(),
@@ -167,6 +162,31 @@ def configure_logging(
             _MaskedRenderer(renderer, masker),
         ],
     )
+
+
+# Per-run logs keep info and above whatever the console's level, so records at info must get that far.
+RUN_LOG_LEVEL = logging.INFO
+
+
+def configure_logging(
+    level: int | str = "warning",
+    json: bool | None = None,
+    file: Path | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+) -> None:
+    """Send every log record (structlog and stdlib) at `level` or above to `file` (appended), or to
+    stderr when no file is given; as JSON lines or as plain text (`json=None`: plain text on a
+    terminal, JSON lines otherwise); with secrets masked.
+
+    `env` is where secret values are read from (default: os.environ, read only). Calling it again
+    replaces the previous set-up."""
+    masker = SecretMasker(env)
+    number = _level_number(level)
+    if json is None:
+        json = file is not None or not _is_tty(sys.stderr)
+    shared = _shared_processors()
+    formatter = _formatter(masker, json=json)
     handler: logging.Handler
     if file is not None:
         file.parent.mkdir(parents=True, exist_ok=True)
@@ -180,7 +200,7 @@ def configure_logging(
     root = logging.getLogger()
     _remove_our_handlers(root)
     root.addHandler(handler)
-    root.setLevel(number)
+    root.setLevel(min(number, RUN_LOG_LEVEL))
 
     structlog.configure(
         processors=[
@@ -202,6 +222,13 @@ def configure_logging(
     )
 
 
+def _is_tty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # replaced or closed streams
+        return False
+
+
 def _remove_our_handlers(root: logging.Logger) -> None:
     for handler in [h for h in root.handlers if h.get_name() == _HANDLER_NAME]:
         root.removeHandler(handler)
@@ -217,3 +244,116 @@ def reset_logging() -> None:
 def get_logger(name: str = "orchestrator", **context: Any) -> structlog.stdlib.BoundLogger:
     logger: structlog.stdlib.BoundLogger = structlog.stdlib.get_logger(name)
     return logger.bind(**context) if context else logger
+
+
+# --- one run's own log ------------------------------------------------------------------------------
+
+
+class _ForRun(logging.Filter):
+    """Lets through the records bound to one run (structlog's event dict, or a stdlib `extra`)."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__()
+        self._run_id = run_id
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        data = record.msg if isinstance(record.msg, dict) else record.__dict__
+        return data.get("run_id") == self._run_id
+
+
+@contextlib.contextmanager
+def run_log(path: Path, run_id: str, *, masker: SecretMasker | None = None) -> Iterator[Path]:
+    """While inside: records bound to `run_id` at info and above go to `path` as JSON lines (appended,
+    so a resumed run adds to its log), and everything logged in this context is bound to the run."""
+    if not structlog.is_configured():
+        configure_logging()  # unconfigured structlog would print to stdout
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, encoding="utf-8", delay=True)
+    handler.setFormatter(_formatter(masker or SecretMasker(), json=True))
+    handler.setLevel(RUN_LOG_LEVEL)
+    handler.addFilter(_ForRun(run_id))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    if root.level > RUN_LOG_LEVEL or root.level == logging.NOTSET:
+        root.setLevel(RUN_LOG_LEVEL)
+    try:
+        with structlog.contextvars.bound_contextvars(run_id=run_id):
+            yield path
+    finally:
+        root.removeHandler(handler)
+        handler.close()
+
+
+def event_logger(name: str = "orchestrator.run") -> Any:
+    """A run-bus subscriber that logs what happens in a run, each line bound with run_id, step_id and
+    agent. All at info (agent chatter at debug): the console renderer already shows people a run's
+    failures and warnings, so at the default level (warning) these lines would only repeat it on
+    stderr; files and the per-run log (info) get them all, with the status in the line."""
+    from orchestrator.events import (
+        AgentActivity,
+        AgentErrorEvent,
+        GateFinished,
+        Notice,
+        RunEvent,
+        RunFinished,
+        RunStarted,
+        SessionStarted,
+        StepFinished,
+        StepStarted,
+    )
+
+    log = get_logger(name)
+
+    def on_event(event: RunEvent) -> None:
+        if isinstance(event, RunStarted):
+            log.info("run started", run_id=event.run_id, workflow=event.workflow, branch=event.branch)
+        elif isinstance(event, StepStarted):
+            log.info(
+                "step started",
+                run_id=event.run_id,
+                step_id=event.step_id,
+                agent=event.agent,
+                task=event.task,
+                iteration=event.iteration,
+            )
+        elif isinstance(event, StepFinished):
+            bound = log.bind(run_id=event.run_id, step_id=event.step_id, agent=event.agent)
+            if event.commit:
+                bound.info("commit", commit=event.commit, files=len(event.files_changed))
+            bound.info("step finished", status=event.status, error_kind=event.error_kind, error=event.error)
+        elif isinstance(event, GateFinished):
+            log.info(
+                "gate passed" if event.passed else "gate failed",
+                run_id=event.run_id,
+                step_id=event.step_id,
+                agent="gate",
+                exit_code=event.exit_code,
+            )
+        elif isinstance(event, Notice):
+            message = {"fallback": "fallback", "retry": "retry"}.get(event.kind or "", "notice")
+            log.info(
+                message,
+                run_id=event.run_id,
+                agent=event.agent,
+                reason=event.reason,
+                text=event.text,
+                notice_level=event.level,
+            )
+        elif isinstance(event, RunFinished):
+            log.info(
+                "run cancelled" if event.status == "cancelled" else "run finished",
+                run_id=event.run_id,
+                status=event.status,
+                stop_reason=event.stop_reason,
+            )
+        elif isinstance(event, AgentActivity):
+            inner = event.event
+            bound = log.bind(run_id=event.run_id, step_id=event.step_id, agent=event.agent)
+            if isinstance(inner, AgentErrorEvent):
+                bound.info("agent error", kind=inner.kind, message=inner.message)
+            elif isinstance(inner, SessionStarted):
+                bound.info("agent session", session_id=inner.session_id, model=inner.model)
+            else:
+                bound.debug("agent event", type=inner.type)
+
+    return on_event

@@ -3,7 +3,7 @@
 Three things are retried, each with tenacity and each reported: git's lock files held by another git
 (index.lock, ref locks), the store's file locked beyond SQLite's busy_timeout while it is opened, and an
 agent's 429 with a known retry-after when no other agent can take the step. Every retry is a warning log
-line and, while a run is being executed, a `Retry` event in the run's log (the engine listens with
+line and, while a run is being executed, a notice of kind "retry" in the run's log (the engine listens with
 `retries_reported_to`). Nothing else is retried.
 
 The listener is a context variable: a run executing in one thread (the dashboard runs several) hears
@@ -68,3 +68,14 @@ def retries_reported_to(listener: RetryListener) -> Iterator[None]:
 def short(text: str, limit: int = 300) -> str:
     line = " ".join(text.split())
     return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+_WHAT = {"git_lock": "git lock held", "store_busy": "store locked", "rate_limit": "rate limited"}
+
+
+def retry_text(note: RetryNote) -> str:
+    """e.g. "rate limited, try 2 of 3 in 1.0 s: i1-s1-implement (fake): API error 429: slow down"."""
+    return (
+        f"{_WHAT.get(note.what, note.what)}, try {note.attempt + 1} of {note.max_attempts} "
+        f"in {note.wait_s:.1f} s: {note.reason}"
+    )

@@ -12,3 +12,20 @@ fi
 .venv/bin/python -m pip install --quiet -e ".${extras}"
 # The real CLIs at the versions our adapters are tested with (orchestrator/adapters/pins.py).
 .venv/bin/orchestrator install-clis
+# The test path's system tools, only where missing: promtool (Debian's prometheus package) for the
+# monitoring/ checks, bubblewrap and setpriv for the container start test and the agents' sandbox.
+# (Debian's prometheus package also brings the Prometheus service: where /usr/sbin/policy-rc.d does
+# not forbid it, as it does on CI's machines, apt starts it on port 9090.)
+if [ "${1:-}" = "test" ] && command -v apt-get >/dev/null 2>&1; then
+  missing=""
+  command -v promtool >/dev/null 2>&1 || missing="$missing prometheus"
+  command -v bwrap >/dev/null 2>&1 || missing="$missing bubblewrap"
+  command -v setpriv >/dev/null 2>&1 || missing="$missing util-linux"
+  if [ -n "$missing" ]; then
+    sudo_cmd=""
+    [ "$(id -u)" = 0 ] || sudo_cmd="sudo"
+    $sudo_cmd apt-get update -qq >/dev/null
+    # shellcheck disable=SC2086 # the package names are meant to split
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends $missing >/dev/null
+  fi
+fi

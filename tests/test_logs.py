@@ -1,12 +1,22 @@
 from __future__ import annotations
 
+import io
 import json
 import logging
+import sys
 
 import pytest
 import structlog
 
-from orchestrator.logs import MASK, SecretMasker, configure_logging, get_logger, reset_logging
+from orchestrator.logs import (
+    MASK,
+    SecretMasker,
+    configure_logging,
+    event_logger,
+    get_logger,
+    reset_logging,
+    run_log,
+)
 
 # Long, unique, made up: never a real credential.
 API_KEY = "test-anthropic-key-9c1d7e2f4a6b8d0e3f5a7c9e1b3d5f7a"
@@ -127,3 +137,55 @@ def test_reset_logging_removes_the_handler(tmp_path):
 def test_unknown_level_is_refused():
     with pytest.raises(ValueError, match="unknown log level 'loud'"):
         configure_logging("loud")
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_auto_format_is_human_on_a_terminal_and_json_otherwise(monkeypatch):
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    configure_logging("info", env=ENV)
+    get_logger().info("on a terminal", key=API_KEY)
+    assert "on a terminal" in terminal.getvalue() and not terminal.getvalue().startswith("{")
+    piped = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", piped)
+    configure_logging("info", env=ENV)
+    get_logger().info("piped")
+    assert json.loads(piped.getvalue())["event"] == "piped"
+    assert API_KEY not in terminal.getvalue()
+
+
+def test_run_log_keeps_only_its_runs_lines_and_binds_them(tmp_path):
+    configure_logging("warning", json=True, file=tmp_path / "all.log", env=ENV)
+    path = tmp_path / "runs" / "r1" / "log.jsonl"
+    with run_log(path, "r1", masker=SecretMasker(ENV)):
+        get_logger("orchestrator.x").info("inside", token=GH_TOKEN)  # bound to r1 by the context
+        get_logger("orchestrator.x").info("other run", run_id="r2")
+    get_logger("orchestrator.x").info("after", run_id="r1")
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [(r["event"], r["run_id"]) for r in records] == [("inside", "r1")]
+    assert records[0]["token"] == MASK
+    # The console's level (warning) kept info lines out of the main log.
+    assert not (tmp_path / "all.log").exists() or "inside" not in (tmp_path / "all.log").read_text()
+
+
+def test_event_logger_names_what_happens(tmp_path):
+    from orchestrator.events import Notice, RunFinished, StepFinished
+
+    log_file = tmp_path / "x.log"
+    configure_logging("info", json=True, file=log_file, env=ENV)
+    on_event = event_logger()
+    on_event(
+        StepFinished(run_id="r1", step_id="i1-s1-implement", agent="claude", status="succeeded", commit="abc")
+    )
+    on_event(Notice(run_id="r1", text="t", kind="fallback", agent="claude", reason="auth", level="warning"))
+    on_event(RunFinished(run_id="r1", status="cancelled", stop_reason="cancelled", branch="b"))
+    records = [json.loads(line) for line in log_file.read_text().splitlines()]
+    assert [r["event"] for r in records] == ["commit", "step finished", "fallback", "run cancelled"]
+    assert records[0]["step_id"] == "i1-s1-implement" and records[0]["agent"] == "claude"
+    assert records[2]["notice_level"] == "warning" and records[3]["status"] == "cancelled"
+    # All at info: at the default level the console renderer alone tells people about the run.
+    assert {r["level"] for r in records} == {"info"}

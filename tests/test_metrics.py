@@ -10,13 +10,21 @@ from orchestrator.events import (
     AgentActivity,
     EventBus,
     GateFinished,
+    Notice,
     RunFinished,
     RunStarted,
+    SessionStarted,
     StepFinished,
     StepStarted,
     Usage,
 )
-from orchestrator.metrics import metrics_subscriber, run_metrics
+from orchestrator.metrics import (
+    METRIC_FAMILIES,
+    daily_budget_from_env,
+    metrics_subscriber,
+    render_metrics,
+    run_metrics,
+)
 
 RUN = "r1"
 
@@ -35,6 +43,11 @@ def publish_run(bus: EventBus, run_id: str = RUN) -> None:
     bus.publish(
         StepStarted(run_id=run_id, step_id=step, agent="claude", task="implement", iteration=1, ts=1000.0)
     )
+    bus.publish(
+        AgentActivity(
+            run_id=run_id, step_id=step, agent="claude", event=SessionStarted(model="claude-sonnet-4-5")
+        )
+    )
     bus.publish(usage(step, run_id=run_id, input_tokens=100, output_tokens=10, cost_usd=0.01))
     bus.publish(usage(step, run_id=run_id, input_tokens=20, cached_tokens=5, cost_usd=0.002, scope="delta"))
     # A CLI restating a lower total must not make counters go backwards, nor count twice.
@@ -46,7 +59,14 @@ def publish_run(bus: EventBus, run_id: str = RUN) -> None:
         )
     )
     bus.publish(
-        StepFinished(run_id=run_id, step_id="i1-s2-review", agent="codex", status="failed", ts=1051.0)
+        StepFinished(
+            run_id=run_id,
+            step_id="i1-s2-review",
+            agent="codex",
+            status="failed",
+            error_kind="timeout",
+            ts=1051.0,
+        )
     )
     bus.publish(
         GateFinished(run_id=run_id, step_id="i1-s3-gate", command="pytest -q", passed=False, exit_code=1)
@@ -68,15 +88,24 @@ def test_the_subscriber_counts_steps_tokens_cost_runs_and_gates():
     assert value(registry, "orchestrator_step_duration_seconds_bucket", le="30.0", **labels) == 0
     assert value(registry, "orchestrator_step_duration_seconds_bucket", le="60.0", **labels) == 1
     # 100 then +20 makes 120 input tokens; the restated total of 110 adds nothing.
-    assert value(registry, "orchestrator_tokens_total", agent="claude", kind="input") == 120
-    assert value(registry, "orchestrator_tokens_total", agent="claude", kind="output") == 12
-    assert value(registry, "orchestrator_tokens_total", agent="claude", kind="cached") == 5
-    assert value(registry, "orchestrator_cost_usd_total", agent="claude") == pytest.approx(0.012)
+    model = {"agent": "claude", "model": "claude-sonnet-4-5"}
+    assert value(registry, "orchestrator_tokens_total", kind="input", **model) == 120
+    assert value(registry, "orchestrator_tokens_total", kind="output", **model) == 12
+    assert value(registry, "orchestrator_tokens_total", kind="cached", **model) == 5
+    assert value(registry, "orchestrator_cost_usd_total", **model) == pytest.approx(0.012)
     assert value(registry, "orchestrator_gates_total", result="failed") == 1
+    assert value(registry, "orchestrator_agent_errors_total", agent="codex", kind="timeout") == 1
+    assert value(registry, "orchestrator_runs_started_total", workflow="default") == 1
+    # The run is running: its last event's time is there for the stall alert.
+    assert value(registry, "orchestrator_run_last_event_timestamp_seconds", run_id=RUN, workflow="default")
 
     bus.publish(RunFinished(run_id=RUN, status="not_approved", stop_reason="step_failed", branch="b"))
-    assert value(registry, "orchestrator_runs_total", status="not_approved") == 1
+    assert value(registry, "orchestrator_runs_total", status="not_approved", workflow="default") == 1
     assert value(registry, "orchestrator_runs_active") == 0
+    assert value(registry, "orchestrator_steps_active") == 0
+    # ... and gone once it finished: the stall alert looks at running runs only.
+    exposition = generate_latest(registry).decode()
+    assert "orchestrator_run_last_event_timestamp_seconds{" not in exposition
     exposition = generate_latest(registry).decode()
     assert 'orchestrator_steps_total{agent="claude",status="succeeded",task="implement"} 1.0' in exposition
 
@@ -100,7 +129,10 @@ def test_every_run_may_subscribe_on_the_same_registry():
         bus = EventBus()
         bus.subscribe(metrics_subscriber(registry))  # registering twice would raise "Duplicated timeseries"
         publish_run(bus, run_id)
-    assert value(registry, "orchestrator_tokens_total", agent="claude", kind="input") == 240
+    assert (
+        value(registry, "orchestrator_tokens_total", agent="claude", model="claude-sonnet-4-5", kind="input")
+        == 240
+    )
     assert value(registry, "orchestrator_runs_active") == 2
 
 
@@ -109,7 +141,7 @@ def test_usage_for_a_step_never_announced_is_still_counted():
     observe = metrics_subscriber(registry)
     observe(usage("i1-s9-review", agent="gemini", output_tokens=7, scope="delta"))
     observe(StepFinished(run_id=RUN, step_id="i1-s9-review", agent="gemini", status="succeeded"))
-    assert value(registry, "orchestrator_tokens_total", agent="gemini", kind="output") == 7
+    assert value(registry, "orchestrator_tokens_total", agent="gemini", model="unknown", kind="output") == 7
     assert (
         value(registry, "orchestrator_steps_total", agent="gemini", task="unknown", status="succeeded") == 1
     )
@@ -129,4 +161,87 @@ def test_parallel_runs_count_exactly():
         thread.start()
     for thread in threads:
         thread.join()
-    assert value(registry, "orchestrator_tokens_total", agent="claude", kind="input") == 800
+    assert value(registry, "orchestrator_tokens_total", agent="claude", model="unknown", kind="input") == 800
+
+
+def test_steps_active_while_a_step_runs():
+    registry = CollectorRegistry()
+    observe = metrics_subscriber(registry)
+    observe(RunStarted(run_id=RUN, task="t", workflow="quick", branch="b", base="main"))
+    observe(StepStarted(run_id=RUN, step_id="i1-s1-implement", agent="fake", task="implement", iteration=1))
+    assert value(registry, "orchestrator_steps_active") == 1
+    observe(StepFinished(run_id=RUN, step_id="i1-s1-implement", agent="fake", status="succeeded"))
+    assert value(registry, "orchestrator_steps_active") == 0
+
+
+def test_fallbacks_retries_and_the_errors_behind_them():
+    registry = CollectorRegistry()
+    observe = metrics_subscriber(registry)
+    # claude failed signing in: codex took the step. The failed attempt has no StepFinished of its own.
+    observe(Notice(run_id=RUN, text="x", kind="fallback", agent="claude", reason="auth"))
+    # gemini was not ready from the start: a fallback, but no error of an attempt.
+    observe(Notice(run_id=RUN, text="x", kind="fallback", agent="gemini", reason="not_ready"))
+    observe(Notice(run_id=RUN, text="x", kind="retry", agent="codex", reason="review_verdict"))
+    observe(Notice(run_id=RUN, text="a plain note"))
+    assert value(registry, "orchestrator_fallbacks_total", agent="claude", reason="auth") == 1
+    assert value(registry, "orchestrator_fallbacks_total", agent="gemini", reason="not_ready") == 1
+    assert value(registry, "orchestrator_agent_errors_total", agent="claude", kind="auth") == 1
+    assert value(registry, "orchestrator_agent_errors_total", agent="gemini", kind="not_ready") is None
+    assert value(registry, "orchestrator_retries_total", what="review_verdict") == 1
+
+
+def test_a_gate_failure_is_not_an_agent_error():
+    registry = CollectorRegistry()
+    observe = metrics_subscriber(registry)
+    observe(StepFinished(run_id=RUN, step_id="i1-s2-gate", agent="gate", status="failed", error_kind="gate"))
+    assert value(registry, "orchestrator_steps_total", agent="gate", task="unknown", status="failed") == 1
+    assert "orchestrator_agent_errors_total{" not in generate_latest(registry).decode()
+
+
+def test_delivery_lag_is_a_histogram():
+    registry = CollectorRegistry()
+    metrics = run_metrics(registry)
+    metrics.observe_delivery(100.0, now=100.02)
+    metrics.observe_delivery(100.0, now=103.0)
+    metrics.observe_delivery(100.0, now=99.0)  # a clock a little behind counts as no lag, not negative
+    assert value(registry, "orchestrator_event_delivery_lag_seconds_count") == 3
+    assert value(registry, "orchestrator_event_delivery_lag_seconds_sum") == pytest.approx(3.02)
+    assert value(registry, "orchestrator_event_delivery_lag_seconds_bucket", le="0.025") == 2
+    assert value(registry, "orchestrator_event_delivery_lag_seconds_bucket", le="2.5") == 2
+
+
+def test_daily_budget_gauge():
+    registry = CollectorRegistry()
+    assert value(registry, "orchestrator_daily_budget_usd") is None
+    run_metrics(registry)
+    assert value(registry, "orchestrator_daily_budget_usd") == 0
+    run_metrics(registry, daily_budget_usd=25.0)
+    assert value(registry, "orchestrator_daily_budget_usd") == 25
+    assert daily_budget_from_env({"ORCHESTRATOR_DAILY_BUDGET_USD": "12.5"}) == 12.5
+    assert daily_budget_from_env({"ORCHESTRATOR_DAILY_BUDGET_USD": "lots"}) is None
+    assert daily_budget_from_env({"ORCHESTRATOR_DAILY_BUDGET_USD": "-1"}) is None
+    assert daily_budget_from_env({}) is None
+
+
+def test_render_for_prometheus_and_openmetrics():
+    registry = CollectorRegistry()
+    bus = EventBus()
+    bus.subscribe(metrics_subscriber(registry))
+    publish_run(bus)
+    body, content_type = render_metrics(registry)
+    assert content_type.startswith("text/plain; version=0.0.4")
+    text = body.decode()
+    assert "# TYPE orchestrator_steps_total counter" in text
+    body, content_type = render_metrics(registry, "application/openmetrics-text; version=1.0.0")
+    assert content_type.startswith("application/openmetrics-text")
+    assert body.decode().rstrip().endswith("# EOF")
+
+
+def test_every_family_is_documented_and_exported():
+    registry = CollectorRegistry()
+    run_metrics(registry)
+    exported = set()
+    for family in registry.collect():
+        suffix = "_total" if family.type == "counter" else ""
+        exported.add(family.name + suffix)
+    assert exported == set(METRIC_FAMILIES)

@@ -1,6 +1,6 @@
 """Claude Code (`claude`, @anthropic-ai/claude-code), headless: `claude -p --output-format stream-json`.
 
-What the pinned version (2.1.329) does, as recorded in tests/fixtures/transcripts/claude/:
+What it does (recorded with 2.1.329; the pinned 2.1.332 passes the same real-CLI suite), in tests/fixtures/transcripts/claude/:
 - One JSON object a line: `system/init` (session id, model), `assistant` (one line per content block:
   text or tool_use), `user` (tool results, with `tool_use_result` and `tool_result_meta`),
   `system/permission_denied`, `system/api_retry`, and a final `result`.

@@ -1,6 +1,6 @@
 """Codex CLI (`codex`, @openai/codex), headless: `codex exec --json`, the prompt on stdin.
 
-What the pinned version (0.169.0) does, as recorded in tests/fixtures/transcripts/codex/:
+What it does (recorded with 0.169.0; the pinned 0.171.0 passes the same real-CLI suite), in tests/fixtures/transcripts/codex/:
 - JSONL on stdout: `thread.started{thread_id}`, `turn.started`, `item.started|item.completed` with
   `item.type` in agent_message, command_execution, file_change, mcp_tool_call, web_search, reasoning,
   todo_list, error (a warning, e.g. unknown model metadata: the run goes on); `turn.completed{usage}`;

@@ -14,8 +14,8 @@ class PinnedCli:
 
 
 PINNED: dict[str, PinnedCli] = {
-    "claude": PinnedCli("claude", "@anthropic-ai/claude-code", "2.1.329", "claude"),
-    "codex": PinnedCli("codex", "@openai/codex", "0.169.0", "codex"),
+    "claude": PinnedCli("claude", "@anthropic-ai/claude-code", "2.1.332", "claude"),
+    "codex": PinnedCli("codex", "@openai/codex", "0.171.0", "codex"),
     "gemini": PinnedCli("gemini", "@google/gemini-cli", "0.61.0", "gemini"),
     "copilot": PinnedCli("copilot", "@github/copilot", "1.0.102", "copilot"),
 }

@@ -60,6 +60,7 @@ class AgentStepResult:
     first_output_s: float | None
     ended_after_result: bool = False
     process: ProcResult | None = field(default=None, repr=False)
+    spec: ProcSpec | None = field(default=None, repr=False)  # what was run (for the audit trail)
 
     @property
     def success(self) -> bool:
@@ -235,9 +236,11 @@ def run_agent_step(
     watcher.start()
     started = time.monotonic()
     proc_result: ProcResult | None = None
+    log.info("agent spawned", agent=adapter.name, executable=spec.argv[0], cwd=str(spec.cwd))
     try:
         proc_result = communicator.run(spec, on_line, cancel=stop)
     except AgentNotInstalled as exc:
+        log.info("agent not installed", agent=adapter.name, error=str(exc))
         publish([AgentErrorEvent(kind="not_installed", message=str(exc))])
     finally:
         watcher_done.set()
@@ -271,6 +274,17 @@ def run_agent_step(
                 collected[path] = path.read_text(encoding="utf-8")
         publish(adapter.finish(outcome, events, collected))
 
+    if proc_result is not None:
+        log.info(
+            "agent exited",
+            agent=adapter.name,
+            exit_code=proc_result.exit_code,
+            signal=proc_result.signal,
+            duration_s=round(proc_result.duration_s, 3),
+            timed_out=proc_result.timed_out,
+            idle=proc_result.idle,
+            cancelled=proc_result.cancelled,
+        )
     summary = summarize(events, outcome)
     if adapter.usage_accumulates_over_session:
         summary = _step_share_of_session(summary, request)
@@ -287,4 +301,5 @@ def run_agent_step(
         first_output_s=None if proc_result is None else proc_result.first_output_s,
         ended_after_result=ended_after_result,
         process=proc_result,
+        spec=spec,
     )

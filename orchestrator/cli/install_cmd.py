@@ -1,4 +1,8 @@
-"""`orchestrator install-clis`: the pinned coding CLIs from npm, into our cache folder."""
+"""`orchestrator install-clis`: the pinned coding CLIs from npm, into our cache folder.
+
+With `--latest`, the newest published versions instead, into a folder of their own (`--prefix`), so the
+drift check (scripts/drift.sh) can run the real-CLI suite against them beside the pinned ones.
+"""
 
 from __future__ import annotations
 
@@ -14,11 +18,18 @@ from orchestrator.errors import UsageError
 from orchestrator.proc import child_env, run_command
 
 
-def install_clis(agents: tuple[str, ...], prefix: Path, *, timeout_s: float = 900) -> list[str]:
+def package_specs(agents: tuple[str, ...], *, latest: bool = False) -> list[str]:
+    """npm install arguments: `pkg@pinned`, or `pkg@latest` (the registry's `latest` dist-tag)."""
+    return [f"{PINNED[a].package}@{'latest' if latest else PINNED[a].version}" for a in agents]
+
+
+def install_clis(
+    agents: tuple[str, ...], prefix: Path, *, timeout_s: float = 900, latest: bool = False
+) -> list[str]:
     npm = shutil.which("npm")
     if npm is None:
         raise UsageError("npm was not found", hint="install Node.js 20+ with npm, then run this again")
-    packages = [f"{PINNED[a].package}@{PINNED[a].version}" for a in agents]
+    packages = package_specs(agents, latest=latest)
     prefix.mkdir(parents=True, exist_ok=True)
     # npm's own settings from your environment (registry, cafile, proxy) reach npm, and only npm.
     npm_settings = {k: v for k, v in os.environ.items() if k.lower().startswith("npm_config_")}
@@ -37,6 +48,18 @@ def install_clis(agents: tuple[str, ...], prefix: Path, *, timeout_s: float = 90
     return packages
 
 
+def installed_versions(prefix: Path, agents: tuple[str, ...]) -> dict[str, str]:
+    """The version npm put under `prefix` for each agent's package (from its package.json)."""
+    import json
+
+    versions: dict[str, str] = {}
+    for agent in agents:
+        manifest = prefix / "node_modules" / PINNED[agent].package / "package.json"
+        if manifest.is_file():
+            versions[agent] = str(json.loads(manifest.read_text(encoding="utf-8")).get("version", "?"))
+    return versions
+
+
 @click.command("install-clis")
 @click.argument("agents", nargs=-1, type=click.Choice(sorted(PINNED)))
 @click.option(
@@ -45,11 +68,24 @@ def install_clis(agents: tuple[str, ...], prefix: Path, *, timeout_s: float = 90
     default=None,
     help="Where to install (default: the orchestrator's cache folder, found automatically).",
 )
-def install_clis_cmd(agents: tuple[str, ...], prefix: Path | None) -> None:
+@click.option(
+    "--latest",
+    is_flag=True,
+    help="The newest published versions instead of the pinned ones (needs --prefix: the pinned stay).",
+)
+def install_clis_cmd(agents: tuple[str, ...], prefix: Path | None, latest: bool) -> None:
     """Install the pinned versions of the coding CLIs (all four by default)."""
+    if latest and prefix is None:
+        raise UsageError(
+            "--latest needs --prefix DIR",
+            hint="the pinned CLIs in the cache folder stay as they are; e.g. --latest --prefix /tmp/clis-latest",
+        )
     chosen = agents or tuple(PINNED)
     target = prefix or cli_cache_bin_dir(os.environ).parents[1]
-    packages = install_clis(chosen, target)
+    packages = install_clis(chosen, target, latest=latest)
+    if latest:
+        versions = installed_versions(target, chosen)
+        packages = [f"{PINNED[a].package}@{versions.get(a, '?')}" for a in chosen]
     click.echo(f"installed {', '.join(packages)} into {target}")
     bin_dir = target / "node_modules" / ".bin"
     if prefix is not None:

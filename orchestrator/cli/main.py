@@ -39,6 +39,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "orchestrator.cli.doctor_cmd:doctor",
         "Check the state folder, free space, the run store and the CLIs (--repair).",
     ),
+    "audit": ("orchestrator.cli.audit_cmd:audit", "What agents ran and what was written to your repos."),
 }
 
 
@@ -50,7 +51,7 @@ class LazyGroup(click.Group):
         entry = COMMANDS.get(cmd_name)
         if entry is None:
             return None
-        _configure_logging_once()
+        _configure_logging_once(ctx.find_root().params)
         module_name, _, attr = entry[0].partition(":")
         try:
             module = importlib.import_module(module_name)
@@ -70,19 +71,23 @@ class LazyGroup(click.Group):
 _logging_ready = False
 
 
-def _configure_logging_once() -> None:
-    """Logs go to stderr (stdout is for --json) or $ORCHESTRATOR_LOG_FILE, at $ORCHESTRATOR_LOG_LEVEL
-    (default: warning), secrets masked. Done only when a command runs, so `--help` stays fast."""
+def _configure_logging_once(params: dict[str, Any]) -> None:
+    """Logs go to stderr (stdout is for --json) or $ORCHESTRATOR_LOG_FILE, secrets masked; at
+    --log-level / $ORCHESTRATOR_LOG_LEVEL (default: warning on stderr, info into a file); human lines
+    on a terminal, JSON lines otherwise or with --log-format json. Done only when a command runs, so
+    `--help` stays fast."""
     global _logging_ready
     if _logging_ready:
         return
     from orchestrator.logs import configure_logging
 
     log_file = os.environ.get("ORCHESTRATOR_LOG_FILE")
+    level = params.get("log_level") or ("info" if log_file else "warning")
+    fmt = params.get("log_format") or "auto"
     configure_logging(
-        os.environ.get("ORCHESTRATOR_LOG_LEVEL", "warning"),
-        json=os.environ.get("ORCHESTRATOR_LOG_FORMAT") == "json",
-        file=Path(log_file) if log_file else None,
+        level,
+        json=None if fmt == "auto" else fmt == "json",
+        file=Path(log_file).expanduser() if log_file else None,
     )
     _logging_ready = True
 
@@ -98,7 +103,21 @@ def _not_built(name: str) -> click.Command:
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="orchestrator")
-def cli() -> None:
+@click.option(
+    "--log-level",
+    envvar="ORCHESTRATOR_LOG_LEVEL",
+    type=click.Choice(["debug", "info", "warning", "error", "critical"], case_sensitive=False),
+    default=None,
+    help="Log at this level or above (default: warning; info with ORCHESTRATOR_LOG_FILE).",
+)
+@click.option(
+    "--log-format",
+    envvar="ORCHESTRATOR_LOG_FORMAT",
+    type=click.Choice(["auto", "human", "json"]),
+    default=None,
+    help="Log lines for people or JSON lines (default auto: human on a terminal). Never on stdout.",
+)
+def cli(log_level: str | None, log_format: str | None) -> None:
     """Make the real coding CLIs work one task together: implement, review the real diff, refine,
     on a git branch of its own."""
 
@@ -125,6 +144,15 @@ def _crash_log(exc: BaseException) -> Path | None:
     return None
 
 
+def _log_failure(message: str, exc: BaseException) -> None:
+    """Errors (store faults among them) reach the log file too; on stderr the message says it already."""
+    if not _logging_ready or not os.environ.get("ORCHESTRATOR_LOG_FILE"):
+        return
+    from orchestrator.logs import get_logger
+
+    get_logger("orchestrator.cli").error(message, error_type=type(exc).__name__, error=str(exc))
+
+
 def main(argv: list[str] | None = None) -> Any:
     """Run the CLI; map our errors to their exit codes, ^C to 130, anything else to 3 plus a crash log."""
     try:
@@ -140,11 +168,13 @@ def main(argv: list[str] | None = None) -> Any:
         exc.show()
         sys.exit(exc.exit_code)
     except OrchestratorError as exc:
+        _log_failure("command failed", exc)
         click.echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except Exception as exc:  # the last resort: keep the evidence for a bug report
+        _log_failure("internal error", exc)
         path = _crash_log(exc)
         where = f"a crash log with the traceback is at {path}" if path else "no crash log could be written"
         click.echo(f"internal error: {exc!r}\n  {where}", err=True)

@@ -23,7 +23,6 @@ from orchestrator.events import (
     GateFinished,
     Notice,
     Result,
-    Retry,
     RunEvent,
     RunFinished,
     RunStarted,
@@ -151,13 +150,5 @@ class ConsoleRenderer:
             )
         elif isinstance(event, Notice):
             self._line("note", event.text, {"warning": "yellow", "error": "red"}.get(event.level, "dim"))
-        elif isinstance(event, Retry):
-            kinds = {"git_lock": "git lock held", "store_busy": "store locked", "rate_limit": "rate limited"}
-            self._line(
-                "retry",
-                f"{kinds.get(event.what, event.what)}, try {event.attempt + 1} of {event.max_attempts} "
-                f"in {event.wait_s:.1f} s: {event.reason}",
-                "yellow",
-            )
         elif isinstance(event, RunFinished):
             self._line("run", f"{event.status} ({event.stop_reason}); branch {event.branch}", "bold")

@@ -101,6 +101,10 @@ def run_agent(
     except KeyboardInterrupt:
         cancel.set()
         sys.exit(EXIT_INTERRUPTED)
+    from orchestrator.audit import audit_agent_step, audit_log, run_masker
+
+    audit = audit_log(os.environ, masker=run_masker(os.environ, [config.env]))
+    audit_agent_step(audit, result, run_id=None, step_id=None)
     if as_json:
         print_json(result.to_json())
     else:

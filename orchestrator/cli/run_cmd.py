@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -16,6 +17,9 @@ from orchestrator.engine.service import RunService, RunSpec
 from orchestrator.errors import EXIT_INTERRUPTED, UsageError
 from orchestrator.events import Notice, Subscriber
 from orchestrator.workspace.git import Git
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
 
 
 def publish_outputs(report: RunReport, *, report_file: Path | None, summary_file: Path | None) -> None:
@@ -50,6 +54,19 @@ def push_branch(repo: Path, branch: str, remote: str) -> None:
             f"could not push {branch} to {remote}: {(result.stderr or result.stdout).strip()[-500:]}",
             hint=f"check that the remote {remote!r} exists and accepts pushes (git remote -v)",
         )
+
+
+def send_to_pushgateway(
+    url: str, registry: CollectorRegistry, run_id: str, renderer: ConsoleRenderer
+) -> None:
+    """A push that fails is said, not fatal: the run's own result stands."""
+    from orchestrator.metrics import push_metrics
+
+    try:
+        push_metrics(url, registry, run_id=run_id)
+    except (OSError, ValueError) as exc:  # URLError and HTTPError are OSErrors
+        text = f"could not push metrics to {url}: {exc}; the run's result stands"
+        renderer.run_event(Notice(run_id=run_id, level="warning", text=text))
 
 
 @click.command("run")
@@ -113,6 +130,13 @@ def push_branch(repo: Path, branch: str, remote: str) -> None:
     help="Write the run's Prometheus metrics there (text format, e.g. for node_exporter's textfile collector).",
 )
 @click.option(
+    "--pushgateway",
+    "pushgateway",
+    default=None,
+    metavar="URL",
+    help="Push the run's Prometheus metrics to this Pushgateway at the end (job orchestrator, run_id label).",
+)
+@click.option(
     "--push",
     "push_remote",
     default=None,
@@ -135,6 +159,7 @@ def run(
     summary_file: Path | None,
     push_remote: str | None,
     metrics_file: Path | None,
+    pushgateway: str | None,
 ) -> None:
     """Run a workflow on TASK. Exit 0 only when the review approved and the gates passed."""
     cwd = Path.cwd()
@@ -159,7 +184,7 @@ def run(
         renderer = ConsoleRenderer(stream=sys.stderr)
         subscribers: list[Subscriber] = [renderer.run_event]
         registry = None
-        if metrics_file is not None:
+        if metrics_file is not None or pushgateway:
             from prometheus_client import CollectorRegistry
 
             from orchestrator.metrics import metrics_subscriber
@@ -175,6 +200,8 @@ def run(
 
             metrics_file.parent.mkdir(parents=True, exist_ok=True)
             write_to_textfile(str(metrics_file), registry)
+        if registry is not None and pushgateway:
+            send_to_pushgateway(pushgateway, registry, record.id, renderer)
         if push_remote:
             push_branch(Path(record.repo), record.branch, push_remote)
             renderer.run_event(Notice(run_id=record.id, text=f"pushed {record.branch} to {push_remote}"))

@@ -49,6 +49,9 @@ def rollback_run(service: RunService, run: RunRecord, to: str) -> tuple[str, str
     if target is None:
         target = to  # a commit of the run
     kept = ws.rollback(target)
+    service.audit.repo_write(
+        "rollback", repo=run.repo, ref=run.branch, commit=target, run_id=run.id, backup_ref=kept
+    )
     text = f"rolled back to {to} ({target[:10]}); what was removed is kept at {kept}"
     service.store.add_event(run.id, Notice(run_id=run.id, level="warning", text=text))
     return target, kept
@@ -86,6 +89,7 @@ def rollback_last_step(service: RunService, run: RunRecord) -> UndoneStep:
 def discard_run(service: RunService, run: RunRecord) -> str:
     """Remove the run's worktree and branch; returns the backup ref that keeps its commits."""
     kept = service.workspace(run.id).discard()
+    service.audit.repo_write("discard", repo=run.repo, ref=run.branch, run_id=run.id, backup_ref=kept)
     service.store.add_event(run.id, Notice(run_id=run.id, level="warning", text=f"discarded; kept at {kept}"))
     return kept
 
@@ -211,6 +215,17 @@ def merge_cmd(run_ref: str, target: str | None, config_path: Path | None, as_jso
     service = _service(config_path)
     run = find_run(service, run_ref)
     result = service.workspace(run.id).merge_into(target)
+    if not result.up_to_date:
+        service.audit.repo_write(
+            "merge",
+            repo=run.repo,
+            ref=result.target_branch,
+            commit=result.after,
+            run_id=run.id,
+            run_branch=result.run_branch,
+            before=result.before,
+            fast_forward=result.fast_forward,
+        )
     if as_json:
         print_json(asdict(result))
     elif result.up_to_date:

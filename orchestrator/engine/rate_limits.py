@@ -1,7 +1,7 @@
 """An agent's 429, tried again on purpose: only when the CLI said how long to wait (retry-after), that
 wait is within the agent's `retry.max_wait_s`, no other agent could take the step (a fallback is always
 preferred), and the run is not being cancelled. At most `retry.attempts` tries in all, each retry
-reported (a log line and a `Retry` event, see orchestrator/retries.py). The wait ends early on cancel.
+reported (a log line and a "retry" notice, see orchestrator/retries.py). The wait ends early on cancel.
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ import structlog
 from orchestrator.adapters import get_adapter
 from orchestrator.adapters.base import AgentRequest, Availability, PermissionMode, credential_vars_for
 from orchestrator.adapters.runner import AgentStepResult, run_agent_step
+from orchestrator.audit import AuditLog, audit_agent_step, run_masker
 from orchestrator.config import Settings, agent_child_vars
 from orchestrator.engine.prompts import (
     GateFailure,
@@ -136,6 +137,9 @@ class RunEngine:
         self._guard: dict[str, str] | None = None
         self._head_cache: str | None = None
         self._diff_cache: tuple[tuple[str, str], DiffText] | None = None
+        self.audit = AuditLog.for_state_home(
+            state_home, masker=run_masker(env, [c.env for c in settings.agents.values()])
+        )
 
     # --- the walk -----------------------------------------------------------------------------------
 
@@ -283,7 +287,16 @@ class RunEngine:
                 break
             note = f"{agent} failed ({kind}: {result.summary.error_message}); {replacement} took the step"
             notes.append(note)
-            self.bus.publish(Notice(run_id=self.run_id, level="warning", text=f"{step_id}: {note}"))
+            self.bus.publish(
+                Notice(
+                    run_id=self.run_id,
+                    level="warning",
+                    text=f"{step_id}: {note}",
+                    kind="fallback",
+                    agent=agent,
+                    reason=kind,
+                )
+            )
             self.store.finish_step(
                 self.run_id,
                 step_id,
@@ -327,6 +340,14 @@ class RunEngine:
             )
             self._moved()
             commit, files = made.sha, made.files
+            if made.changed:
+                self.audit.repo_write(
+                    "fetch_branch",
+                    repo=self.run.repo,
+                    ref=self.run.branch,
+                    commit=made.sha,
+                    run_id=self.run_id,
+                )
             if not made.changed:
                 notes.append("no files changed")
             elif self.state.verdict is not None:
@@ -395,16 +416,19 @@ class RunEngine:
         def forward(event: AgentEvent) -> None:
             self.bus.publish(AgentActivity(run_id=self.run_id, step_id=step_id, agent=agent, event=event))
 
-        return run_agent_step(
-            adapter,
-            request,
-            config,
-            parent_env=self.env,
-            on_event=forward,
-            cancel=self.cancel,
-            transcript=self.paths.run_dir / "transcripts" / f"{step_id}-{agent}.jsonl",
-            track_changes=False,
-        )
+        with structlog.contextvars.bound_contextvars(step_id=step_id, agent=agent):
+            result = run_agent_step(
+                adapter,
+                request,
+                config,
+                parent_env=self.env,
+                on_event=forward,
+                cancel=self.cancel,
+                transcript=self.paths.run_dir / "transcripts" / f"{step_id}-{agent}.jsonl",
+                track_changes=False,
+            )
+        audit_agent_step(self.audit, result, run_id=self.run_id, step_id=step_id)
+        return result
 
     def _head(self) -> str:
         """The run branch's tip. Cached: during a run only this engine moves the branch (commit_step,
@@ -438,6 +462,15 @@ class RunEngine:
         if verdict is not None:
             return verdict, TokenUsage()
         # Asked for once more, in the reviewer's own session; then the text itself is the finding.
+        self.bus.publish(
+            Notice(
+                run_id=self.run_id,
+                text=f"{step_id}: {agent}'s review had no verdict; asking once more",
+                kind="retry",
+                agent=agent,
+                reason="review_verdict",
+            )
+        )
         retry = self._call_agent(agent, step, step_id, render_review_retry(result.summary.final_text))
         again = parse_review(retry.summary.final_text) if retry.success else None
         return again or unparsed_review(result.summary.final_text), _usage_of(retry)
@@ -465,7 +498,16 @@ class RunEngine:
             note = f"{wanted} is not ready ({why}); {agent} takes the step"
             if note not in notes:
                 notes.append(note)
-                self.bus.publish(Notice(run_id=self.run_id, level="warning", text=note))
+                self.bus.publish(
+                    Notice(
+                        run_id=self.run_id,
+                        level="warning",
+                        text=note,
+                        kind="fallback",
+                        agent=wanted,
+                        reason="failed_earlier" if wanted in self.state.unavailable else "not_ready",
+                    )
+                )
         return agent
 
     def _availability_of(self, agent: str) -> Availability:
@@ -535,6 +577,7 @@ class RunEngine:
                 commit=commit,
                 files_changed=files or [],
                 error=error,
+                error_kind=None if status == "succeeded" else error_kind,
             )
         )
 

@@ -14,14 +14,16 @@ from pathlib import Path
 
 import structlog
 
+from orchestrator.audit import AuditLog, run_masker
 from orchestrator.config import Settings
 from orchestrator.engine.readiness import AgentReadiness
 from orchestrator.engine.report import RunReport
 from orchestrator.engine.runner import RunEngine
 from orchestrator.engine.workflow import apply_agent_overrides, load_workflow
 from orchestrator.errors import OrchestratorError, RunStopped, StoreError, UsageError
-from orchestrator.events import EventBus, Retry, RunEvent, RunStarted
-from orchestrator.retries import RetryNote, retries_reported_to
+from orchestrator.events import EventBus, Notice, RunEvent, RunStarted
+from orchestrator.logs import SecretMasker, event_logger, run_log
+from orchestrator.retries import RetryNote, retries_reported_to, retry_text
 from orchestrator.store import RunOptions, RunRecord, Store
 from orchestrator.store.faults import caused_by_full_disk
 from orchestrator.workspace.paths import default_workspace_dir, new_run_id, state_home
@@ -86,6 +88,9 @@ class RunService:
             state_home=self.state_home,
             environ=self.env,
         )
+        self.audit.repo_write(
+            "create_branch", repo=repo, ref=branch_name(run_id), commit=ws.base, run_id=run_id
+        )
         options = RunOptions(
             budget_usd=spec.budget_usd,
             timeout_s=spec.timeout_s,
@@ -120,6 +125,7 @@ class RunService:
         cancel = cancel or threading.Event()
         store_failures: list[StoreError] = []
         bus.subscribe(self._store_subscriber(run_id, cancel, store_failures), replay=False)
+        bus.subscribe(event_logger(), replay=False)
         for subscriber in subscribers:
             bus.subscribe(subscriber, replay=False)
         engine = RunEngine(
@@ -135,19 +141,25 @@ class RunService:
         if resume:
             # The interrupted step starts again from the last commit; partial edits are kept aside.
             engine.ws.reset_to(engine.ws.head())
-        if not resume and follow_up is None:
-            bus.publish(
-                RunStarted(
-                    run_id=run_id, task=run.task, workflow=run.workflow_name, branch=run.branch, base=run.base
+        # The run's own log (runs/<run-id>/log.jsonl); everything logged meanwhile is bound to the run.
+        with run_log(engine.paths.run_dir / "log.jsonl", run_id, masker=self._masker()):
+            if not resume and follow_up is None:
+                bus.publish(
+                    RunStarted(
+                        run_id=run_id,
+                        task=run.task,
+                        workflow=run.workflow_name,
+                        branch=run.branch,
+                        base=run.base,
+                    )
                 )
-            )
-        try:
-            with retries_reported_to(functools.partial(_publish_retry, bus, run_id)):
-                report = engine.execute(follow_up=follow_up)
-        except (OrchestratorError, OSError) as exc:
-            if caused_by_full_disk(exc, self.state_home):
-                raise self._stopped_for_full_disk(run_id, exc) from exc
-            raise
+            try:
+                with retries_reported_to(functools.partial(_publish_retry, bus, run_id)):
+                    report = engine.execute(follow_up=follow_up)
+            except (OrchestratorError, OSError) as exc:
+                if caused_by_full_disk(exc, self.state_home):
+                    raise self._stopped_for_full_disk(run_id, exc) from exc
+                raise
         if store_failures:
             # The store failed under the run (its events could not be kept) and the run was cancelled.
             if caused_by_full_disk(store_failures[0], self.state_home):
@@ -180,20 +192,28 @@ class RunService:
             hint=f"free some space, then `orchestrator runs resume {run_id}` goes on from its last commit",
         )
 
+    @property
+    def audit(self) -> AuditLog:
+        """The audit trail under this service's state home (agent commands, writes to repositories)."""
+        return AuditLog.for_state_home(self.state_home, masker=self._masker())
+
+    def _masker(self) -> SecretMasker:
+        return run_masker(self.env, [c.env for c in self.settings.agents.values()])
+
     def workspace(self, run_id: str) -> RunWorkspace:
         run = self.store.get_run(run_id)
         return RunWorkspace.open(Path(run.repo), run_id, state_home=self.state_home, environ=self.env)
 
 
 def _publish_retry(bus: EventBus, run_id: str, note: RetryNote) -> None:
-    """Each retry during a run is in its event log (the log line is written by report_retry)."""
+    """Each retry during a run is a notice in its event log (kind "retry", what was retried as the
+    reason: what metrics count); the log line is written by report_retry."""
     bus.publish(
-        Retry(
+        Notice(
             run_id=run_id,
-            what=note.what,
-            attempt=note.attempt,
-            max_attempts=note.max_attempts,
-            wait_s=note.wait_s,
-            reason=note.reason,
+            level="warning",
+            kind="retry",
+            reason=note.what,
+            text=retry_text(note),
         )
     )

@@ -132,7 +132,7 @@ class Git:
         self, attempt: Callable[[], CommandResult], failed: CommandResult, args: tuple[str, ...]
     ) -> CommandResult:
         """Another git holds a lock (index.lock, a ref's lock): wait and try again, each retry reported
-        (a log line, and a Retry event in the run's log during a run). `failed` is the first try's
+        (a log line, and a "retry" notice in the run's log during a run). `failed` is the first try's
         result; the last result is given back whatever it is."""
         delays = self.retry_delays_s
         tries = len(delays) + 1

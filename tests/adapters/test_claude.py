@@ -80,7 +80,9 @@ def test_is_registered_and_satisfies_the_protocol():
         "CLOUD_ML_REGION",
     }
     # never another vendor's keys
-    assert not {"OPENAI_API_KEY", "GEMINI_API_KEY", "CODEX_API_KEY", "GH_TOKEN"} & set(adapter.credential_vars)
+    assert not {"OPENAI_API_KEY", "GEMINI_API_KEY", "CODEX_API_KEY", "GH_TOKEN"} & set(
+        adapter.credential_vars
+    )
 
 
 def test_new_task_puts_the_prompt_on_stdin(tmp_path):
@@ -423,16 +425,16 @@ def test_not_installed(tmp_path):
     availability = ClaudeAdapter().availability(env)
     assert not availability.installed and not availability.ready
     assert availability.fix == install_hint("claude")
-    assert "npm install @anthropic-ai/claude-code@2.1.329" in availability.fix
+    assert "npm install @anthropic-ai/claude-code@2.1.332" in availability.fix
 
 
 def test_ready_with_an_api_key(tmp_path):
-    fake_claude(tmp_path, "2.1.329 (Claude Code)")
+    fake_claude(tmp_path, "2.1.332 (Claude Code)")
     env = base_env(tmp_path, ANTHROPIC_API_KEY="sk-ant-test-key-0123456789abcdef")
     availability = ClaudeAdapter().availability(env)
     assert availability.installed and availability.ready and availability.reason == "ready"
     assert availability.path == str(tmp_path / "bin" / "claude")
-    assert (availability.version, availability.version_tested) == ("2.1.329", True)
+    assert (availability.version, availability.version_tested) == ("2.1.332", True)
     assert availability.auth_source == "ANTHROPIC_API_KEY"
     assert availability.fix is None
     assert "sk-ant-test-key" not in json.dumps(availability.to_json())
@@ -442,12 +444,12 @@ def test_untested_version_is_ready_but_says_so(tmp_path):
     fake_claude(tmp_path, "2.2.0 (Claude Code)")
     availability = ClaudeAdapter().availability(base_env(tmp_path, ANTHROPIC_AUTH_TOKEN="tok-0123456789"))
     assert availability.ready and not availability.version_tested
-    assert "2.1.329" in (availability.fix or "")
+    assert "2.1.332" in (availability.fix or "")
     assert availability.auth_source == "ANTHROPIC_AUTH_TOKEN"
 
 
 def test_login_stored_under_home(tmp_path):
-    fake_claude(tmp_path, "2.1.329 (Claude Code)")
+    fake_claude(tmp_path, "2.1.332 (Claude Code)")
     env = base_env(tmp_path)
     credentials = Path(env["HOME"]) / ".claude" / ".credentials.json"
     credentials.parent.mkdir()
@@ -471,7 +473,7 @@ def test_config_dir_moves_the_login(tmp_path):
 
 
 def test_no_credentials_is_not_ready_and_says_how(tmp_path):
-    fake_claude(tmp_path, "2.1.329 (Claude Code)")
+    fake_claude(tmp_path, "2.1.332 (Claude Code)")
     availability = ClaudeAdapter().availability(base_env(tmp_path, ANTHROPIC_API_KEY=""))
     assert availability.installed and not availability.ready
     assert not availability.auth_configured and availability.auth_source is None

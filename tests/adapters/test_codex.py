@@ -368,7 +368,7 @@ def test_mcp_and_web_search_items():
 # --- availability ----------------------------------------------------------------------------------------
 
 
-def fake_codex(tmp_path: Path, version: str = "0.169.0") -> str:
+def fake_codex(tmp_path: Path, version: str = "0.171.0") -> str:
     path = tmp_path / "bin" / "codex"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(f"#!/bin/sh\necho 'codex-cli {version}'\n", encoding="utf-8")
@@ -386,7 +386,7 @@ def test_availability_not_installed(tmp_path):
 def test_availability_with_a_key(tmp_path):
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "CODEX_API_KEY": "sk-test-only-0123456789abcdef"}
     found = adapter.availability(env, command=fake_codex(tmp_path))
-    assert (found.installed, found.version, found.version_tested) == (True, "0.169.0", True)
+    assert (found.installed, found.version, found.version_tested) == (True, "0.171.0", True)
     assert (found.auth_source, found.ready, found.reason, found.fix) == ("CODEX_API_KEY", True, "ready", None)
 
 
@@ -397,7 +397,7 @@ def test_availability_with_a_stored_login_and_another_version(tmp_path):
     found = adapter.availability(env, command=fake_codex(tmp_path, "0.170.1"))
     assert found.auth_source == f"login ({tmp_path / '.codex' / 'auth.json'})"
     assert (found.ready, found.version_tested) == (True, False)
-    assert "tested with 0.169.0" in found.fix
+    assert "tested with 0.171.0" in found.fix
 
 
 def test_availability_without_credentials(tmp_path):

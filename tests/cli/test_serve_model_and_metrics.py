@@ -125,7 +125,7 @@ def test_run_writes_prometheus_metrics(tmp_path):
     assert result.returncode == 0, result.stderr
     text = metrics.read_text()
     assert 'orchestrator_steps_total{agent="fake",status="succeeded",task="implement"} 1.0' in text
-    assert 'orchestrator_runs_total{status="approved"} 1.0' in text
+    assert 'orchestrator_runs_total{status="approved",workflow="wf"} 1.0' in text
     assert "orchestrator_tokens_total" in text
 
 

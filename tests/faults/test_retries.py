@@ -3,7 +3,7 @@
 - git's lock files: a real `index.lock` held by another process for a moment, then released;
 - the store's file locked by another process past busy_timeout while it is first set up;
 - an agent's 429 with a retry-after (the fake agent plays the scripted model server's `error` turn)
-  when no other agent can take the step: waited for, tried again, recorded as a Retry event.
+  when no other agent can take the step: waited for, tried again, recorded as a "retry" notice.
 """
 
 from __future__ import annotations
@@ -173,15 +173,19 @@ def stored_events(project: FaultProject) -> list[dict]:
         return [json.loads(row[0]) for row in db.execute("SELECT data FROM events ORDER BY seq")]
 
 
+def retry_notices(project: FaultProject) -> list[dict]:
+    return [e for e in stored_events(project) if e["type"] == "notice" and e.get("kind") == "retry"]
+
+
 def test_a_429_with_retry_after_and_no_fallback_is_waited_for_and_tried_again(tmp_path):
     project = rate_limited_project(tmp_path, {"attempts": 2, "max_wait_s": 5}, retry_after=1)
     ran = project.run(limit_s=30)
     assert ran.code == 0, ran.output  # approved after the retry
-    retries = [e for e in stored_events(project) if e["type"] == "retry"]
+    retries = retry_notices(project)
     assert len(retries) == 1
-    assert retries[0]["what"] == "rate_limit" and retries[0]["wait_s"] == 1
-    assert retries[0]["attempt"] == 1 and retries[0]["max_attempts"] == 2
-    assert "429" in retries[0]["reason"]
+    assert retries[0]["reason"] == "rate_limit" and retries[0]["level"] == "warning"
+    assert retries[0]["text"].startswith("rate limited, try 2 of 2 in 1.0 s: i1-s1-implement (fake)")
+    assert "429" in retries[0]["text"]
     assert "rate limited, try 2 of 2 in 1.0 s" in ran.result.stderr  # the console says so too
     assert "retrying" in ran.result.stderr  # and the log line
     assert ran.seconds >= 1.0
@@ -195,7 +199,7 @@ def test_a_retry_after_beyond_max_wait_is_not_waited_for(tmp_path):
     ran = project.run(limit_s=20)
     assert ran.code == 1, ran.output
     assert "rate_limit" in ran.output
-    assert [e for e in stored_events(project) if e["type"] == "retry"] == []
+    assert retry_notices(project) == []
     assert ran.seconds < 20
     project.assert_untouched()
     project.assert_no_leak(ran.output)
@@ -205,5 +209,5 @@ def test_one_attempt_means_no_retry(tmp_path):
     project = rate_limited_project(tmp_path, {"attempts": 1, "max_wait_s": 60}, retry_after=1)
     ran = project.run(limit_s=20)
     assert ran.code == 1, ran.output
-    assert [e for e in stored_events(project) if e["type"] == "retry"] == []
+    assert retry_notices(project) == []
     project.assert_untouched()
