@@ -31,6 +31,16 @@ from orchestrator.errors import ConfigError
 from orchestrator.trust import require_trust, trust_state, untrusted_config_keys, without_trust_keys
 
 
+class RetryPolicy(BaseModel):
+    """A rate-limited step (429) with a known retry-after, and no other agent to take it, is tried
+    again after that wait: `attempts` tries in all (1: never again), a wait over `max_wait_s` is not
+    waited for."""
+
+    model_config = ConfigDict(extra="forbid")
+    attempts: int = Field(default=3, ge=1, le=20)
+    max_wait_s: float = Field(default=120.0, ge=0)
+
+
 class AgentConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -45,6 +55,7 @@ class AgentConfig(BaseModel):
     inherit_credentials: bool = True
     # "subprocess" (structured output on pipes, the default) or "pty" (a terminal).
     communicator: Literal["subprocess", "pty"] = "subprocess"
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
 
     @field_validator("env")
     @classmethod
@@ -102,7 +113,7 @@ class LoadedSettings:
 _ALLOWED = {
     "": "agents, fallback_order, workspace_dir, workflow, sandbox",
     "agents": ", ".join(AGENT_NAMES),
-    "agent": "command, args, env, model, timeout_s, idle_timeout_s, inherit_credentials, communicator",
+    "agent": "command, args, env, model, timeout_s, idle_timeout_s, inherit_credentials, communicator, retry",
 }
 
 

@@ -117,5 +117,27 @@ class RunNotFound(UsageError):
     pass
 
 
+StoreProblem = Literal["corrupt", "unreadable", "read_only", "disk_full", "busy"]
+
+
+class StoreError(OrchestratorError):
+    """The run store cannot be used (corrupt, unreadable, read-only, disk full, locked): not a bug
+    of ours, so no crash log. `path` is the store's file; `problem` says which fault it is."""
+
+    exit_code = EXIT_USAGE
+
+    def __init__(self, message: str, *, path: str, problem: StoreProblem, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.path = path
+        self.problem = problem
+
+
+class RunStopped(OrchestratorError):
+    """A run had to stop for a fault outside it (the disk filled up, the store failed); it is marked
+    failed. Exit 1, like any failed run."""
+
+    exit_code = EXIT_NOT_APPROVED
+
+
 class InternalError(OrchestratorError):
     exit_code = EXIT_INTERNAL

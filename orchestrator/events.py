@@ -71,6 +71,7 @@ class AgentErrorEvent(_Event):
     type: Literal["error"] = "error"
     kind: AgentErrorKind
     message: str
+    retry_after_s: float | None = None  # a rate limit's retry-after, when the CLI said it
 
 
 class Result(_Event):

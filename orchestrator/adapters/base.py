@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from orchestrator.adapters.pins import PINNED
+from orchestrator.adapters.versions import VersionCache
 from orchestrator.events import AgentErrorEvent, AgentEvent, Result, ToolUse, Usage
 
 
@@ -130,7 +131,26 @@ class Adapter(Protocol):
         non-JSON failure stands for, a missing result. Pure."""
         ...
 
-    def availability(self, env: Mapping[str, str], command: str | None = None) -> Availability: ...
+    def availability(
+        self,
+        env: Mapping[str, str],
+        command: str | None = None,
+        *,
+        args: Sequence[str] = (),
+        model: str | None = None,
+        versions: VersionCache | None = None,
+    ) -> Availability:
+        """Installed? Which version? Which credentials, judged as the CLI itself would with this
+        environment and the agent's configured `args` and `model`? `versions` remembers versions."""
+        ...
+
+
+def credential_vars_for(adapter: Adapter, parent: Mapping[str, str], args: Sequence[str]) -> tuple[str, ...]:
+    """The variables an agent may inherit: the adapter's fixed list, plus those its CLI's own
+    configuration names (a Codex model provider's `env_key`), so the key its set-up needs reaches it."""
+    configured = getattr(adapter, "configured_credential_vars", None)
+    extra: tuple[str, ...] = tuple(configured(parent, args)) if callable(configured) else ()
+    return tuple(dict.fromkeys((*adapter.credential_vars, *extra)))
 
 
 # --- helpers every adapter uses ---------------------------------------------------------------------
@@ -244,6 +264,7 @@ class StepSummary:
     error_kind: str | None
     error_message: str | None
     files_touched: tuple[str, ...]
+    retry_after_s: float | None = None  # a rate limit's retry-after, when known
 
 
 def summarize(events: Sequence[AgentEvent], outcome: ProcessOutcome) -> StepSummary:
@@ -305,7 +326,28 @@ def summarize(events: Sequence[AgentEvent], outcome: ProcessOutcome) -> StepSumm
         error_kind=kind,
         error_message=message,
         files_touched=tuple(touched),
+        retry_after_s=_retry_after(first_error) if kind == "rate_limit" else None,
     )
+
+
+_RETRY_AFTER = re.compile(
+    r"(?i)(?:retry[- ]after[\"':= ]*|try again in |retry in |retrying in )(\d+(?:\.\d+)?)\s*(ms|s|sec|seconds?)?\b"
+)
+
+
+def retry_after_from_text(text: str) -> float | None:
+    """A retry-after a CLI put into its error text ("retry-after: 12", "try again in 20s"), in seconds."""
+    match = _RETRY_AFTER.search(text)
+    if match is None:
+        return None
+    value = float(match.group(1))
+    return value / 1000 if (match.group(2) or "").lower() == "ms" else value
+
+
+def _retry_after(error: AgentErrorEvent | None) -> float | None:
+    if error is None:
+        return None
+    return error.retry_after_s if error.retry_after_s is not None else retry_after_from_text(error.message)
 
 
 def probe_availability(
@@ -315,14 +357,15 @@ def probe_availability(
     *,
     auth_source: str | None,
     missing_auth: tuple[str, str],
+    auth_problem: tuple[str, str] | None = None,
     version_env: Mapping[str, str] | None = None,
     timeout_s: float = 20.0,
+    versions: VersionCache | None = None,
 ) -> Availability:
     """What every adapter's `availability` says: installed (where), which version (`--version`, run in
-    the child's environment), whether that is the pinned version, whether auth is configured.
-    `missing_auth` is the adapter's own (reason, fix) for a CLI that has no credentials."""
-    from orchestrator.proc import run_command  # spawning is proc's job; the pure parts need none of it
-
+    the child's environment, or remembered in `versions` for this very file), whether that is the
+    pinned version, whether auth is configured. `missing_auth` is the adapter's own (reason, fix) for a
+    CLI that has no credentials; `auth_problem` replaces it when a set-up was found that cannot work."""
     pin = PINNED[agent]
     path = resolve_executable(pin.binary, env, command)
     version: str | None = None
@@ -333,25 +376,16 @@ def probe_availability(
             install_hint(agent),
         )
     else:
-        try:
-            probe = run_command(
-                [path, "--version"],
-                Path(path).parent,
-                env={**env, **(version_env or {})},
-                timeout_s=timeout_s,
-            )
-            version = parse_version(probe.stdout) if probe.ok else None
-            failure = (
-                "timed out"
-                if probe.timed_out
-                else (probe.stderr or probe.stdout).strip()[-300:] or "no output"
-            )
-        except OSError as exc:
-            failure = str(exc)
+        version = versions.get(path) if versions is not None else None
+        failure = ""
+        if version is None:
+            version, failure = _ask_version(path, {**env, **(version_env or {})}, timeout_s)
+            if version is not None and versions is not None:
+                versions.put(path, version)
         if version is None:
             reason, fix = f"`{path} --version` failed: {failure}", install_hint(agent)
         elif auth_source is None:
-            reason, fix = missing_auth
+            reason, fix = auth_problem or missing_auth
         elif version != pin.version:
             reason = f"ready, but version {version} is untested (tested: {pin.version})"
             fix = f"tested with {pin.version}: {install_hint(agent)}"
@@ -370,3 +404,15 @@ def probe_availability(
         reason=reason,
         fix=fix,
     )
+
+
+def _ask_version(path: str, env: Mapping[str, str], timeout_s: float) -> tuple[str | None, str]:
+    from orchestrator.proc import run_command  # spawning is proc's job; the pure parts need none of it
+
+    try:
+        probe = run_command([path, "--version"], Path(path).parent, env=env, timeout_s=timeout_s)
+    except OSError as exc:
+        return None, str(exc)
+    version = parse_version(probe.stdout) if probe.ok else None
+    failure = "timed out" if probe.timed_out else (probe.stderr or probe.stdout).strip()[-300:] or "no output"
+    return version, failure

@@ -14,12 +14,13 @@ What it does (recorded with 2.1.329; the pinned 2.1.332 passes the same real-CLI
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from orchestrator.adapters.auth.claude import CLOUD_VARS
+from orchestrator.adapters.auth.claude import find_credentials as find_claude_credentials
 from orchestrator.adapters.base import (
     AgentRequest,
     Availability,
@@ -32,6 +33,7 @@ from orchestrator.adapters.base import (
     probe_availability,
 )
 from orchestrator.adapters.pins import PINNED
+from orchestrator.adapters.versions import VersionCache
 from orchestrator.errors import AgentErrorKind
 from orchestrator.events import (
     AgentErrorEvent,
@@ -63,13 +65,6 @@ PERMISSION_FLAGS: dict[PermissionMode, tuple[str, ...]] = {
 HEADLESS_ENV: dict[str, str] = {"DISABLE_AUTOUPDATER": "1"}
 
 # Credentials in the order Claude Code prefers them (cloud providers first, then tokens, then keys).
-AUTH_VARS: tuple[str, ...] = ("ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN")
-CLOUD_SWITCHES: tuple[tuple[str, str], ...] = (
-    ("CLAUDE_CODE_USE_BEDROCK", "Amazon Bedrock (CLAUDE_CODE_USE_BEDROCK)"),
-    ("CLAUDE_CODE_USE_VERTEX", "Google Vertex AI (CLAUDE_CODE_USE_VERTEX)"),
-    ("CLAUDE_CODE_USE_FOUNDRY", "Microsoft Foundry (CLAUDE_CODE_USE_FOUNDRY)"),
-)
-
 TOOL_ACTIONS: dict[str, ToolAction] = {
     "Write": "file_edit",
     "Edit": "file_edit",
@@ -123,6 +118,7 @@ class ClaudeAdapter:
         "ANTHROPIC_AUTH_TOKEN",
         "CLAUDE_CODE_OAUTH_TOKEN",
         "ANTHROPIC_BASE_URL",
+        *CLOUD_VARS,  # Bedrock, Vertex AI, Foundry: the switch, the region, the cloud's credentials
     )
     usage_accumulates_over_session = False
 
@@ -189,51 +185,35 @@ class ClaudeAdapter:
 
     # --- can it run here? ---------------------------------------------------------------------------
 
-    def availability(self, env: Mapping[str, str], command: str | None = None) -> Availability:
+    def availability(
+        self,
+        env: Mapping[str, str],
+        command: str | None = None,
+        *,
+        args: Sequence[str] = (),
+        model: str | None = None,
+        versions: VersionCache | None = None,
+    ) -> Availability:
+        found = find_claude_credentials(env, args)
         return probe_availability(
             self.name,
             env,
             command,
-            auth_source=auth_source_in(env),
+            auth_source=found.source if found.found else None,
+            auth_problem=(found.problem, found.fix or "") if found.problem else None,
             missing_auth=(
-                "no credentials: no ANTHROPIC_API_KEY / ANTHROPIC_AUTH_TOKEN and no login under HOME",
+                "no credentials: no ANTHROPIC_API_KEY / ANTHROPIC_AUTH_TOKEN, no apiKeyHelper in its "
+                "settings, no Bedrock or Vertex set-up and no login under HOME",
                 "run `claude /login` once, or set ANTHROPIC_API_KEY in agents.claude.env",
             ),
+            versions=versions,
         )
 
 
-def auth_source_in(env: Mapping[str, str]) -> str | None:
+def auth_source_in(env: Mapping[str, str], args: Sequence[str] = ()) -> str | None:
     """Which credential the CLI will use with this environment, or None."""
-    for switch, label in CLOUD_SWITCHES:
-        if env.get(switch, "").strip() not in {"", "0", "false"}:
-            return label
-    for var in AUTH_VARS:
-        if env.get(var, "").strip():
-            return var
-    home = env.get("HOME")
-    config_dir = Path(env["CLAUDE_CONFIG_DIR"]) if env.get("CLAUDE_CONFIG_DIR") else None
-    if config_dir is None and home:
-        config_dir = Path(home) / ".claude"
-    if config_dir is not None and _non_empty(config_dir / ".credentials.json"):
-        return f"login ({config_dir / '.credentials.json'})"
-    if home and _stored_api_key(Path(home) / ".claude.json"):
-        return f"stored API key ({Path(home) / '.claude.json'})"
-    return None
-
-
-def _non_empty(path: Path) -> bool:
-    try:
-        return path.is_file() and path.stat().st_size > 2
-    except OSError:
-        return False
-
-
-def _stored_api_key(path: Path) -> bool:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(data, dict) and bool(data.get("primaryApiKey"))
+    found = find_claude_credentials(env, args)
+    return found.source if found.found else None
 
 
 # --- parsing, one line type at a time ------------------------------------------------------------------

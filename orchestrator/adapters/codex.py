@@ -26,6 +26,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from orchestrator.adapters.auth.codex import codex_home, provider_vars
+from orchestrator.adapters.auth.codex import find_credentials as find_codex_credentials
 from orchestrator.adapters.base import (
     AgentRequest,
     Availability,
@@ -38,6 +40,7 @@ from orchestrator.adapters.base import (
     probe_availability,
 )
 from orchestrator.adapters.pins import PINNED
+from orchestrator.adapters.versions import VersionCache
 from orchestrator.errors import AgentErrorKind
 from orchestrator.events import (
     AgentErrorEvent,
@@ -73,7 +76,6 @@ STEP_FILE = "codex-step.json"
 
 # Credentials Codex reads itself (CODEX_API_KEY is sent by the built-in provider; CODEX_ACCESS_TOKEN is
 # an agent-identity token). OPENAI_API_KEY only matters to a provider whose `env_key` names it.
-AUTH_VARS: tuple[str, ...] = ("CODEX_API_KEY", "CODEX_ACCESS_TOKEN")
 
 _RETRY = re.compile(r"^Reconnecting\.\.\.")
 _SANDBOX_WRITE = re.compile(r"Read-only file system")
@@ -200,39 +202,41 @@ class CodexAdapter:
 
     # --- can it run here? ---------------------------------------------------------------------------
 
-    def availability(self, env: Mapping[str, str], command: str | None = None) -> Availability:
+    def availability(
+        self,
+        env: Mapping[str, str],
+        command: str | None = None,
+        *,
+        args: Sequence[str] = (),
+        model: str | None = None,
+        versions: VersionCache | None = None,
+    ) -> Availability:
+        found = find_codex_credentials(env, args)
         return probe_availability(
             self.name,
             env,
             command,
-            auth_source=auth_source_in(env),
+            auth_source=found.source if found.found else None,
+            auth_problem=(found.problem, found.fix or "") if found.problem else None,
             missing_auth=(
-                "no credentials: no CODEX_API_KEY / CODEX_ACCESS_TOKEN and no login in "
-                f"{codex_home(env) or '~/.codex'} (OPENAI_API_KEY alone is not used by the built-in provider)",
-                "run `codex login` once, or set CODEX_API_KEY in agents.codex.env",
+                "no credentials: no CODEX_API_KEY / CODEX_ACCESS_TOKEN, no login in "
+                f"{codex_home(env) or '~/.codex'} and no model_provider of your own "
+                "(OPENAI_API_KEY alone is not used by the built-in provider)",
+                "run `codex login` once, or set CODEX_API_KEY in agents.codex.env, or configure a "
+                "model_provider in ~/.codex/config.toml",
             ),
+            versions=versions,
         )
 
-
-def codex_home(env: Mapping[str, str]) -> Path | None:
-    if env.get("CODEX_HOME"):
-        return Path(env["CODEX_HOME"])
-    return Path(env["HOME"]) / ".codex" if env.get("HOME") else None
+    def configured_credential_vars(self, parent: Mapping[str, str], args: Sequence[str]) -> tuple[str, ...]:
+        """The key variable of the model provider Codex is configured with (its `env_key`)."""
+        return provider_vars(parent, args)
 
 
-def auth_source_in(env: Mapping[str, str]) -> str | None:
+def auth_source_in(env: Mapping[str, str], args: Sequence[str] = ()) -> str | None:
     """Which credential the CLI will use with this environment, or None."""
-    for var in AUTH_VARS:
-        if env.get(var, "").strip():
-            return var
-    home = codex_home(env)
-    auth_file = home / "auth.json" if home else None
-    try:
-        if auth_file is not None and auth_file.is_file() and auth_file.stat().st_size > 2:
-            return f"login ({auth_file})"
-    except OSError:
-        pass
-    return None
+    found = find_codex_credentials(env, args)
+    return found.source if found.found else None
 
 
 # --- parsing, one item type at a time ------------------------------------------------------------------

@@ -28,6 +28,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from orchestrator.adapters.auth.copilot import PROVIDER_VARS
+from orchestrator.adapters.auth.copilot import find_credentials as find_copilot_credentials
 from orchestrator.adapters.base import (
     AgentRequest,
     Availability,
@@ -40,6 +42,7 @@ from orchestrator.adapters.base import (
     probe_availability,
 )
 from orchestrator.adapters.pins import PINNED
+from orchestrator.adapters.versions import VersionCache
 from orchestrator.errors import AgentErrorKind
 from orchestrator.events import (
     AgentErrorEvent,
@@ -119,6 +122,7 @@ class CopilotAdapter:
         "COPILOT_PROVIDER_HEADERS",
         "COPILOT_PROVIDER_AZURE_API_VERSION",
         "COPILOT_MODEL",
+        *PROVIDER_VARS,
     )
     usage_accumulates_over_session = False
 
@@ -221,13 +225,24 @@ class CopilotAdapter:
         return added
 
     # --- environment -----------------------------------------------------------------------------
-    def availability(self, env: Mapping[str, str], command: str | None = None) -> Availability:
+    def availability(
+        self,
+        env: Mapping[str, str],
+        command: str | None = None,
+        *,
+        args: Sequence[str] = (),
+        model: str | None = None,
+        versions: VersionCache | None = None,
+    ) -> Availability:
+        found = find_copilot_credentials(env, args, model)
         return probe_availability(
             NAME,
             env,
             command,
-            auth_source=auth_source(env),
+            auth_source=found.source if found.found else None,
+            auth_problem=(found.problem, found.fix or "") if found.problem else None,
             missing_auth=("no GitHub login and no model provider configured", AUTH_FIX),
+            versions=versions,
         )
 
 
@@ -451,46 +466,5 @@ def _last_message(events: Sequence[AgentEvent]) -> str:
 
 def auth_source(env: Mapping[str, str]) -> str | None:
     """Which credential Copilot will use with this environment, in its own order; None if none."""
-    if env.get("COPILOT_PROVIDER_BASE_URL"):
-        return "COPILOT_PROVIDER_BASE_URL (own model provider)"
-    for var in ("COPILOT_GITHUB_TOKEN", "GH_TOKEN", "GITHUB_TOKEN"):
-        if env.get(var):
-            return var
-    home = Path(env["HOME"]) if env.get("HOME") else None
-    copilot_home = (
-        Path(env["COPILOT_HOME"]) if env.get("COPILOT_HOME") else (home / ".copilot" if home else None)
-    )
-    if copilot_home is not None and _stored_login(copilot_home / "config.json"):
-        return f"login stored in {copilot_home / 'config.json'}"
-    gh_dir = env.get("GH_CONFIG_DIR") or (
-        str(Path(env["XDG_CONFIG_HOME"]) / "gh")
-        if env.get("XDG_CONFIG_HOME")
-        else (str(home / ".config" / "gh") if home else None)
-    )
-    if gh_dir and _gh_login(Path(gh_dir) / "hosts.yml"):
-        return f"GitHub CLI login ({Path(gh_dir) / 'hosts.yml'})"
-    return None
-
-
-def _stored_login(config: Path) -> bool:
-    """Copilot's config.json (JSON with // comment lines) names the signed-in user after /login."""
-    try:
-        text = config.read_text(encoding="utf-8")
-    except OSError:
-        return False
-    body = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("//"))
-    try:
-        data = json.loads(body)
-    except ValueError:
-        return False
-    return isinstance(data, dict) and any(
-        data.get(key) for key in ("lastLoggedInUser", "loggedInUsers", "copilotTokens", "last_logged_in_user")
-    )
-
-
-def _gh_login(hosts: Path) -> bool:
-    try:
-        text = hosts.read_text(encoding="utf-8")
-    except OSError:
-        return False
-    return bool(re.search(r"^\s*(oauth_token|user):\s*\S", text, re.MULTILINE))
+    found = find_copilot_credentials(env)
+    return found.source if found.found else None

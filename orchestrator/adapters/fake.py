@@ -76,7 +76,14 @@ class FakeAdapter:
                 )
             ]
         if kind == "error":
-            return [AgentErrorEvent(kind=data.get("kind", "other"), message=str(data.get("message", "")))]
+            wait = data.get("retry_after_s")
+            return [
+                AgentErrorEvent(
+                    kind=data.get("kind", "other"),
+                    message=str(data.get("message", "")),
+                    retry_after_s=float(wait) if isinstance(wait, int | float) else None,
+                )
+            ]
         if kind == "result":
             return [
                 Result(
@@ -100,7 +107,15 @@ class FakeAdapter:
             extra.append(AgentErrorEvent(kind="refused", message=f"the agent was refused: {what}"))
         return extra
 
-    def availability(self, env: Mapping[str, str], command: str | None = None) -> Availability:
+    def availability(
+        self,
+        env: Mapping[str, str],
+        command: str | None = None,
+        *,
+        args: Sequence[str] = (),
+        model: str | None = None,
+        versions: object = None,
+    ) -> Availability:
         return Availability(
             agent=self.name,
             installed=True,

@@ -88,7 +88,14 @@ def play(turn: Turn, permission: str, scenario: Scenario) -> bool:
         return True
     if isinstance(turn, HttpError):
         kind = _ERROR_KIND.get(turn.status, "other")
-        emit({"type": "error", "kind": kind, "message": f"API error {turn.status}: {turn.message}"})
+        emit(
+            {
+                "type": "error",
+                "kind": kind,
+                "message": f"API error {turn.status}: {turn.message}",
+                "retry_after_s": turn.retry_after,
+            }
+        )
         sys.exit(1)
     if isinstance(turn, Hang):
         time.sleep(turn.seconds if turn.seconds is not None else 10**6)

@@ -18,6 +18,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from orchestrator.adapters.auth.gemini import CLOUD_VARS
+from orchestrator.adapters.auth.gemini import find_credentials as find_gemini_credentials
 from orchestrator.adapters.base import (
     AgentRequest,
     Availability,
@@ -30,6 +32,7 @@ from orchestrator.adapters.base import (
     probe_availability,
 )
 from orchestrator.adapters.pins import PINNED
+from orchestrator.adapters.versions import VersionCache
 from orchestrator.errors import AgentErrorKind
 from orchestrator.events import (
     AgentErrorEvent,
@@ -138,6 +141,7 @@ class GeminiAdapter:
         "GOOGLE_CLOUD_PROJECT",
         "GOOGLE_CLOUD_LOCATION",
         "GOOGLE_APPLICATION_CREDENTIALS",
+        *CLOUD_VARS,  # compute ADC, gcloud's folder
     )
     usage_accumulates_over_session = False
 
@@ -254,18 +258,29 @@ class GeminiAdapter:
         return added
 
     # --- can it run here? ----------------------------------------------------------------------
-    def availability(self, env: Mapping[str, str], command: str | None = None) -> Availability:
+    def availability(
+        self,
+        env: Mapping[str, str],
+        command: str | None = None,
+        *,
+        args: Sequence[str] = (),
+        model: str | None = None,
+        versions: VersionCache | None = None,
+    ) -> Availability:
+        found = find_gemini_credentials(env)
         return probe_availability(
             self.name,
             env,
             command,
-            auth_source=auth_source_in(env),
+            auth_source=found.source if found.found else None,
+            auth_problem=(found.problem, found.fix or "") if found.problem else None,
             missing_auth=(
                 "no Gemini credentials: no GEMINI_API_KEY, Vertex AI settings or stored Google login",
                 "set GEMINI_API_KEY (agents.gemini.env or your environment), "
                 "or run `gemini` once and sign in with Google",
             ),
             version_env={"GEMINI_CLI_NO_RELAUNCH": "true"},  # one node process: about 2x faster
+            versions=versions,
         )
 
 
@@ -288,33 +303,8 @@ def settings_for(env: Mapping[str, str]) -> dict[str, Any]:
 
 def auth_source_in(env: Mapping[str, str]) -> str | None:
     """Which credential the CLI will use with this environment, or None."""
-    if env.get("GEMINI_API_KEY"):
-        return "GEMINI_API_KEY"
-    if env.get("GOOGLE_GENAI_USE_VERTEXAI", "").lower() == "true":
-        if env.get("GOOGLE_API_KEY"):
-            return "GOOGLE_API_KEY (Vertex AI)"
-        if env.get("GOOGLE_CLOUD_PROJECT") and env.get("GOOGLE_CLOUD_LOCATION"):
-            return "Vertex AI (GOOGLE_CLOUD_PROJECT)"
-    home = env.get("GEMINI_CLI_HOME") or env.get("HOME")
-    if home:
-        # A Google sign-in leaves its tokens and selects its auth type in settings.json; headless, the
-        # CLI uses the login only when both are there.
-        folder = Path(home) / ".gemini"
-        for name in ("oauth_creds.json", "gemini-credentials.json"):
-            if (folder / name).is_file() and _selected_auth(folder / "settings.json") == "oauth-personal":
-                return f"Google login (~/.gemini/{name})"
-    return None
-
-
-def _selected_auth(settings: Path) -> str | None:
-    try:
-        data = json.loads(settings.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    selected = (
-        data.get("security", {}).get("auth", {}).get("selectedType") if isinstance(data, dict) else None
-    )
-    return selected if isinstance(selected, str) else None
+    found = find_gemini_credentials(env)
+    return found.source if found.found else None
 
 
 # --- events -------------------------------------------------------------------------------------------

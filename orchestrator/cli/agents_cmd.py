@@ -20,6 +20,7 @@ from orchestrator.workspace.sandbox import resolve_sandbox
 def check_agents(loaded: LoadedSettings, agents: tuple[str, ...] = REAL_AGENTS) -> list[Availability]:
     """Availability of each agent, judged with the environment its child would really get."""
     readiness = AgentReadiness(loaded.settings, os.environ)
+    readiness.probe(agents)  # all at once
     found: list[Availability] = []
     for name in agents:
         availability = readiness.of(name)

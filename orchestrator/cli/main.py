@@ -39,6 +39,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "orchestrator.cli.trust_cmd:trust",
         "Allow a repository's own config to run commands (like direnv allow).",
     ),
+    "doctor": (
+        "orchestrator.cli.doctor_cmd:doctor",
+        "Check the state folder, free space, the run store and the CLIs (--repair).",
+    ),
     "audit": ("orchestrator.cli.audit_cmd:audit", "What agents ran and what was written to your repos."),
 }
 
@@ -122,21 +126,26 @@ def cli(log_level: str | None, log_format: str | None) -> None:
     on a git branch of its own."""
 
 
-def _crash_log(exc: BaseException) -> Path:
-    state = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
-    log_dir = state / "ai-agents-orchestrator" / "crashes"
-    log_dir.mkdir(parents=True, exist_ok=True)
-    path = log_dir / f"crash-{datetime.now():%Y%m%d-%H%M%S}-{os.getpid()}.log"
-    from orchestrator.secrets import process_masker
+def _crash_log(exc: BaseException) -> Path | None:
+    """The traceback, under the state home's crashes/ (where ORCHESTRATOR_HOME says, never HOME when
+    it says otherwise); the system's temporary folder when the state home cannot be written."""
+    import tempfile
 
-    path.write_text(
-        process_masker().mask(
-            f"ai-agents-orchestrator {__version__}\npython {sys.version}\nargv {sys.argv}\n\n"
-            + "".join(traceback.format_exception(exc))
-        ),
-        encoding="utf-8",
+    from orchestrator.workspace.paths import state_home
+
+    text = f"ai-agents-orchestrator {__version__}\npython {sys.version}\nargv {sys.argv}\n\n" + "".join(
+        traceback.format_exception(exc)
     )
-    return path
+    name = f"crash-{datetime.now():%Y%m%d-%H%M%S}-{os.getpid()}.log"
+    for log_dir in (state_home(os.environ) / "crashes", Path(tempfile.gettempdir())):
+        path = log_dir / name
+        try:
+            log_dir.mkdir(parents=True, exist_ok=True)
+            path.write_text(_masked(text), encoding="utf-8")
+            return path
+        except OSError:
+            continue
+    return None
 
 
 def _masked(text: str) -> str:
@@ -177,8 +186,7 @@ def main(argv: list[str] | None = None) -> Any:
     except Exception as exc:  # the last resort: keep the evidence for a bug report
         _log_failure("internal error", exc)
         path = _crash_log(exc)
-        click.echo(
-            f"internal error: {_masked(repr(exc))}\n  a crash log with the traceback is at {path}", err=True
-        )
+        where = f"a crash log with the traceback is at {path}" if path else "no crash log could be written"
+        click.echo(f"internal error: {_masked(repr(exc))}\n  {where}", err=True)
         sys.exit(EXIT_INTERNAL)
     sys.exit(code if isinstance(code, int) else 0)

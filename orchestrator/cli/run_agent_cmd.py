@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from orchestrator.adapters import AGENT_NAMES, get_adapter
-from orchestrator.adapters.base import AgentRequest, PermissionMode
+from orchestrator.adapters.base import AgentRequest, PermissionMode, credential_vars_for
 from orchestrator.adapters.runner import run_agent_step
 from orchestrator.cli.common import config_option, print_json, settings_for
 from orchestrator.cli.render import ConsoleRenderer
@@ -83,7 +83,9 @@ def run_agent(
         resume_session=resume_session,
         model=model or config.model,
         extra_args=tuple(config.args),
-        env=agent_child_vars(agent, config, adapter.credential_vars, os.environ),
+        env=agent_child_vars(
+            agent, config, credential_vars_for(adapter, os.environ, config.args), os.environ
+        ),
         command=config.command,
     )
     # Masks what the agent is given (and key-shaped strings) in the output, the transcript, the JSON.

@@ -8,10 +8,11 @@ store, so a killed run resumes: completed steps are replayed from the store, the
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from typing import Any
 import structlog
 
 from orchestrator.adapters import get_adapter
-from orchestrator.adapters.base import AgentRequest, Availability, PermissionMode
+from orchestrator.adapters.base import AgentRequest, Availability, PermissionMode, credential_vars_for
 from orchestrator.adapters.runner import AgentStepResult, run_agent_step
 from orchestrator.audit import AuditLog, audit_agent_step
 from orchestrator.config import Settings, agent_child_vars, agent_environments
@@ -32,6 +33,7 @@ from orchestrator.engine.prompts import (
     render_review_retry,
     render_step,
 )
+from orchestrator.engine.rate_limits import call_with_rate_limit_retries
 from orchestrator.engine.readiness import AgentReadiness, unready_kind
 from orchestrator.engine.report import RunReport, build_report
 from orchestrator.engine.review import (
@@ -261,7 +263,8 @@ class RunEngine:
     def _run_agent(self, iteration: int, index: int, step: Step, follow_up: str | None) -> None:
         step_id = step_id_for(iteration, index, step)
         notes: list[str] = []
-        agent = self._pick_agent(step.agent, notes)
+        avoid = self.readiness.avoid_for(step, self.workflow)  # a review never goes to the code's authors
+        agent = self._pick_agent(step.agent, notes, avoid)
         if agent is None:
             self._agent_unavailable(iteration, index, step, notes)
             return
@@ -278,14 +281,24 @@ class RunEngine:
                     run_id=self.run_id, step_id=step_id, agent=agent, task=step.task, iteration=iteration
                 )
             )
-            result = self._call_agent(agent, step, step_id, prompt)
+            given_up: list[AgentStepResult] = []
+            result = call_with_rate_limit_retries(
+                functools.partial(self._call_agent, agent, step, step_id, prompt),
+                policy=self.settings.agent(agent).retry,
+                others_ready=functools.partial(self._fallback_exists, step.agent, agent, avoid),
+                cancel=self.cancel,
+                failed=given_up.append,
+                label=f"{step_id} ({agent})",
+            )
+            for earlier in given_up:
+                usage = usage + _usage_of(earlier)
             usage = usage + _usage_of(result)
             kind = result.summary.error_kind
             if result.success or kind not in FALLBACK_ERRORS or self.cancel.is_set():
                 break
             # This agent cannot work now: the next ready one takes the step.
             self.state.unavailable.add(agent)
-            replacement = self._pick_agent(step.agent, notes)
+            replacement = self._pick_agent(step.agent, notes, avoid)
             if replacement is None:
                 break
             note = f"{agent} failed ({kind}: {result.summary.error_message}); {replacement} took the step"
@@ -452,7 +465,12 @@ class RunEngine:
             resume_session=self._session_for(agent, step.read_only),
             model=step.model or config.model,
             extra_args=tuple(config.args),
-            env={**agent_child_vars(agent, config, adapter.credential_vars, self.env), **self._guard_env()},
+            env={
+                **agent_child_vars(
+                    agent, config, credential_vars_for(adapter, self.env, config.args), self.env
+                ),
+                **self._guard_env(),
+            },
             command=config.command,
         )
 
@@ -550,8 +568,12 @@ class RunEngine:
         self.state.verdict_iteration = iteration
         self.state.findings = list(verdict.findings)
 
-    def _pick_agent(self, wanted: str, notes: list[str]) -> str | None:
-        agent = self.readiness.pick(wanted, exclude=sorted(self.state.unavailable))
+    def _fallback_exists(self, wanted: str, failed: str, avoid: Sequence[str]) -> bool:
+        exclude = sorted({*self.state.unavailable, failed})
+        return self.readiness.pick(wanted, exclude=exclude, avoid=avoid) is not None
+
+    def _pick_agent(self, wanted: str, notes: list[str], avoid: Sequence[str] = ()) -> str | None:
+        agent = self.readiness.pick(wanted, exclude=sorted(self.state.unavailable), avoid=avoid)
         if agent is not None and agent != wanted:
             why = (
                 "it failed earlier in this run"

@@ -6,11 +6,14 @@ or continues runs with a follow-up. Entry points add only their own rendering.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+
+import structlog
 
 from orchestrator.audit import AuditLog
 from orchestrator.config import Settings, agent_environments
@@ -25,15 +28,19 @@ from orchestrator.engine.readiness import AgentReadiness
 from orchestrator.engine.report import RunReport
 from orchestrator.engine.runner import RunEngine
 from orchestrator.engine.workflow import LoadedWorkflow, apply_agent_overrides, load_workflow
-from orchestrator.errors import UsageError
+from orchestrator.errors import OrchestratorError, RunStopped, StoreError, UsageError
 from orchestrator.events import EventBus, Notice, RunEvent, RunStarted
 from orchestrator.logs import event_logger, run_log
+from orchestrator.retries import RetryNote, retries_reported_to, retry_text
 from orchestrator.secrets import SecretMasker, mask_model, process_masker
 from orchestrator.store import RunOptions, RunRecord, Store
+from orchestrator.store.faults import caused_by_full_disk
 from orchestrator.trust import is_inside, require_trust
 from orchestrator.workspace.paths import default_workspace_dir, new_run_id, state_home
 from orchestrator.workspace.run_workspace import RunWorkspace, branch_name, resolve_repo
 from orchestrator.workspace.sandbox import resolve_sandbox
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -62,10 +69,16 @@ class RunService:
         self.masker = SecretMasker.from_environments(env, agent_environments(settings, env))
         process_masker().add(self.masker)
         self.store = store or Store(self.state_home / "state.db", masker=self.masker)
-        self.readiness = AgentReadiness(settings, env)
+        self.readiness = AgentReadiness(settings, env, state_home=self.state_home)
         self._pending_notices: dict[str, list[str]] = {}  # run id -> warnings from create, for execute
-        # Runs whose orchestrator died (killed, crashed) show as interrupted from now on.
-        self.store.mark_interrupted_if_owner_dead()
+        # Runs whose orchestrator died (killed, crashed) show as interrupted from now on. On a full or
+        # read-only disk that cannot be written; reading still works, so commands that only read do.
+        try:
+            self.store.mark_interrupted_if_owner_dead()
+        except StoreError as exc:
+            if exc.problem not in ("disk_full", "read_only"):
+                raise
+            log.warning("runs of dead processes not marked", reason=exc.message)
 
     def close(self) -> None:
         self.store.close()
@@ -149,7 +162,9 @@ class RunService:
     ) -> RunReport:
         run = self.store.claim_run(run_id) if resume or follow_up is not None else self.store.get_run(run_id)
         bus = EventBus(transform=partial(mask_model, self.masker))
-        bus.subscribe(self.store.subscriber(run_id), replay=False)
+        cancel = cancel or threading.Event()
+        store_failures: list[StoreError] = []
+        bus.subscribe(self._store_subscriber(run_id, cancel, store_failures), replay=False)
         bus.subscribe(event_logger(), replay=False)
         for subscriber in subscribers:
             bus.subscribe(subscriber, replay=False)
@@ -183,7 +198,44 @@ class RunService:
                 )
             for text in self._pending_notices.pop(run_id, []):
                 bus.publish(Notice(run_id=run_id, level="warning", text=text))
-            return engine.execute(follow_up=follow_up)
+            try:
+                with retries_reported_to(functools.partial(_publish_retry, bus, run_id)):
+                    report = engine.execute(follow_up=follow_up)
+            except (OrchestratorError, OSError) as exc:
+                if caused_by_full_disk(exc, self.state_home):
+                    raise self._stopped_for_full_disk(run_id, exc) from exc
+                raise
+        if store_failures:
+            # The store failed under the run (its events could not be kept) and the run was cancelled.
+            if caused_by_full_disk(store_failures[0], self.state_home):
+                raise self._stopped_for_full_disk(run_id, store_failures[0]) from store_failures[0]
+            raise store_failures[0]
+        return report
+
+    def _store_subscriber(
+        self, run_id: str, cancel: threading.Event, failures: list[StoreError]
+    ) -> Callable[[RunEvent], None]:
+        """Stores the run's events. When the store fails (a full disk), the run is cancelled rather
+        than going on with nothing recorded."""
+
+        def store_event(event: RunEvent) -> None:
+            try:
+                self.store.add_event(run_id, event)
+            except StoreError as exc:
+                failures.append(exc)
+                cancel.set()
+                raise
+
+        return store_event
+
+    def _stopped_for_full_disk(self, run_id: str, exc: BaseException) -> RunStopped:
+        marked = self.store.stop_for_full_disk(run_id)
+        reason = exc.message if isinstance(exc, OrchestratorError) else str(exc)
+        where = "marked failed" if marked else "will be marked failed by the next `orchestrator` command"
+        return RunStopped(
+            f"run {run_id} was stopped because the disk is full ({reason}); the run {where}",
+            hint=f"free some space, then `orchestrator runs resume {run_id}` goes on from its last commit",
+        )
 
     @property
     def audit(self) -> AuditLog:
@@ -198,3 +250,17 @@ class RunService:
     def workspace(self, run_id: str) -> RunWorkspace:
         run = self.store.get_run(run_id)
         return RunWorkspace.open(Path(run.repo), run_id, state_home=self.state_home, environ=self.env)
+
+
+def _publish_retry(bus: EventBus, run_id: str, note: RetryNote) -> None:
+    """Each retry during a run is a notice in its event log (kind "retry", what was retried as the
+    reason: what metrics count); the log line is written by report_retry."""
+    bus.publish(
+        Notice(
+            run_id=run_id,
+            level="warning",
+            kind="retry",
+            reason=note.what,
+            text=retry_text(note),
+        )
+    )

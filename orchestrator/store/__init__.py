@@ -8,11 +8,14 @@ processes queue on SQLite's lock (busy_timeout) instead of failing. The schema i
 A run records the process that owns it (pid plus a start-time token, see `process_token`), so a run
 left "running" by a process that died is recognised and marked interrupted, even if its pid was reused.
 Text that could carry a secret (events, step errors, step details) is masked before it is written.
+A run stopped by a full disk is marked failed: by its own process if the store can still be written,
+else by the next process that opens the store (from an empty marker file beside it).
 """
 
 from __future__ import annotations
 
 from orchestrator.store.events import EventsMixin
+from orchestrator.store.faults import translate_store_errors
 from orchestrator.store.owners import owner_alive, process_token
 from orchestrator.store.records import (
     COMPLETED_STEP_STATUSES,
@@ -49,8 +52,11 @@ __all__ = [
 ]
 
 
+@translate_store_errors
 class Store(RunsMixin, StepsMixin, EventsMixin):
     """The run store at `path` (created with its folder if missing). Safe to share between threads;
     several processes may open the same file. Close it (or use it as a context manager) when done.
 
-    One class over one file; each table's operations live in their own module (runs, steps, events)."""
+    One class over one file; each table's operations live in their own module (runs, steps, events).
+    A fault of the file (corrupt, unreadable, read-only, disk full, locked) is a StoreError from any
+    method (exit 2, with the path and what to do), never a raw `sqlite3` error."""

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import sqlite3
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -66,7 +68,7 @@ class RunsMixin(StoreBase):
             raise RunNotFound(
                 f"no run {run_id!r} in {self.path}", hint="`orchestrator runs list` shows the runs"
             )
-        return run_from_row(row)
+        return self._record(row)
 
     def list_runs(
         self, repo: Path | str | None = None, limit: int = 50, *, status: str | None = None
@@ -84,7 +86,19 @@ class RunsMixin(StoreBase):
             f"SELECT {RUN_COLUMNS} FROM runs {where} ORDER BY created_at DESC, id DESC LIMIT ?",
             (*params, limit),
         )
-        return [run_from_row(row) for row in rows]
+        return [self._record(row) for row in rows]
+
+    def _record(self, row: sqlite3.Row) -> RunRecord:
+        """The run as stored; a run stopped by a full disk that could not be marked yet (see
+        `stop_for_full_disk`) reads as failed already."""
+        record = run_from_row(row)
+        if (
+            record.status == "running"
+            and self._stop_marker(record.id).exists()
+            and not owner_alive(record.owner_pid, record.owner_token)
+        ):
+            return record.model_copy(update={"status": "failed", "stop_reason": DISK_FULL})
+        return record
 
     def update_run_status(
         self,
@@ -150,37 +164,77 @@ class RunsMixin(StoreBase):
         return self.get_run(run_id)
 
     def mark_interrupted_if_owner_dead(self) -> list[str]:
-        """Runs left "running" by a process that is gone become "interrupted", with their running steps.
+        """Runs left "running" by a process that is gone become "interrupted", with their running steps;
+        a run whose process stopped it for a full disk (an empty marker file beside the store) becomes "failed".
         Returns their ids. A reused pid is told apart by its start time (see `process_token`)."""
         marked: list[str] = []
         with self._write() as tx:
             rows = tx.execute(
                 "SELECT id, branch, owner_pid, owner_token FROM runs WHERE status = 'running'"
             ).fetchall()
-            now = time.time()
             for row in rows:
                 if owner_alive(row["owner_pid"], row["owner_token"]):
                     continue
-                run_id = row["id"]
-                self._touch_run(
-                    tx,
-                    run_id,
-                    "status = 'interrupted', stop_reason = 'interrupted', finished_at = ?",
-                    (now,),
-                )
-                tx.execute(
-                    "UPDATE steps SET status = 'interrupted', finished_at = ?, error_kind = 'other',"
-                    " error_message = ? WHERE run_id = ? AND status = 'running'",
-                    (now, "the orchestrator process ended during this step", run_id),
-                )
-                text = f"run interrupted: its orchestrator process ({row['owner_pid']}) is gone"
-                self._insert_event(tx, run_id, Notice(run_id=run_id, level="warning", text=text))
-                self._insert_event(
-                    tx,
-                    run_id,
-                    RunFinished(
-                        run_id=run_id, status="interrupted", stop_reason="interrupted", branch=row["branch"]
-                    ),
-                )
-                marked.append(run_id)
+                if self._stop_marker(row["id"]).exists():
+                    self._end_run(tx, row["id"], row["branch"], "failed", DISK_FULL, DISK_FULL_TEXT)
+                else:
+                    text = f"run interrupted: its orchestrator process ({row['owner_pid']}) is gone"
+                    self._end_run(
+                        tx,
+                        row["id"],
+                        row["branch"],
+                        "interrupted",
+                        "interrupted",
+                        text,
+                        step_message="the orchestrator process ended during this step",
+                    )
+                marked.append(row["id"])
+        for run_id in marked:
+            self._stop_marker(run_id).unlink(missing_ok=True)
         return marked
+
+    def stop_for_full_disk(self, run_id: str) -> bool:
+        """Marks a run cut short by a full disk as failed (its running steps too). When the store
+        cannot be written either, leaves an empty marker file (a name, no data: it needs no free
+        blocks) so the next open marks it; returns False then. A run already finished is left as is."""
+        try:
+            with self._write() as tx:
+                row = tx.execute("SELECT branch, status FROM runs WHERE id = ?", (run_id,)).fetchone()
+                if row is not None and row["status"] == "running":
+                    self._end_run(tx, run_id, row["branch"], "failed", DISK_FULL, DISK_FULL_TEXT)
+            return True
+        except (sqlite3.Error, OSError):
+            with contextlib.suppress(OSError):
+                self._stop_marker(run_id).touch()
+            return False
+
+    def _stop_marker(self, run_id: str) -> Path:
+        return self.stop_marker(run_id, DISK_FULL)
+
+    def _end_run(
+        self,
+        tx: sqlite3.Connection,
+        run_id: str,
+        branch: str,
+        status: RunStatus,
+        reason: str,
+        text: str,
+        *,
+        step_message: str | None = None,
+    ) -> None:
+        now = time.time()
+        self._touch_run(tx, run_id, "status = ?, stop_reason = ?, finished_at = ?", (status, reason, now))
+        step_status = "interrupted" if status == "interrupted" else "failed"
+        tx.execute(
+            "UPDATE steps SET status = ?, finished_at = ?, error_kind = 'other', error_message = ?"
+            " WHERE run_id = ? AND status = 'running'",
+            (step_status, now, step_message or text, run_id),
+        )
+        self._insert_event(tx, run_id, Notice(run_id=run_id, level="warning", text=text))
+        self._insert_event(
+            tx, run_id, RunFinished(run_id=run_id, status=status, stop_reason=reason, branch=branch)
+        )
+
+
+DISK_FULL = "disk_full"
+DISK_FULL_TEXT = "run failed: the disk holding the run's state filled up, so the run was stopped"

@@ -8,7 +8,8 @@ Every command we run gets:
 - no background gc or fsmonitor daemon (they would outlive the command);
 - an identity: the user's configured one, else `ai-agents-orchestrator <orchestrator@localhost>`
   (CI machines often have none);
-- a brief retry when git's own lock files collide (two runs on one repository).
+- a brief retry when git's own lock files collide (two runs on one repository), with tenacity, each
+  retry reported (orchestrator/retries.py); no other git failure is retried.
 """
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ from __future__ import annotations
 import functools
 import os
 import re
-import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
+
+import tenacity
 
 from orchestrator.errors import GitError
 from orchestrator.proc import CommandResult, child_env, run_command
+from orchestrator.retries import RetryNote, report_retry, short
 
 FALLBACK_NAME = "ai-agents-orchestrator"
 FALLBACK_EMAIL = "orchestrator@localhost"
@@ -117,19 +120,44 @@ class Git:
         """Run `git <args>`; with check, a failure raises GitError carrying git's own words."""
         argv = ["git", *self._config_args(), *args]
         full_env = {**self._env, **(env or {})}
-        delays = iter(self.retry_delays_s)
-        while True:
-            result = run_command(
-                argv, self.path, env=full_env, input=input, timeout_s=timeout_s or self.timeout_s
-            )
-            if result.ok or not _is_lock_collision(result):
-                break
-            delay = next(delays, None)
-            if delay is None:
-                break
-            time.sleep(delay)
+
+        def attempt() -> CommandResult:
+            return run_command(argv, self.path, env=full_env, input=input, timeout_s=timeout_s or self.timeout_s)
+
+        result = attempt()
+        if not result.ok and _is_lock_collision(result):
+            result = self._retry_lock_collision(attempt, result, args)
         if check and not result.ok:
             raise git_error(result, args)
+        return result
+
+    def _retry_lock_collision(
+        self, attempt: Callable[[], CommandResult], failed: CommandResult, args: tuple[str, ...]
+    ) -> CommandResult:
+        """Another git holds a lock (index.lock, a ref's lock): wait and try again, each retry reported
+        (a log line, and a "retry" notice in the run's log during a run). `failed` is the first try's
+        result; the last result is given back whatever it is."""
+        delays = self.retry_delays_s
+        tries = len(delays) + 1
+        results = iter([failed])
+
+        def next_try() -> CommandResult:
+            return next(results, None) or attempt()  # the failure already seen is try 1
+
+        def before_sleep(state: tenacity.RetryCallState) -> None:
+            last: CommandResult = state.outcome.result()  # type: ignore[union-attr]
+            wait_s = state.next_action.sleep if state.next_action is not None else 0.0
+            why = short(f"git {' '.join(args[:2])}: {last.stderr.strip()}")
+            report_retry(RetryNote("git_lock", state.attempt_number, tries, wait_s, why))
+
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_result(lambda r: not r.ok and _is_lock_collision(r)),
+            wait=lambda state: delays[min(state.attempt_number, len(delays)) - 1],
+            stop=tenacity.stop_after_attempt(tries),
+            before_sleep=before_sleep,
+            retry_error_callback=lambda state: state.outcome.result(),  # type: ignore[union-attr]
+        )
+        result: CommandResult = retrying(next_try)
         return result
 
     def out(self, *args: str, env: Mapping[str, str] | None = None, input: str | None = None) -> str:  # noqa: A002

@@ -67,12 +67,22 @@ def test_is_registered_and_satisfies_the_protocol():
     assert isinstance(adapter, ClaudeAdapter)
     assert isinstance(adapter, Adapter)
     assert adapter.name == "claude"
-    assert set(adapter.credential_vars) == {
+    assert set(adapter.credential_vars) >= {
         "ANTHROPIC_API_KEY",
         "ANTHROPIC_AUTH_TOKEN",
         "CLAUDE_CODE_OAUTH_TOKEN",
         "ANTHROPIC_BASE_URL",
+        # Bedrock and Vertex AI set-ups reach the CLI too
+        "CLAUDE_CODE_USE_BEDROCK",
+        "AWS_REGION",
+        "CLAUDE_CODE_USE_VERTEX",
+        "ANTHROPIC_VERTEX_PROJECT_ID",
+        "CLOUD_ML_REGION",
     }
+    # never another vendor's keys
+    assert not {"OPENAI_API_KEY", "GEMINI_API_KEY", "CODEX_API_KEY", "GH_TOKEN"} & set(
+        adapter.credential_vars
+    )
 
 
 def test_new_task_puts_the_prompt_on_stdin(tmp_path):
@@ -456,7 +466,10 @@ def test_config_dir_moves_the_login(tmp_path):
         f"login ({config_dir / '.credentials.json'})"
     )
     assert auth_source_in({"HOME": str(tmp_path)}) is None
-    assert auth_source_in({"CLAUDE_CODE_USE_BEDROCK": "1", "ANTHROPIC_API_KEY": "k"}).startswith("Amazon")
+    bedrock = {"CLAUDE_CODE_USE_BEDROCK": "1", "ANTHROPIC_API_KEY": "k", "AWS_REGION": "us-east-1"}
+    assert auth_source_in(bedrock).startswith("Amazon Bedrock")
+    # Bedrock without a region cannot work (Claude Code needs AWS_REGION): not a credential
+    assert auth_source_in({**bedrock, "AWS_REGION": ""}) is None
 
 
 def test_no_credentials_is_not_ready_and_says_how(tmp_path):

@@ -457,8 +457,8 @@ def test_installed_without_auth_is_not_ready(tmp_path):
         ({"GITHUB_TOKEN": "g", "GH_TOKEN": "h"}, "GH_TOKEN"),
         ({"COPILOT_GITHUB_TOKEN": "c", "GH_TOKEN": "h"}, "COPILOT_GITHUB_TOKEN"),
         (
-            {"COPILOT_PROVIDER_BASE_URL": "http://127.0.0.1:1/v1"},
-            "COPILOT_PROVIDER_BASE_URL (own model provider)",
+            {"COPILOT_PROVIDER_BASE_URL": "http://127.0.0.1:1/v1", "COPILOT_MODEL": "m"},
+            "own model provider http://127.0.0.1:1/v1 (openai; no key: a local server)",
         ),
     ],
 )
@@ -467,6 +467,15 @@ def test_auth_from_the_environment_in_copilots_order(tmp_path, extra, source):
     status = CopilotAdapter().availability(base_env(tmp_path, **extra))
     assert status.ready and status.reason == "ready"
     assert status.auth_source == source
+
+
+def test_own_provider_without_a_model_is_not_ready_and_says_so(tmp_path):
+    # BYOK needs a model (`copilot help providers`), from COPILOT_MODEL or the agent's model
+    fake_copilot(tmp_path)
+    env = base_env(tmp_path, COPILOT_PROVIDER_BASE_URL="http://127.0.0.1:1/v1")
+    status = CopilotAdapter().availability(env)
+    assert not status.ready and "has no model" in status.reason and "COPILOT_MODEL" in (status.fix or "")
+    assert CopilotAdapter().availability(env, model="gpt-5").ready
 
 
 def test_a_login_stored_under_home(tmp_path):

@@ -84,7 +84,8 @@ def test_is_registered_and_satisfies_the_protocol():
 def test_credential_vars_are_googles_own():
     creds = GeminiAdapter().credential_vars
     assert {"GEMINI_API_KEY", "GOOGLE_API_KEY", "GOOGLE_GEMINI_BASE_URL"} <= set(creds)
-    assert all(v.startswith(("GEMINI_", "GOOGLE_")) for v in creds)
+    # Google's own, and gcloud's folder / Cloud Shell's switch (application default credentials)
+    assert all(v.startswith(("GEMINI_", "GOOGLE_", "CLOUDSDK_")) or v == "CLOUD_SHELL" for v in creds)
 
 
 # --- build_command ------------------------------------------------------------------------------------
@@ -523,10 +524,13 @@ def test_availability_of_a_broken_binary_and_a_command_override(tmp_path):
     ("env", "source"),
     [
         ({"GEMINI_API_KEY": KEY}, "GEMINI_API_KEY"),
-        ({"GOOGLE_GENAI_USE_VERTEXAI": "true", "GOOGLE_API_KEY": KEY}, "GOOGLE_API_KEY (Vertex AI)"),
+        (
+            {"GOOGLE_GENAI_USE_VERTEXAI": "true", "GOOGLE_API_KEY": KEY},
+            "GOOGLE_API_KEY (Vertex AI express mode)",
+        ),
         (
             {"GOOGLE_GENAI_USE_VERTEXAI": "true", "GOOGLE_CLOUD_PROJECT": "p", "GOOGLE_CLOUD_LOCATION": "l"},
-            "Vertex AI (GOOGLE_CLOUD_PROJECT)",
+            "Vertex AI (project p, l; credentials: no ADC file here (the metadata server's?))",
         ),
         ({"GOOGLE_API_KEY": KEY}, None),  # without the Vertex switch the CLI ignores it
         ({}, None),
