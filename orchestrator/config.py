@@ -12,6 +12,7 @@ the key path, and what is allowed.
         model: claude-sonnet-4-5
         timeout_s: 1200
         idle_timeout_s: 180
+        transcript_max_bytes: 52428800       # per step, .jsonl and .stderr together (default 50 MB)
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from orchestrator.adapters import AGENT_NAMES
 from orchestrator.errors import ConfigError
+from orchestrator.files import read_config_text
 
 
 class AgentConfig(BaseModel):
@@ -43,6 +45,8 @@ class AgentConfig(BaseModel):
     inherit_credentials: bool = True
     # "subprocess" (structured output on pipes, the default) or "pty" (a terminal).
     communicator: Literal["subprocess", "pty"] = "subprocess"
+    # What one step's transcripts (.jsonl and .stderr together) may take on disk; past it, a marker.
+    transcript_max_bytes: int = Field(default=50 * 1024 * 1024, ge=4096)
 
     @field_validator("env")
     @classmethod
@@ -92,7 +96,8 @@ class LoadedSettings:
 _ALLOWED = {
     "": "agents, fallback_order, workspace_dir, workflow",
     "agents": ", ".join(AGENT_NAMES),
-    "agent": "command, args, env, model, timeout_s, idle_timeout_s, inherit_credentials, communicator",
+    "agent": "command, args, env, model, timeout_s, idle_timeout_s, inherit_credentials, communicator,"
+    " transcript_max_bytes",
 }
 
 
@@ -124,13 +129,10 @@ def load_settings(
     if path is None:
         return LoadedSettings(Settings(), None)
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(
-            f"cannot read the configuration file ({exc.strerror})",
-            file=str(path),
-            hint="check the path given by " + how,
-        ) from exc
+        text = read_config_text(path, what="configuration file")
+    except ConfigError as exc:
+        exc.hint = exc.hint or "check the path given by " + how
+        raise
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
-import threading
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -16,8 +15,10 @@ from orchestrator.adapters.base import AgentRequest, PermissionMode
 from orchestrator.adapters.runner import run_agent_step
 from orchestrator.cli.common import config_option, print_json, settings_for
 from orchestrator.cli.render import ConsoleRenderer
+from orchestrator.cli.worker import run_cancellable
 from orchestrator.config import agent_child_vars
 from orchestrator.errors import EXIT_INTERRUPTED
+from orchestrator.proc import use_process_records
 from orchestrator.workspace.paths import state_home
 
 
@@ -85,9 +86,10 @@ def run_agent(
         command=config.command,
     )
     renderer = ConsoleRenderer(stream=sys.stderr)
-    cancel = threading.Event()
-    try:
-        result = run_agent_step(
+    use_process_records(state_home(os.environ) / "procs")
+    # In a worker thread, so Ctrl-C, SIGTERM and SIGHUP cancel the step through its kill ladder.
+    result, interrupted = run_cancellable(
+        lambda cancel: run_agent_step(
             adapter,
             request,
             config,
@@ -96,8 +98,8 @@ def run_agent(
             cancel=cancel,
             transcript=transcript,
         )
-    except KeyboardInterrupt:
-        cancel.set()
+    )
+    if interrupted:
         sys.exit(EXIT_INTERRUPTED)
     if as_json:
         print_json(result.to_json())

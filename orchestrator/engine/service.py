@@ -6,21 +6,28 @@ or continues runs with a follow-up. Entry points add only their own rendering.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+import structlog
 
 from orchestrator.config import Settings
 from orchestrator.engine.readiness import AgentReadiness
 from orchestrator.engine.report import RunReport
 from orchestrator.engine.runner import RunEngine
 from orchestrator.engine.workflow import apply_agent_overrides, load_workflow
-from orchestrator.errors import UsageError
-from orchestrator.events import EventBus, RunEvent, RunStarted
+from orchestrator.errors import OrchestratorError, UsageError
+from orchestrator.events import EventBus, Notice, RunEvent, RunStarted
+from orchestrator.proc import use_process_records
+from orchestrator.proc_tree import Leftovers, end_orphaned_processes
 from orchestrator.store import RunOptions, RunRecord, Store
 from orchestrator.workspace.paths import default_workspace_dir, new_run_id, state_home
 from orchestrator.workspace.run_workspace import RunWorkspace, branch_name, resolve_repo
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -44,8 +51,31 @@ class RunService:
         self.state_home = state_home(env)
         self.store = store or Store(self.state_home / "state.db")
         self.readiness = AgentReadiness(settings, env)
-        # Runs whose orchestrator died (killed, crashed) show as interrupted from now on.
-        self.store.mark_interrupted_if_owner_dead()
+        # What an orchestrator that was killed left running is ended first; then its runs show as
+        # interrupted from now on.
+        records = self.state_home / "procs"
+        use_process_records(records)
+        ended = end_orphaned_processes(records)
+        interrupted = self.store.mark_interrupted_if_owner_dead()
+        if ended:
+            self._say_ended(ended, interrupted)
+
+    def _say_ended(self, ended: Sequence[Leftovers], interrupted: Sequence[str]) -> None:
+        owners: dict[int | None, str] = {}
+        for run_id in interrupted:
+            with contextlib.suppress(OrchestratorError):
+                record = self.store.get_run(run_id)
+                owners[record.owner_pid] = run_id
+        for leftovers in ended:
+            owner_run = owners.get(leftovers.owner_pid)
+            whose = f"run {owner_run}" if owner_run else "an orchestrator command"
+            text = (
+                f"ended {len(leftovers.pids)} process(es) left by {whose} "
+                f"(its orchestrator process {leftovers.owner_pid} is gone): {' '.join(map(str, leftovers.pids))}"
+            )
+            log.warning(text)
+            if owner_run:
+                self.store.subscriber(owner_run)(Notice(run_id=owner_run, level="warning", text=text))
 
     def close(self) -> None:
         self.store.close()
