@@ -581,7 +581,10 @@ class RunEngine:
             self.env, {"PYTHONDONTWRITEBYTECODE": "1", **self._guard_env()}, tmpdir=self.paths.tmp_dir
         )
         try:
-            result = run_command(list(argv), self.ws.worktree, env=env, timeout_s=gate.timeout_s)
+            # contain: a gate (a test suite) may start servers or daemons; none outlives the gate.
+            result = run_command(
+                list(argv), self.ws.worktree, env=env, timeout_s=gate.timeout_s, contain=True
+            )
             output = (result.stdout + result.stderr)[-GATE_TAIL_CHARS:]
             passed = result.ok
             exit_code: int | None = None if result.timed_out else result.returncode
