@@ -1,4 +1,4 @@
-"""The ONLY module that spawns processes.
+"""The ONLY module that spawns processes (with its helper proc_supervise.py, which starts the guardian).
 
 Two communicators run a child and stream its output line by line as it arrives: `SubprocessCommunicator`
 (pipes) and `PtyCommunicator` (a pseudo-terminal, via pexpect). Both enforce:
@@ -24,7 +24,6 @@ end what a killed orchestrator left (`proc_tree.end_orphaned_processes`).
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import os
 import re
@@ -32,7 +31,6 @@ import selectors
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -43,7 +41,7 @@ from typing import Literal
 
 from orchestrator.errors import AgentNotInstalled, OrchestratorError
 from orchestrator.proc_output import READ_SIZE, LineSplitter, Tail, Watch, apply_verdict, decode
-from orchestrator.proc_shim import start_time
+from orchestrator.proc_supervise import end_supervised, guardian, supervised, use_process_records
 from orchestrator.proc_tree import (  # re-exported: what callers used to import from here
     MARKER_OWNER,
     MARKER_PARENT,
@@ -58,6 +56,7 @@ from orchestrator.proc_tree import (  # re-exported: what callers used to import
 )
 
 __all__ = [
+    "use_process_records",
     "MARKER_OWNER",
     "MARKER_PARENT",
     "MARKER_SPAWN",
@@ -180,125 +179,6 @@ def _marked_env(env: Mapping[str, str]) -> tuple[dict[str, str], str]:
     return marked, spawn_id
 
 
-# --- supervisors, records and the guardian ----------------------------------------------------------
-
-_SHIM = str(Path(__file__).with_name("proc_shim.py"))
-_records_root: Path | None = None
-_state_lock = threading.Lock()
-
-
-def use_process_records(folder: Path | None) -> None:
-    """Have supervisors record their trees under `folder/<owner>/` (see proc_tree); None stops it."""
-    global _records_root
-    _records_root = folder
-
-
-def _record_file(spawn_id: str) -> str:
-    root = _records_root
-    if root is None:
-        return "-"
-    folder = root / owner_id()
-    try:
-        if not folder.is_dir():
-            folder.mkdir(parents=True, exist_ok=True)
-            atexit.register(shutil.rmtree, folder, True)
-    except OSError:
-        return "-"
-    return str(folder / f"{spawn_id}.pids")
-
-
-def _supervised(argv: Sequence[str], spawn_id: str) -> list[str]:
-    """argv run under a supervisor (proc_shim.py), which ends the whole tree, whatever happens."""
-    return [
-        sys.executable,
-        "-I",
-        "-S",
-        _SHIM,
-        "supervise",
-        str(os.getpid()),
-        _record_file(spawn_id),
-        "--",
-        *argv,
-    ]
-
-
-class _Guardian:
-    """One guardian process per orchestrator process, started on first use: it kills the process groups
-    of short commands still registered when we die (its pipe closes however we end)."""
-
-    def __init__(self) -> None:
-        self._fd: int | None = None
-        self._pid: int | None = None
-
-    def _start(self) -> int | None:
-        read_end, write_end = os.pipe()
-        try:
-            proc = subprocess.Popen(  # noqa: S603 - argv list, never a shell
-                [sys.executable, "-I", "-S", _SHIM, "guard", str(read_end)],
-                pass_fds=(read_end,),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                start_new_session=True,  # not in our group: a signal to our group must not end it
-                env={},
-            )
-        except OSError:
-            os.close(write_end)
-            return None
-        finally:
-            os.close(read_end)
-        self._pid = proc.pid
-        # Reap it whenever it ends, so it never stays a zombie of ours.
-        threading.Thread(target=proc.wait, name="orchestrator-guardian-wait", daemon=True).start()
-        return write_end
-
-    def _send(self, text: str) -> None:
-        with _state_lock:
-            if self._fd is None or os.getpid() != self._owner:
-                self._owner = os.getpid()
-                self._fd = self._start()
-            if self._fd is None:
-                return
-            try:
-                os.write(self._fd, text.encode())
-            except OSError:
-                os.close(self._fd)
-                self._fd = None
-
-    _owner = 0
-
-    def register(self, pid: int) -> None:
-        started = start_time(pid)
-        if started is not None:
-            self._send(f"+ {pid} {started}\n")
-
-    def unregister(self, pid: int) -> None:
-        self._send(f"- {pid}\n")
-
-
-_guardian = _Guardian()
-
-
-def _end_supervised(pid: int, alive: Callable[[], bool], grace_s: float = 1.0) -> None:
-    """The kill ladder for a supervised spawn: SIGINT, then SIGTERM to its process group (the agent
-    and what stayed in its group), then SIGUSR1 asks the supervisor to SIGKILL its whole tree; a last
-    SIGKILL only if the supervisor itself does not end."""
-    steps: tuple[tuple[Callable[[], None], float], ...] = (
-        (lambda: os.killpg(pid, signal.SIGINT), grace_s),
-        (lambda: os.killpg(pid, signal.SIGTERM), grace_s * 2),
-        (lambda: os.kill(pid, signal.SIGUSR1), 6.0),
-        (lambda: os.killpg(pid, signal.SIGKILL), 2.0),
-    )
-    for send, wait in steps:
-        if not alive():
-            return
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            send()
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline and alive():
-            time.sleep(0.02)
-
-
 def _not_installed(spec: ProcSpec, result: ProcResult) -> AgentNotInstalled | None:
     """The supervisor could not exec the command (it said so and exited 126 or 127)."""
     if result.exit_code in (126, 127) and "orchestrator: cannot start " in result.tail:
@@ -319,7 +199,7 @@ class SubprocessCommunicator:
         exe = resolve_argv0(spec.argv, spec.env, spec.install_hint)
         env, spawn_id = _marked_env(spec.env)
         proc = subprocess.Popen(  # noqa: S603 - argv list, never a shell
-            _supervised([exe, *spec.argv[1:]], spawn_id),
+            supervised([exe, *spec.argv[1:]], spawn_id),
             cwd=spec.cwd,
             env=env,
             stdin=subprocess.PIPE if spec.stdin is not None else subprocess.DEVNULL,
@@ -408,7 +288,7 @@ class SubprocessCommunicator:
                 # Both pipes closed: the agent is exiting; let the supervisor finish, not the ladder.
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     proc.wait(timeout=2.0)
-            _end_supervised(proc.pid, lambda: proc.poll() is None)
+            end_supervised(proc.pid, lambda: proc.poll() is None)
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, signal.SIGKILL)
             returncode = proc.wait()
@@ -454,7 +334,7 @@ class PtyCommunicator:
 
         exe = resolve_argv0(spec.argv, spec.env, spec.install_hint)
         env, spawn_id = _marked_env(spec.env)
-        argv = _supervised([exe, *spec.argv[1:]], spawn_id)
+        argv = supervised([exe, *spec.argv[1:]], spawn_id)
         child = pexpect.spawn(
             argv[0], argv[1:], cwd=str(spec.cwd), env=env, echo=False, encoding=None, dimensions=(50, 200)
         )
@@ -508,7 +388,7 @@ class PtyCommunicator:
                 emit(last)
         finally:
             apply_verdict(result, verdict)
-            _end_supervised(child.pid, child.isalive)
+            end_supervised(child.pid, child.isalive)
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(child.pid, signal.SIGKILL)
             with contextlib.suppress(Exception):
@@ -573,7 +453,7 @@ def run_command(
     marked, spawn_id = _marked_env(child_environment)
     start = time.monotonic()
     proc = subprocess.Popen(  # noqa: S603 - argv list, never a shell
-        _supervised([exe, *argv[1:]], spawn_id) if contain else [exe, *argv[1:]],
+        supervised([exe, *argv[1:]], spawn_id) if contain else [exe, *argv[1:]],
         cwd=cwd,
         env=marked,
         stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
@@ -584,14 +464,14 @@ def run_command(
         start_new_session=True,
     )
     if not contain:
-        _guardian.register(proc.pid)
+        guardian.register(proc.pid)
     timed_out = False
     try:
         out, err = proc.communicate(input.encode() if input is not None else None, timeout=timeout_s)
     except subprocess.TimeoutExpired:
         timed_out = True
         if contain:
-            _end_supervised(proc.pid, lambda: proc.poll() is None, grace_s=0.5)
+            end_supervised(proc.pid, lambda: proc.poll() is None, grace_s=0.5)
         else:
             kill_group(proc.pid, grace_s=0.5)
         out, err = proc.communicate()
@@ -599,7 +479,7 @@ def run_command(
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)
         if not contain:
-            _guardian.unregister(proc.pid)
+            guardian.unregister(proc.pid)
         kill_marked(spawn_id)
     result = CommandResult(
         argv=tuple(argv),

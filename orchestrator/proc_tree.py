@@ -13,10 +13,12 @@ How a process is known to be ours, from the strongest way to the weakest:
    ends whatever a dead owner's records and markers still name.
 
 Why not a cgroup: cgroup v2's `cgroup.kill` ends a tree atomically, but a writable cgroup needs root or a
-systemd-delegated slice, which most users' shells and CI runners do not give; the subreaper works for
-any user on any Linux since 3.4, inside containers and inside bubblewrap (whose pid namespace is still
-below the supervisor). Pidfds would only replace the start-time check that already tells a reused pid
-apart.
+systemd-delegated slice, which most users' shells and CI runners do not give (the development container
+has one, as root, in a hybrid layout under /sys/fs/cgroup/unified; a user's laptop or a CI runner as a
+normal user does not), so it could only ever be a second path, tested on some machines only. The
+subreaper works for any user on any Linux since 3.4, inside containers and inside bubblewrap (whose pid
+namespace is still below the supervisor). Pidfds would only replace the start-time check that already
+tells a reused pid apart, and a pipe or PR_SET_PDEATHSIG already tells the supervisor its parent died.
 """
 
 from __future__ import annotations
