@@ -147,7 +147,7 @@ class ProcResult:
     duration_s: float = 0.0
     first_output_s: float | None = None
     tail: str = ""
-    pid: int | None = None
+    pid: int | None = None  # the CLI's own pid (its supervisor's, if the CLI ended before we saw it)
 
     @property
     def ended_by_us(self) -> bool:
@@ -177,6 +177,16 @@ def _marked_env(env: Mapping[str, str]) -> tuple[dict[str, str], str]:
     marked[MARKER_OWNER] = owner_id()
     marked[MARKER_SPAWN] = spawn_id
     return marked, spawn_id
+
+
+def _cli_pid(supervisor: int) -> int | None:
+    """The CLI under a supervisor: its first child (read while it runs; None once it has ended)."""
+    try:
+        with open(f"/proc/{supervisor}/task/{supervisor}/children", "rb") as fh:
+            children = fh.read().split()
+    except OSError:
+        return None
+    return int(children[0]) if children else None
 
 
 def _not_installed(spec: ProcSpec, result: ProcResult) -> AgentNotInstalled | None:
@@ -271,6 +281,8 @@ class SubprocessCommunicator:
                 verdict = watch.verdict()
                 if verdict:
                     break
+                if result.pid == proc.pid:
+                    result.pid = _cli_pid(proc.pid) or proc.pid
                 if proc.poll() is not None:
                     # The supervisor ended its tree when the agent exited; what still holds a pipe is
                     # not ours to wait for.
@@ -365,6 +377,8 @@ class PtyCommunicator:
                     chunk = b""
                 except pexpect.EOF:
                     break
+                if result.pid == child.pid:
+                    result.pid = _cli_pid(child.pid) or child.pid
                 if chunk:
                     watch.saw_output()
                     for raw in splitter.feed(chunk):

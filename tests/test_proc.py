@@ -374,3 +374,10 @@ def test_a_command_that_cannot_be_executed_is_not_installed(comm, tmp_path):
     script.chmod(0o755)
     with pytest.raises(AgentNotInstalled, match="could not be started"):
         comm.run(ProcSpec(argv=[str(script)], cwd=tmp_path, env=child_env(os.environ)), lambda *_: None)
+
+
+def test_the_pid_is_the_clis_own(comm, tmp_path):
+    result, lines = collect(
+        comm, spec("import os, time; print(os.getpid(), flush=True); time.sleep(0.5)", tmp_path)
+    )
+    assert result.pid == int(lines[0][1])
