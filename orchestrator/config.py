@@ -13,6 +13,7 @@ the key path, and what is allowed. A repository's `.orchestrator.yaml` may set `
         model: claude-sonnet-4-5
         timeout_s: 1200
         idle_timeout_s: 180
+        transcript_max_bytes: 52428800       # per step, .jsonl and .stderr together (default 50 MB)
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from orchestrator.adapters import AGENT_NAMES, get_adapter
 from orchestrator.errors import ConfigError
+from orchestrator.files import read_config_text
 from orchestrator.trust import require_trust, trust_state, untrusted_config_keys, without_trust_keys
 
 
@@ -56,6 +58,8 @@ class AgentConfig(BaseModel):
     # "subprocess" (structured output on pipes, the default) or "pty" (a terminal).
     communicator: Literal["subprocess", "pty"] = "subprocess"
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    # What one step's transcripts (.jsonl and .stderr together) may take on disk; past it, a marker.
+    transcript_max_bytes: int = Field(default=50 * 1024 * 1024, ge=4096)
 
     @field_validator("env")
     @classmethod
@@ -113,7 +117,8 @@ class LoadedSettings:
 _ALLOWED = {
     "": "agents, fallback_order, workspace_dir, workflow, sandbox",
     "agents": ", ".join(AGENT_NAMES),
-    "agent": "command, args, env, model, timeout_s, idle_timeout_s, inherit_credentials, communicator, retry",
+    "agent": "command, args, env, model, timeout_s, idle_timeout_s, inherit_credentials, communicator,"
+    " retry, transcript_max_bytes",
 }
 
 
@@ -151,13 +156,10 @@ def load_settings(
     if path is None:
         return LoadedSettings(Settings(), None)
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(
-            f"cannot read the configuration file ({exc.strerror})",
-            file=str(path),
-            hint="check the path given by " + how,
-        ) from exc
+        text = read_config_text(path, what="configuration file")
+    except ConfigError as exc:
+        exc.hint = exc.hint or "check the path given by " + how
+        raise
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

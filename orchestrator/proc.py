@@ -1,49 +1,75 @@
-"""The ONLY module that spawns processes.
+"""The ONLY module that spawns processes (with its helper proc_supervise.py, which starts the guardian).
 
 Two communicators run a child and stream its output line by line as it arrives: `SubprocessCommunicator`
 (pipes) and `PtyCommunicator` (a pseudo-terminal, via pexpect). Both enforce:
 
-- a wall-clock limit and an idle limit (no output for N s);
-- killing the whole process group on limit, cancel or exit (SIGINT, SIGTERM, SIGKILL with short waits),
-  and then every process that still carries this spawn's marker, in case one left the group;
+- a wall-clock limit and an idle limit (no output for N s), which hold even when a grandchild keeps the
+  pipes open: output is read with non-blocking reads in one loop, never by threads that could be stuck;
+- lines cut WHILE they are read (at 1 MB, marked), so a runaway line costs 1 MB, not its length;
+- ending the whole tree on limit, cancel or exit, at any depth, however the orchestrator itself ends:
+  every agent runs under a supervisor (proc_shim.py: a child subreaper that dies with us and takes the
+  tree with it; proc_tree.py says why this and not a cgroup). The kill ladder is SIGINT, SIGTERM to the
+  agent's process group with short waits, then the supervisor SIGKILLs everything below it;
 - stdin from /dev/null unless a prompt is fed on stdin;
 - an explicit child environment (`child_env`): an allowlist of the parent's variables plus the agent's
   own. A token the user did not give to that agent never reaches it;
 - a bounded tail of output kept in memory.
 
-Children also get PR_SET_PDEATHSIG, so they are signalled if the orchestrator itself dies.
-`run_command` is the small synchronous helper for git, gates and npm.
+`run_command` is the small synchronous helper for git, gates and npm. Its children are registered with
+a guardian process (proc_shim.py `guard`) that kills their process groups if the orchestrator dies;
+`contain=True` runs the command under a supervisor too (for commands that may leave daemons: gates).
+`use_process_records(folder)` makes supervisors record their trees there, so that the next command can
+end what a killed orchestrator left (`proc_tree.end_orphaned_processes`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
-import queue
 import re
+import selectors
 import shutil
 import signal
 import subprocess
 import threading
 import time
 import uuid
-from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from orchestrator.errors import AgentNotInstalled, OrchestratorError
+from orchestrator.proc_output import READ_SIZE, LineSplitter, Tail, Watch, apply_verdict, decode
+from orchestrator.proc_supervise import end_supervised, guardian, supervised, use_process_records
+from orchestrator.proc_tree import (  # re-exported: what callers used to import from here
+    MARKER_OWNER,
+    MARKER_PARENT,
+    MARKER_SPAWN,
+    kill_group,
+    kill_leftovers,
+    kill_marked,
+    leftover_processes,
+    owner_id,
+    processes_with_marker,
+    signal_name,
+)
+
+__all__ = [
+    "use_process_records",
+    "MARKER_OWNER",
+    "MARKER_PARENT",
+    "MARKER_SPAWN",
+    "kill_group",
+    "kill_leftovers",
+    "kill_marked",
+    "leftover_processes",
+    "processes_with_marker",
+    "signal_name",
+]
 
 Stream = Literal["stdout", "stderr"]
 LineCallback = Callable[[Stream, str], None]
-
-# Every child carries these, so that tests and resume can find what we started (even grandchildren
-# that left the process group): the pid of the outermost orchestrator (a test run, or the orchestrator
-# that started this one: it is inherited), and one id per spawn.
-MARKER_PARENT = "ORCHESTRATOR_PARENT_PID"
-MARKER_SPAWN = "ORCHESTRATOR_SPAWN_ID"
 
 # What a child may inherit from our environment. Credentials are never on this list: an agent gets a
 # key only when its configuration names it (`agents.<name>.env`).
@@ -76,9 +102,6 @@ ENV_ALLOWLIST: tuple[str, ...] = (
     "no_proxy",
     "ORCHESTRATOR_CLI_DIR",
 )
-
-_LINE_CAP = 1_000_000  # bytes; a longer line is cut (and marked) so one runaway line cannot eat memory
-_TAIL_LINES = 200
 
 
 def child_env(
@@ -124,7 +147,7 @@ class ProcResult:
     duration_s: float = 0.0
     first_output_s: float | None = None
     tail: str = ""
-    pid: int | None = None
+    pid: int | None = None  # the CLI's own pid (its supervisor's, if the CLI ended before we saw it)
 
     @property
     def ended_by_us(self) -> bool:
@@ -147,161 +170,34 @@ def resolve_argv0(argv: Sequence[str], env: Mapping[str, str], install_hint: str
     return found
 
 
-try:
-    # Loaded once here: loading it in the child, between fork and exec, cost ~8 ms per spawn.
-    _LIBC: ctypes.CDLL | None = ctypes.CDLL(None, use_errno=True)
-except OSError:
-    _LIBC = None
-_PR_SET_PDEATHSIG = 1
-
-
-def _pdeathsig() -> None:
-    """In the child, before exec: ask the kernel to SIGTERM us if the orchestrator dies."""
-    if _LIBC is not None:
-        with contextlib.suppress(OSError, AttributeError):
-            _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
 def _marked_env(env: Mapping[str, str]) -> tuple[dict[str, str], str]:
     spawn_id = uuid.uuid4().hex
     marked = dict(env)
     marked[MARKER_PARENT] = os.environ.get(MARKER_PARENT) or str(os.getpid())
+    marked[MARKER_OWNER] = owner_id()
     marked[MARKER_SPAWN] = spawn_id
     return marked, spawn_id
 
 
-# --- finding and ending what we started -----------------------------------------------------------
+def _cli_pid(supervisor: int) -> int | None:
+    """The CLI under a supervisor: its first child (read while it runs; None once it has ended)."""
+    try:
+        with open(f"/proc/{supervisor}/task/{supervisor}/children", "rb") as fh:
+            children = fh.read().split()
+    except OSError:
+        return None
+    return int(children[0]) if children else None
 
 
-def processes_with_marker(name: str, value: str) -> list[int]:
-    """Pids of live processes whose environment holds NAME=VALUE (read from /proc)."""
-    needle = f"{name}={value}".encode()
-    found: list[int] = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            with open(f"/proc/{entry}/environ", "rb") as fh:
-                environ = fh.read()
-            with open(f"/proc/{entry}/stat", "rb") as fh:
-                state = fh.read().rsplit(b")", 1)[-1].split()[0]
-        except OSError:
-            continue
-        if state == b"Z":  # a zombie is already dead; its parent reaps it
-            continue
-        if needle in environ.split(b"\0"):
-            found.append(int(entry))
-    return found
-
-
-def leftover_processes(parent_pid: int | None = None) -> list[int]:
-    """Live processes started (directly or not) by the orchestrator with that pid (default: this one)."""
-    return processes_with_marker(MARKER_PARENT, str(parent_pid or os.getpid()))
-
-
-def _group_alive(pgid: int) -> bool:
-    """Whether any non-zombie process is in the group. (killpg(pgid, 0) also counts an unreaped
-    zombie leader, which would make every kill wait out its full grace period.)"""
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as fh:
-                fields = fh.read().rsplit(b")", 1)[-1].split()
-        except OSError:
-            continue
-        # After the command name: state, ppid, pgrp, ...
-        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
-            return True
-    return False
-
-
-def kill_group(pgid: int, *, grace_s: float = 1.0) -> None:
-    """SIGINT, then SIGTERM, then SIGKILL to a process group, with short waits between."""
-    for sig, wait in ((signal.SIGINT, grace_s), (signal.SIGTERM, grace_s * 2), (signal.SIGKILL, 2.0)):
-        try:
-            os.killpg(pgid, sig)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            if not _group_alive(pgid):
-                return
-            time.sleep(0.05)
-
-
-def kill_marked(spawn_id: str) -> None:
-    """SIGKILL whatever still carries this spawn's marker (processes that left the group)."""
-    for pid in processes_with_marker(MARKER_SPAWN, spawn_id):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, signal.SIGKILL)
-
-
-def kill_leftovers(parent_pid: int | None = None) -> list[int]:
-    """SIGKILL every live process carrying the orchestrator's marker; returns their pids."""
-    pids = leftover_processes(parent_pid)
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, signal.SIGKILL)
-    return pids
+def _not_installed(spec: ProcSpec, result: ProcResult) -> AgentNotInstalled | None:
+    """The supervisor could not exec the command (it said so and exited 126 or 127)."""
+    if result.exit_code in (126, 127) and "orchestrator: cannot start " in result.tail:
+        reason = result.tail.split("orchestrator: cannot start ", 1)[1].splitlines()[0]
+        return AgentNotInstalled(f"`{spec.argv[0]}` could not be started: {reason}", hint=spec.install_hint)
+    return None
 
 
 # --- the communicators ----------------------------------------------------------------------------
-
-
-class _Tail:
-    def __init__(self, max_bytes: int) -> None:
-        self._lines: deque[str] = deque(maxlen=_TAIL_LINES)
-        self._max = max_bytes
-
-    def add(self, line: str) -> None:
-        self._lines.append(line[-self._max :])
-
-    def text(self) -> str:
-        joined = "\n".join(self._lines)
-        return joined[-self._max :]
-
-
-class _Watch:
-    """The limits, checked from the loop that hands out lines."""
-
-    def __init__(self, spec: ProcSpec, cancel: threading.Event | None) -> None:
-        self.spec = spec
-        self.cancel = cancel
-        self.started = time.monotonic()
-        self.last_output = self.started
-        self.first_output: float | None = None
-
-    def saw_output(self) -> None:
-        now = time.monotonic()
-        self.last_output = now
-        if self.first_output is None:
-            self.first_output = now - self.started
-
-    def verdict(self) -> str | None:
-        now = time.monotonic()
-        if self.cancel is not None and self.cancel.is_set():
-            return "cancelled"
-        if self.spec.wall_timeout_s is not None and now - self.started >= self.spec.wall_timeout_s:
-            return "timed_out"
-        if self.spec.idle_timeout_s is not None and now - self.last_output >= self.spec.idle_timeout_s:
-            return "idle"
-        return None
-
-
-def _apply_verdict(result: ProcResult, verdict: str | None) -> None:
-    if verdict == "cancelled":
-        result.cancelled = True
-    elif verdict == "timed_out":
-        result.timed_out = True
-    elif verdict == "idle":
-        result.idle = True
-
-
-def _decode(raw: bytes) -> str:
-    if len(raw) > _LINE_CAP:
-        raw = raw[:_LINE_CAP] + b" [line cut by orchestrator]"
-    return raw.decode("utf-8", errors="replace").rstrip("\r\n")
 
 
 class SubprocessCommunicator:
@@ -312,111 +208,128 @@ class SubprocessCommunicator:
     def run(self, spec: ProcSpec, on_line: LineCallback, cancel: threading.Event | None = None) -> ProcResult:
         exe = resolve_argv0(spec.argv, spec.env, spec.install_hint)
         env, spawn_id = _marked_env(spec.env)
-        lines: queue.Queue[tuple[Stream, str] | tuple[Stream, None]] = queue.Queue()
-        try:
-            proc = subprocess.Popen(  # noqa: S603 - argv list, never a shell
-                [exe, *spec.argv[1:]],
-                cwd=spec.cwd,
-                env=env,
-                stdin=subprocess.PIPE if spec.stdin is not None else subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                start_new_session=True,
-                preexec_fn=_pdeathsig,  # noqa: PLW1509 - needed for PR_SET_PDEATHSIG
-            )
-        except FileNotFoundError as exc:
-            raise AgentNotInstalled(
-                f"`{spec.argv[0]}` could not be started: {exc.strerror}", hint=spec.install_hint
-            ) from exc
-        watch = _Watch(spec, cancel)
+        proc = subprocess.Popen(  # noqa: S603 - argv list, never a shell
+            supervised([exe, *spec.argv[1:]], spawn_id),
+            cwd=spec.cwd,
+            env=env,
+            stdin=subprocess.PIPE if spec.stdin is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+            bufsize=0,
+        )
+        watch = Watch(spec, cancel)
         result = ProcResult(exit_code=None, pid=proc.pid)
-        tail = _Tail(spec.tail_bytes)
+        tail = Tail(spec.tail_bytes)
+        selector = selectors.DefaultSelector()
+        assert proc.stdout is not None and proc.stderr is not None
+        streams: dict[int, tuple[Stream, LineSplitter]] = {
+            proc.stdout.fileno(): ("stdout", LineSplitter()),
+            proc.stderr.fileno(): ("stderr", LineSplitter()),
+        }
+        for fd in streams:
+            os.set_blocking(fd, False)
+            selector.register(fd, selectors.EVENT_READ)
+        pending_input = memoryview(spec.stdin.encode()) if spec.stdin is not None else None
+        if proc.stdin is not None:
+            os.set_blocking(proc.stdin.fileno(), False)
+            selector.register(proc.stdin.fileno(), selectors.EVENT_WRITE)
 
-        def pump(stream: Stream, pipe: object) -> None:
-            assert hasattr(pipe, "readline")
-            for raw in iter(pipe.readline, b""):
-                lines.put((stream, _decode(raw)))
-            lines.put((stream, None))
+        def deliver(stream: Stream, raw: bytes) -> None:
+            line = decode(raw)
+            tail.add(line)
+            on_line(stream, line)
 
-        readers = [
-            threading.Thread(target=pump, args=("stdout", proc.stdout), daemon=True),
-            threading.Thread(target=pump, args=("stderr", proc.stderr), daemon=True),
-        ]
-        for reader in readers:
-            reader.start()
-        if spec.stdin is not None:
-            threading.Thread(target=_feed_stdin, args=(proc, spec.stdin), daemon=True).start()
-        open_streams = 2
-        exited_at: float | None = None
+        def read(fd: int) -> None:
+            stream, splitter = streams[fd]
+            try:
+                chunk = os.read(fd, READ_SIZE)
+            except BlockingIOError:
+                return
+            except OSError:
+                chunk = b""
+            if not chunk:
+                selector.unregister(fd)
+                del streams[fd]
+                last = splitter.flush()
+                if last is not None:
+                    deliver(stream, last)
+                return
+            watch.saw_output()
+            for raw in splitter.feed(chunk):
+                deliver(stream, raw)
+
+        def write(fd: int) -> None:
+            nonlocal pending_input
+            assert pending_input is not None and proc.stdin is not None
+            try:
+                written = os.write(fd, pending_input[:READ_SIZE])
+            except BlockingIOError:
+                return
+            except OSError:
+                written = len(pending_input)
+            pending_input = pending_input[written:]
+            if not pending_input:
+                selector.unregister(fd)
+                with contextlib.suppress(OSError):
+                    proc.stdin.close()
+
         verdict: str | None = None
+        exited_at: float | None = None
         try:
-            while open_streams:
-                try:
-                    stream, line = lines.get(timeout=0.1)
-                except queue.Empty:
-                    stream, line = "stdout", None
-                    if proc.poll() is not None:
-                        # The child is gone but something it started still holds the pipes open;
-                        # give it a moment, then stop waiting (the group kill below ends it).
-                        exited_at = exited_at or time.monotonic()
-                        if time.monotonic() - exited_at > 2.0:
-                            break
-                    verdict = watch.verdict()
-                    if verdict:
-                        break
-                    continue
-                if line is None:
-                    open_streams -= 1
-                    continue
-                watch.saw_output()
-                tail.add(line)
-                on_line(stream, line)
+            while streams:
                 verdict = watch.verdict()
                 if verdict:
                     break
+                if result.pid == proc.pid:
+                    result.pid = _cli_pid(proc.pid) or proc.pid
+                if proc.poll() is not None:
+                    # The supervisor ended its tree when the agent exited; what still holds a pipe is
+                    # not ours to wait for.
+                    exited_at = exited_at or time.monotonic()
+                    if time.monotonic() - exited_at > 2.0:
+                        break
+                for key, _ in selector.select(timeout=0.1):
+                    if key.fd in streams:
+                        read(key.fd)
+                    else:
+                        write(key.fd)
         finally:
-            _apply_verdict(result, verdict)
-            if not verdict and open_streams == 0:
-                # Both pipes closed: the child is exiting. Let it, rather than start the kill ladder
-                # (SIGINT and waits) on a process that is already on its way out.
+            apply_verdict(result, verdict)
+            if not verdict and not streams:
+                # Both pipes closed: the agent is exiting; let the supervisor finish, not the ladder.
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     proc.wait(timeout=2.0)
-            if proc.poll() is None or verdict:
-                kill_group(proc.pid)
-            else:
-                # The leader exited; end whatever it left in its group, at once.
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-            kill_marked(spawn_id)
+            end_supervised(proc.pid, lambda: proc.poll() is None)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
             returncode = proc.wait()
-            for stream_pipe in (proc.stdout, proc.stderr, proc.stdin):
-                if stream_pipe is not None:
+            # Deliver what it said while ending (a summary, a last error): what is already in the pipes.
+            deadline = time.monotonic() + 1.0
+            while streams and time.monotonic() < deadline:
+                for key, _ in selector.select(timeout=0.05):
+                    if key.fd in streams:
+                        read(key.fd)
+                    elif proc.stdin is not None:
+                        selector.unregister(key.fd)
+            selector.close()
+            for pipe in (proc.stdout, proc.stderr, proc.stdin):
+                if pipe is not None:
                     with contextlib.suppress(OSError):
-                        stream_pipe.close()
-        # Deliver what it said while ending (a summary, a last error), once the pipes have closed.
-        for reader in readers:
-            reader.join(timeout=1.0)
-        while True:
-            try:
-                stream, line = lines.get_nowait()
-            except queue.Empty:
-                break
-            if line is not None:
-                tail.add(line)
-                on_line(stream, line)
+                        pipe.close()
+        for stream, splitter in streams.values():
+            last = splitter.flush()
+            if last is not None:
+                deliver(stream, last)
         result.exit_code = returncode if returncode >= 0 else None
         result.signal = -returncode if returncode < 0 else None
         result.duration_s = time.monotonic() - watch.started
         result.first_output_s = watch.first_output
         result.tail = tail.text()
+        missing = _not_installed(spec, result)
+        if missing is not None:
+            raise missing
         return result
-
-
-def _feed_stdin(proc: subprocess.Popen[bytes], text: str) -> None:
-    assert proc.stdin is not None
-    with contextlib.suppress(BrokenPipeError, OSError):
-        proc.stdin.write(text.encode())
-        proc.stdin.close()
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07]*\x07|\x1b[=>()][0-9A-Za-z]?")
@@ -433,29 +346,22 @@ class PtyCommunicator:
 
         exe = resolve_argv0(spec.argv, spec.env, spec.install_hint)
         env, spawn_id = _marked_env(spec.env)
+        argv = supervised([exe, *spec.argv[1:]], spawn_id)
         child = pexpect.spawn(
-            exe,
-            list(spec.argv[1:]),
-            cwd=str(spec.cwd),
-            env=env,
-            echo=False,
-            encoding=None,
-            dimensions=(50, 200),
-            preexec_fn=_pdeathsig,
+            argv[0], argv[1:], cwd=str(spec.cwd), env=env, echo=False, encoding=None, dimensions=(50, 200)
         )
-        watch = _Watch(spec, cancel)
+        watch = Watch(spec, cancel)
         result = ProcResult(exit_code=None, pid=child.pid)
-        tail = _Tail(spec.tail_bytes)
+        tail = Tail(spec.tail_bytes)
         patterns = [(re.compile(p), message) for p, message in spec.fail_patterns]
         if spec.stdin is not None:
             child.send(spec.stdin.encode())
             child.sendeof()
-        pending = b""
+        splitter = LineSplitter()
         verdict: str | None = None
 
         def emit(raw: bytes) -> str | None:
-            line = _ANSI.sub("", _decode(raw)).replace("\r", "")
-            watch.saw_output()
+            line = _ANSI.sub("", decode(raw)).replace("\r", "")
             tail.add(line)
             on_line("stdout", line)
             for pattern, message in patterns:
@@ -466,23 +372,24 @@ class PtyCommunicator:
         try:
             while True:
                 try:
-                    chunk = child.read_nonblocking(65536, timeout=0.1)
+                    chunk = child.read_nonblocking(READ_SIZE, timeout=0.1)
                 except pexpect.TIMEOUT:
                     chunk = b""
                 except pexpect.EOF:
                     break
+                if result.pid == child.pid:
+                    result.pid = _cli_pid(child.pid) or child.pid
                 if chunk:
-                    pending += chunk
-                    *complete, pending = pending.split(b"\n")
-                    for raw in complete:
+                    watch.saw_output()
+                    for raw in splitter.feed(chunk):
                         blocked = emit(raw)
                         if blocked:
                             result.blocked_by = blocked
                             break
                     if result.blocked_by:
                         break
-                    # A dialog waits on a line with no newline: check the partial line too.
-                    partial = _ANSI.sub("", _decode(pending))
+                    # A dialog waits on a line with no newline: check the end of the partial line too.
+                    partial = _ANSI.sub("", decode(splitter.partial()))
                     matched = next((m for p, m in patterns if p.search(partial)), None)
                     if matched:
                         result.blocked_by = matched
@@ -490,16 +397,14 @@ class PtyCommunicator:
                 verdict = watch.verdict()
                 if verdict:
                     break
-            if pending and not result.blocked_by and not verdict:
-                emit(pending)
+            last = splitter.flush()
+            if last is not None and not result.blocked_by and not verdict:
+                emit(last)
         finally:
-            _apply_verdict(result, verdict)
-            if child.isalive():
-                kill_group(child.pid)
-            else:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(child.pid, signal.SIGKILL)
-            kill_marked(spawn_id)
+            apply_verdict(result, verdict)
+            end_supervised(child.pid, child.isalive)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(child.pid, signal.SIGKILL)
             with contextlib.suppress(Exception):
                 child.close(force=True)
         result.exit_code = child.exitstatus
@@ -507,6 +412,9 @@ class PtyCommunicator:
         result.duration_s = time.monotonic() - watch.started
         result.first_output_s = watch.first_output
         result.tail = tail.text()
+        missing = _not_installed(spec, result)
+        if missing is not None:
+            raise missing
         return result
 
 
@@ -546,35 +454,46 @@ def run_command(
     timeout_s: float | None = 120.0,
     check: bool = False,
     what: str | None = None,
+    contain: bool = False,
 ) -> CommandResult:
     """Run a short command to completion in its own process group; kill the group on timeout.
 
-    `env=None` means an allowlisted copy of our environment (never the whole of it)."""
+    `env=None` means an allowlisted copy of our environment (never the whole of it). The group is
+    registered with the guardian, which kills it if we die meanwhile. `contain=True` runs the command
+    under a supervisor (~20 ms more), so nothing it starts outlives it, even in another session: for
+    commands that may leave daemons behind (gates)."""
     child_environment = dict(env) if env is not None else child_env(os.environ)
     exe = resolve_argv0(argv, child_environment, None)
     marked, spawn_id = _marked_env(child_environment)
     start = time.monotonic()
     proc = subprocess.Popen(  # noqa: S603 - argv list, never a shell
-        [exe, *argv[1:]],
+        supervised([exe, *argv[1:]], spawn_id) if contain else [exe, *argv[1:]],
         cwd=cwd,
         env=marked,
         stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        # No preexec_fn here: it forces a full fork (~5 ms per call); short commands like git have
-        # their own timeout, and the group kill below ends anything they leave.
+        # No preexec_fn here: it forces a full fork (~5 ms per call); the guardian or the supervisor
+        # ends what is left if we die, and the group kill below ends anything left when it returns.
         start_new_session=True,
     )
+    if not contain:
+        guardian.register(proc.pid)
     timed_out = False
     try:
         out, err = proc.communicate(input.encode() if input is not None else None, timeout=timeout_s)
     except subprocess.TimeoutExpired:
         timed_out = True
-        kill_group(proc.pid, grace_s=0.5)
+        if contain:
+            end_supervised(proc.pid, lambda: proc.poll() is None, grace_s=0.5)
+        else:
+            kill_group(proc.pid, grace_s=0.5)
         out, err = proc.communicate()
     finally:
-        with contextlib.suppress(ProcessLookupError):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)
+        if not contain:
+            guardian.unregister(proc.pid)
         kill_marked(spawn_id)
     result = CommandResult(
         argv=tuple(argv),

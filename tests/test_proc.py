@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -210,3 +211,173 @@ def _is_zombie(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0] == "Z"
     except OSError:
         return True
+
+
+# --- the whole tree ends, whatever it does and however we end ---------------------------------------
+
+# Writes its own pid, then starts a grandchild with no environment in a session of its own (holding
+# stdout) and a double-forked daemon; each records its pid in PIDS.
+ESCAPING = r"""
+import os, subprocess, sys, time
+PIDS = sys.argv[1]
+def record():
+    with open(PIDS, "a") as fh:
+        fh.write(f"{os.getpid()}\n")
+if len(sys.argv) > 2 and sys.argv[2] == "sleep":
+    record(); time.sleep(120)
+elif len(sys.argv) > 2 and sys.argv[2] == "daemon":
+    if os.fork() == 0:
+        os.setsid(); record(); time.sleep(120)
+    os._exit(0)
+else:
+    record()
+    subprocess.Popen(["/usr/bin/env", "-i", "/usr/bin/setsid", sys.executable, __file__, PIDS, "sleep"])
+    subprocess.Popen(["/usr/bin/env", "-i", sys.executable, __file__, PIDS, "daemon"])
+    while len(open(PIDS).read().split()) < 3:
+        time.sleep(0.05)
+    print("spawned", flush=True)
+    if os.environ.get("HANG"):
+        time.sleep(120)
+"""
+
+
+def _escaping(tmp_path: Path, hang: bool = False) -> tuple[list[str], Path, dict[str, str]]:
+    script = tmp_path / "escaping.py"
+    script.write_text(ESCAPING)
+    pids = tmp_path / "pids"
+    env = child_env(os.environ, {"HANG": "1"} if hang else {})
+    return [PY, str(script), str(pids)], pids, env
+
+
+def _alive(pids_file: Path, within_s: float = 5.0) -> list[int]:
+    pids = [int(p) for p in pids_file.read_text().split()] if pids_file.exists() else []
+    deadline = time.monotonic() + within_s
+    alive = [p for p in pids if not _is_zombie(p)]
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.05)
+        alive = [p for p in alive if not _is_zombie(p)]
+    return alive
+
+
+def test_escaped_grandchildren_end_with_the_step(comm, tmp_path):
+    argv, pids, env = _escaping(tmp_path)
+    start = time.monotonic()
+    result, lines = collect(comm, ProcSpec(argv=argv, cwd=tmp_path, env=env, wall_timeout_s=60))
+    assert "spawned" in [line for _, line, _ in lines]
+    assert result.exit_code == 0 and not result.timed_out
+    # The grandchild holds stdout open, but the step ends when its CLI does.
+    assert time.monotonic() - start < 10
+    assert len(pids.read_text().split()) == 3
+    assert _alive(pids) == []
+
+
+def test_wall_clock_limit_holds_while_a_grandchild_holds_the_pipes(comm, tmp_path):
+    argv, pids, env = _escaping(tmp_path, hang=True)
+    start = time.monotonic()
+    result, _ = collect(comm, ProcSpec(argv=argv, cwd=tmp_path, env=env, wall_timeout_s=2))
+    assert result.timed_out
+    assert time.monotonic() - start < 2 + 5
+    assert _alive(pids) == []
+
+
+# Runs one step through a communicator in a process of its own: the "orchestrator" the test kills.
+ORCHESTRATOR = r"""
+import os, sys
+from pathlib import Path
+from orchestrator.proc import ProcSpec, PtyCommunicator, SubprocessCommunicator, child_env, run_command
+kind, argv = sys.argv[1], sys.argv[2:]
+if kind == "run_command":
+    run_command(argv, Path.cwd(), env=child_env(os.environ), timeout_s=120)
+else:
+    comm = PtyCommunicator() if kind == "pty" else SubprocessCommunicator()
+    comm.run(ProcSpec(argv=argv, cwd=Path.cwd(), env=child_env(os.environ, {"HANG": "1"})), lambda *_: None)
+"""
+
+
+@pytest.mark.parametrize("kind", ["subprocess", "pty", "run_command"])
+def test_everything_ends_when_the_orchestrator_is_sigkilled(kind, tmp_path):
+    import subprocess
+
+    argv, pids, _ = _escaping(tmp_path, hang=True)
+    orchestrator = subprocess.Popen(  # a stand-in orchestrator process, killed like a crash would
+        [PY, "-c", ORCHESTRATOR, kind, *argv],
+        cwd=tmp_path,
+        env=child_env(os.environ, {"HANG": "1", MARKER_PARENT: str(os.getpid())}),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while (not pids.exists() or len(pids.read_text().split()) < 3) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    orchestrator.kill()
+    orchestrator.wait()
+    if kind == "run_command":
+        # Only the command itself is ended by the guardian (its group); it did not leave its group here,
+        # but the grandchildren did: a plain command is not contained (contain=True is).
+        first = int(pids.read_text().split()[0])
+        assert _alive_pid(first) is False
+        for pid in pids.read_text().split()[1:]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid), signal.SIGKILL)
+    else:
+        assert _alive(pids) == []
+
+
+def _alive_pid(pid: int, within_s: float = 5.0) -> bool:
+    deadline = time.monotonic() + within_s
+    while not _is_zombie(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return not _is_zombie(pid)
+
+
+def test_run_command_contain_ends_what_a_command_leaves_behind(tmp_path):
+    argv, pids, env = _escaping(tmp_path)
+    result = run_command(argv, tmp_path, env=env, timeout_s=60, contain=True)
+    assert result.ok and "spawned" in result.stdout
+    assert _alive(pids) == []
+    assert run_command(argv, tmp_path, env=env, timeout_s=60, contain=True).returncode == 0
+
+
+def test_a_signal_that_ends_the_cli_is_reported(comm, tmp_path):
+    result, _ = collect(comm, spec("import os; os.kill(os.getpid(), 9)", tmp_path))
+    assert result.exit_code is None and result.signal == signal.SIGKILL
+
+
+def test_a_runaway_line_is_cut_while_it_is_read(comm, tmp_path):
+    import resource
+
+    code = (
+        "import sys\nc = b'x' * (1 << 20)\nfor _ in range(200): sys.stdout.buffer.write(c)\nprint('\\nend')"
+    )
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    result, lines = collect(comm, spec(code, tmp_path, wall_timeout_s=120))
+    grew_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert result.exit_code == 0
+    first = lines[0][1]
+    assert len(first) <= 1_000_000 + 40 and first.endswith("[line cut by orchestrator]")
+    assert lines[-1][1] == "end"
+    assert grew_mb < 50, grew_mb  # a 200 MB line; reading it whole would take 200 MB at least
+
+
+def test_a_prompt_the_cli_never_reads_does_not_hang_the_step(tmp_path):
+    # More than a pipe holds (64 KiB), to a CLI that never reads stdin: the limit still holds.
+    s = spec("import time; time.sleep(60)", tmp_path, stdin="x" * 1_000_000, wall_timeout_s=1)
+    start = time.monotonic()
+    result, _ = collect(SubprocessCommunicator(), s)
+    assert result.timed_out and time.monotonic() - start < 1 + 5
+
+
+def test_a_command_that_cannot_be_executed_is_not_installed(comm, tmp_path):
+    script = tmp_path / "bad"
+    script.write_text("#!/no/such/interpreter\n")
+    script.chmod(0o755)
+    with pytest.raises(AgentNotInstalled, match="could not be started"):
+        comm.run(ProcSpec(argv=[str(script)], cwd=tmp_path, env=child_env(os.environ)), lambda *_: None)
+
+
+def test_the_pid_is_the_clis_own(comm, tmp_path):
+    result, lines = collect(
+        comm, spec("import os, time; print(os.getpid(), flush=True); time.sleep(0.5)", tmp_path)
+    )
+    assert result.pid == int(lines[0][1])

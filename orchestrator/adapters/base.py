@@ -20,6 +20,7 @@ from typing import Any, Protocol, runtime_checkable
 from orchestrator.adapters.pins import PINNED
 from orchestrator.adapters.versions import VersionCache
 from orchestrator.events import AgentErrorEvent, AgentEvent, Result, ToolUse, Usage
+from orchestrator.proc_tree import signal_name
 
 
 class PermissionMode(enum.StrEnum):
@@ -75,6 +76,14 @@ class ProcessOutcome:
     output_tail: str = ""  # last lines of stdout and stderr together, for errors that are only text
     wall_limit_s: float | None = None
     idle_limit_s: float | None = None
+    signal: int | None = None  # the signal that ended it, when one did
+
+    @property
+    def ended(self) -> str:
+        """How it ended, for messages: "exited with 3", "was killed by SIGKILL (signal 9)"."""
+        if self.exit_code is None and self.signal is not None:
+            return f"was killed by {signal_name(self.signal)}"
+        return f"exited with {self.exit_code}"
 
 
 @dataclass(frozen=True)
@@ -310,11 +319,11 @@ def summarize(events: Sequence[AgentEvent], outcome: ProcessOutcome) -> StepSumm
     message: str | None = first_error.message if first_error else None
     if not success and first_error is None:
         if result is None:
-            kind, message = "crashed", f"the agent exited with {outcome.exit_code} and gave no result"
+            kind, message = "crashed", f"the agent {outcome.ended} and gave no result"
         elif not result.success:
             kind, message = "other", result.final_text or "the agent reported failure"
         else:
-            kind, message = "crashed", f"the agent reported success but exited with {outcome.exit_code}"
+            kind, message = "crashed", f"the agent reported success but {outcome.ended}"
     return StepSummary(
         success=success,
         final_text=result.final_text if result else "",

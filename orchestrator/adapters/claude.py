@@ -169,7 +169,7 @@ class ClaudeAdapter:
                 _error_from_text(outcome.output_tail)
                 or AgentErrorEvent(
                     kind="crashed",
-                    message=f"claude exited with {outcome.exit_code} and gave no result: "
+                    message=f"claude {outcome.ended} and gave no result: "
                     f"{_last_line(outcome.output_tail) or '(no output)'}",
                 )
             )

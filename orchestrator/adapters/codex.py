@@ -179,7 +179,7 @@ class CodexAdapter:
                 _error_from_text(outcome.output_tail)
                 or AgentErrorEvent(
                     kind="crashed",
-                    message=f"codex exited with {outcome.exit_code} and gave no result: "
+                    message=f"codex {outcome.ended} and gave no result: "
                     f"{_last_line(outcome.output_tail) or '(no output)'}",
                 )
             )

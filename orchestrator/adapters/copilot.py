@@ -433,7 +433,7 @@ def _error_from_text(outcome: ProcessOutcome, *, has_result: bool) -> AgentError
     if not has_result:
         return AgentErrorEvent(
             kind="crashed",
-            message=f"copilot exited with {outcome.exit_code} and gave no result: {_last_lines(tail)}",
+            message=f"copilot {outcome.ended} and gave no result: {_last_lines(tail)}",
         )
     return None
 

@@ -459,6 +459,5 @@ def _failure_from_text(outcome: ProcessOutcome) -> AgentErrorEvent:
         )
     return AgentErrorEvent(
         kind="crashed",
-        message=f"gemini exited with {outcome.exit_code} and gave no result"
-        + (f": {last_lines}" if last_lines else ""),
+        message=f"gemini {outcome.ended} and gave no result" + (f": {last_lines}" if last_lines else ""),
     )

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import structlog
 
@@ -27,6 +27,7 @@ from orchestrator.adapters.base import (
     resolve_executable,
     summarize,
 )
+from orchestrator.adapters.transcript import Transcript
 from orchestrator.config import AgentConfig
 from orchestrator.errors import AgentNotInstalled
 from orchestrator.events import AgentErrorEvent, AgentEvent, Result
@@ -233,22 +234,15 @@ def run_agent_step(
             if on_event is not None:
                 on_event(event)
 
-    out_file: IO[str] | None = None
-    err_file: IO[str] | None = None
-    if transcript is not None:
-        transcript.parent.mkdir(parents=True, exist_ok=True)
-        out_file = transcript.open("w", encoding="utf-8")
-        err_file = transcript.with_name(transcript.name + ".stderr").open("w", encoding="utf-8")
+    transcript_files = Transcript(transcript, config.transcript_max_bytes) if transcript is not None else None
 
     def on_line(stream: Stream, line: str) -> None:
         if masker is not None:
             line = masker.mask(line)
+        if transcript_files is not None:
+            transcript_files.write(stream, line)
         if stream == "stderr":
-            if err_file is not None:
-                err_file.write(line + "\n")
             return
-        if out_file is not None:
-            out_file.write(line + "\n")
         try:
             parsed = adapter.parse_line(line)
         except Exception as exc:  # an unknown shape must never end the run (PEERS #2)
@@ -269,10 +263,8 @@ def run_agent_step(
     finally:
         watcher_done.set()
         watcher.join()
-        for fh in (out_file, err_file):
-            if fh is not None:
-                with contextlib.suppress(OSError):
-                    fh.close()
+        if transcript_files is not None:
+            transcript_files.close()
 
     cancelled_by_user = cancel is not None and cancel.is_set()
     ended_after_result = bool(
@@ -291,6 +283,7 @@ def run_agent_step(
             output_tail=_masked_tail(proc_result.tail, masker, spec.tail_bytes),
             wall_limit_s=config.timeout_s,
             idle_limit_s=config.idle_timeout_s,
+            signal=proc_result.signal,
         )
         collected: dict[Path, str] = {}
         for path in command.collect_files:

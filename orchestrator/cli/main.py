@@ -164,7 +164,11 @@ def _log_failure(message: str, exc: BaseException) -> None:
 
 
 def main(argv: list[str] | None = None) -> Any:
-    """Run the CLI; map our errors to their exit codes, ^C to 130, anything else to 3 plus a crash log."""
+    """Run the CLI; map our errors to their exit codes, ^C (and SIGTERM, SIGHUP) to 130, anything else to
+    3 plus a crash log."""
+    from orchestrator.cli.worker import install_termination_handlers
+
+    install_termination_handlers()  # SIGTERM and SIGHUP cancel like Ctrl-C, and end with 130
     try:
         # Without standalone mode click returns the code of ctx.exit(n) instead of raising it.
         code = cli.main(args=argv, prog_name="orchestrator", standalone_mode=False)

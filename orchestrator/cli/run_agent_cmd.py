@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
-import threading
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -16,8 +15,10 @@ from orchestrator.adapters.base import AgentRequest, PermissionMode, credential_
 from orchestrator.adapters.runner import run_agent_step
 from orchestrator.cli.common import config_option, print_json, settings_for
 from orchestrator.cli.render import ConsoleRenderer
+from orchestrator.cli.worker import run_cancellable
 from orchestrator.config import agent_child_vars
 from orchestrator.errors import EXIT_INTERRUPTED
+from orchestrator.proc import use_process_records
 from orchestrator.secrets import SecretMasker, process_masker
 from orchestrator.workspace.paths import state_home
 from orchestrator.workspace.sandbox import resolve_sandbox
@@ -92,10 +93,11 @@ def run_agent(
     masker = SecretMasker.from_environments(os.environ, {agent: dict(request.env)})
     process_masker().add(masker)
     renderer = ConsoleRenderer(stream=sys.stderr)
-    cancel = threading.Event()
     sandbox = resolve_sandbox(loaded.settings.sandbox, os.environ)  # it may write only --cwd here
-    try:
-        result = run_agent_step(
+    use_process_records(state_home(os.environ) / "procs")
+    # In a worker thread, so Ctrl-C, SIGTERM and SIGHUP cancel the step through its kill ladder.
+    result, interrupted = run_cancellable(
+        lambda cancel: run_agent_step(
             adapter,
             request,
             config,
@@ -106,8 +108,8 @@ def run_agent(
             sandbox=sandbox,
             masker=masker,
         )
-    except KeyboardInterrupt:
-        cancel.set()
+    )
+    if interrupted:
         sys.exit(EXIT_INTERRUPTED)
     from orchestrator.audit import audit_agent_step, audit_log, run_masker
 

@@ -18,6 +18,7 @@ from orchestrator.cli.shell.commands import completions, parse_input
 from orchestrator.cli.shell.line_editing import LineEditor
 from orchestrator.cli.shell.progress import wants_plain_view
 from orchestrator.cli.shell.session import ShellSession
+from orchestrator.cli.worker import Terminated, termination_requested
 from orchestrator.engine.service import RunService
 from orchestrator.engine.workflow import list_workflows
 from orchestrator.workspace.paths import state_home
@@ -31,6 +32,8 @@ def repl(session: ShellSession, editor: LineEditor | None) -> None:
         except EOFError:
             session.say("")
             return
+        except Terminated:  # SIGTERM or SIGHUP: leave (main exits 130)
+            raise
         except KeyboardInterrupt:  # at the prompt: a fresh line
             session.say("")
             continue
@@ -39,8 +42,13 @@ def repl(session: ShellSession, editor: LineEditor | None) -> None:
         try:
             if not session.handle(parse_input(line)):
                 return
+        except Terminated:
+            raise
         except KeyboardInterrupt:  # between a run's end and the prompt: nothing is running
             session.say("")
+        signum = termination_requested()
+        if signum is not None:  # it came during a step, which was cancelled: now leave
+            raise Terminated(signum)
 
 
 @click.command("shell")

@@ -1,8 +1,10 @@
-"""Running a run in a worker thread while the main thread takes Ctrl-C.
+"""Running a run in a worker thread while the main thread takes Ctrl-C, SIGTERM and SIGHUP.
 
-Every Ctrl-C asks for cancellation; the wait is bounded because the step's process group is ended by the
+Every Ctrl-C asks for cancellation; the wait is bounded because the step's process tree is ended by the
 runner's kill ladder. The shell then returns to its prompt; one-shot commands (`run_cancellable`) quit at
-once on a second Ctrl-C.
+once on a second Ctrl-C (the supervisors of the agents still end their trees as this process exits).
+SIGTERM and SIGHUP (`timeout`, CI cancellation, `docker stop`, a closed terminal) cancel exactly like a
+first Ctrl-C, and then the command ends with 130, the shell included (`install_termination_handlers`).
 
 The wait is on an Event, never on `Thread.join(timeout)`: in CPython 3.11 a KeyboardInterrupt that lands
 inside `join` leaves the thread reporting `is_alive() == False` while it still runs.
@@ -10,13 +12,44 @@ inside `join` leaves the thread reporting `is_alive() == False` while it still r
 
 from __future__ import annotations
 
+import signal
 import threading
 from collections.abc import Callable
+from types import FrameType
 from typing import Any, TypeVar
 
 import click
 
 T = TypeVar("T")
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP: handled like Ctrl-C (it is one, for every `except KeyboardInterrupt`), but it
+    also ends the shell once the step has wound down."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+_terminated: list[int] = []
+
+
+def _on_termination(signum: int, _frame: FrameType | None) -> None:
+    _terminated.append(signum)
+    raise Terminated(signum)
+
+
+def install_termination_handlers() -> None:
+    """In the main thread of a command: SIGTERM and SIGHUP raise Terminated there."""
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, _on_termination)
+
+
+def termination_requested() -> int | None:
+    """The signal that asked this process to end, if one did."""
+    return _terminated[0] if _terminated else None
 
 
 def run_interruptible(

@@ -6,6 +6,7 @@ or continues runs with a follow-up. Entry points add only their own rendering.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -31,6 +32,8 @@ from orchestrator.engine.workflow import LoadedWorkflow, apply_agent_overrides, 
 from orchestrator.errors import OrchestratorError, RunStopped, StoreError, UsageError
 from orchestrator.events import EventBus, Notice, RunEvent, RunStarted
 from orchestrator.logs import event_logger, run_log
+from orchestrator.proc import use_process_records
+from orchestrator.proc_tree import Leftovers, end_orphaned_processes
 from orchestrator.retries import RetryNote, retries_reported_to, retry_text
 from orchestrator.secrets import SecretMasker, mask_model, process_masker
 from orchestrator.store import RunOptions, RunRecord, Store
@@ -39,6 +42,8 @@ from orchestrator.trust import is_inside, require_trust
 from orchestrator.workspace.paths import default_workspace_dir, new_run_id, state_home
 from orchestrator.workspace.run_workspace import RunWorkspace, branch_name, resolve_repo
 from orchestrator.workspace.sandbox import resolve_sandbox
+
+log = structlog.get_logger(__name__)
 
 log = structlog.get_logger(__name__)
 
@@ -73,12 +78,37 @@ class RunService:
         self._pending_notices: dict[str, list[str]] = {}  # run id -> warnings from create, for execute
         # Runs whose orchestrator died (killed, crashed) show as interrupted from now on. On a full or
         # read-only disk that cannot be written; reading still works, so commands that only read do.
+        # What an orchestrator that was killed left running is ended first; then its runs show as
+        # interrupted from now on.
+        records = self.state_home / "procs"
+        use_process_records(records)
+        ended = end_orphaned_processes(records)
+        interrupted: list[str] = []
         try:
-            self.store.mark_interrupted_if_owner_dead()
+            interrupted = self.store.mark_interrupted_if_owner_dead()
         except StoreError as exc:
             if exc.problem not in ("disk_full", "read_only"):
                 raise
             log.warning("runs of dead processes not marked", reason=exc.message)
+        if ended:
+            self._say_ended(ended, interrupted)
+
+    def _say_ended(self, ended: Sequence[Leftovers], interrupted: Sequence[str]) -> None:
+        owners: dict[int | None, str] = {}
+        for run_id in interrupted:
+            with contextlib.suppress(OrchestratorError):
+                record = self.store.get_run(run_id)
+                owners[record.owner_pid] = run_id
+        for leftovers in ended:
+            owner_run = owners.get(leftovers.owner_pid)
+            whose = f"run {owner_run}" if owner_run else "an orchestrator command"
+            text = (
+                f"ended {len(leftovers.pids)} process(es) left by {whose} "
+                f"(its orchestrator process {leftovers.owner_pid} is gone): {' '.join(map(str, leftovers.pids))}"
+            )
+            log.warning(text)
+            if owner_run:
+                self.store.subscriber(owner_run)(Notice(run_id=owner_run, level="warning", text=text))
 
     def close(self) -> None:
         self.store.close()

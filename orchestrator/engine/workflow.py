@@ -41,6 +41,7 @@ from pydantic_core import PydanticCustomError
 
 from orchestrator.adapters import AGENT_NAMES
 from orchestrator.errors import ConfigError, UsageError
+from orchestrator.files import read_config_text
 
 TaskKind = Literal["implement", "review", "refine", "suggestions", "document"]
 TASKS: tuple[TaskKind, ...] = get_args(TaskKind)
@@ -494,10 +495,7 @@ class FileWorkflow:
 def read_workflow_file(path: Path) -> list[FileWorkflow]:
     """Every workflow in `path`, resolved. Raises ConfigError (exit 2) naming file, key path, allowed."""
     file = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read the workflow file: {exc.strerror or exc}", file=file) from None
+    text = read_config_text(path, what="workflow file")
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -652,7 +650,7 @@ def load_workflow(spec: str, *, repo: Path | None) -> LoadedWorkflow:
     target, _, wanted = spec.partition("#")
     if _looks_like_path(target):
         path = Path(target).expanduser()
-        if not path.is_file():
+        if not path.exists():  # a folder, FIFO or device exists: read_config_text says what it is
             raise UsageError(
                 f"workflow file {path} does not exist", hint="give a built-in name or a path to a .yaml file"
             )

@@ -397,7 +397,7 @@ def test_sigkill_mid_run_then_resume_finishes(tmp_path):
     threading.Thread(target=killer, args=(box,), daemon=True).start()
     assert proc.wait(timeout=90) == -signal.SIGKILL
     assert snapshot_checkout(repo) == before
-    # The orphaned agent dies with its parent (PR_SET_PDEATHSIG) or is ended now.
+    # The agent is ended by its supervisor when the orchestrator dies (proc_shim), or now.
     from orchestrator.proc import kill_leftovers
 
     time.sleep(0.5)
