@@ -12,12 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orchestrator.config import Settings
+from orchestrator.engine.control_watch import ControlWatch, take_follow_up
 from orchestrator.engine.readiness import AgentReadiness
 from orchestrator.engine.report import RunReport
 from orchestrator.engine.runner import RunEngine
 from orchestrator.engine.workflow import apply_agent_overrides, load_workflow
 from orchestrator.errors import UsageError
-from orchestrator.events import EventBus, RunEvent, RunStarted
+from orchestrator.events import EventBus, Notice, RunEvent, RunStarted
 from orchestrator.store import RunOptions, RunRecord, Store
 from orchestrator.workspace.paths import default_workspace_dir, new_run_id, state_home
 from orchestrator.workspace.run_workspace import RunWorkspace, branch_name, resolve_repo
@@ -126,7 +127,18 @@ class RunService:
                     run_id=run_id, task=run.task, workflow=run.workflow_name, branch=run.branch, base=run.base
                 )
             )
-        return engine.execute(follow_up=follow_up)
+        cancel = engine.cancel
+        # A cancel from another process (the dashboard) sets the same Event as Ctrl-C does.
+        with ControlWatch(self.store, run_id, cancel, bus.publish):
+            report = engine.execute(follow_up=follow_up)
+        # Follow-ups asked for while the run went on continue it now, on the same branch.
+        request = None if cancel.is_set() else take_follow_up(self.store, run_id)
+        if request is None:
+            return report
+        text = str(request.payload.get("text", ""))
+        self.store.finish_control(request.id, "done", "continued the run")
+        bus.publish(Notice(run_id=run_id, text=f"follow-up received: {text}"))
+        return self.execute(run_id, subscribers=subscribers, cancel=cancel, follow_up=text)
 
     def workspace(self, run_id: str) -> RunWorkspace:
         run = self.store.get_run(run_id)

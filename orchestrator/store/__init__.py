@@ -12,6 +12,7 @@ Text that could carry a secret (events, step errors, step details) is masked bef
 
 from __future__ import annotations
 
+from orchestrator.store.control import CONTROL_KINDS, ControlKind, ControlMixin, ControlRequest
 from orchestrator.store.events import EventsMixin
 from orchestrator.store.owners import owner_alive, process_token
 from orchestrator.store.records import (
@@ -31,7 +32,10 @@ from orchestrator.store.schema import MIGRATIONS, SCHEMA_VERSION
 from orchestrator.store.steps import StepsMixin
 
 __all__ = [
+    "CONTROL_KINDS",
     "COMPLETED_STEP_STATUSES",
+    "ControlKind",
+    "ControlRequest",
     "FINISHED_RUN_STATUSES",
     "MIGRATIONS",
     "RUN_STATUSES",
@@ -49,8 +53,9 @@ __all__ = [
 ]
 
 
-class Store(RunsMixin, StepsMixin, EventsMixin):
+class Store(RunsMixin, StepsMixin, EventsMixin, ControlMixin):
     """The run store at `path` (created with its folder if missing). Safe to share between threads;
     several processes may open the same file. Close it (or use it as a context manager) when done.
 
-    One class over one file; each table's operations live in their own module (runs, steps, events)."""
+    One class over one file; each table's operations live in their own module (runs, steps, events,
+    control requests)."""
