@@ -35,6 +35,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "workflows": ("orchestrator.cli.workflows_cmd:workflows", "List, show and validate workflows."),
     "shell": ("orchestrator.cli.shell_cmd:shell", "Work with the agents in conversation (a REPL)."),
     "demo": ("orchestrator.cli.demo_cmd:demo", "A full run with the real CLIs and no account."),
+    "serve": (
+        "orchestrator.cli.serve_cmd:serve",
+        "The web dashboard: every run live, steered from the browser.",
+    ),
 }
 
 
