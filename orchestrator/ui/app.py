@@ -25,7 +25,7 @@ from werkzeug.serving import BaseWSGIServer, make_server
 from orchestrator.cli.runs_cmd import run_summary_json
 from orchestrator.config import Settings
 from orchestrator.engine.service import RunService
-from orchestrator.errors import OrchestratorError, RunNotFound, UsageError
+from orchestrator.errors import InternalError, OrchestratorError, RunNotFound, UsageError
 from orchestrator.logs import get_logger
 from orchestrator.store import Store
 from orchestrator.ui.actions import Actions
@@ -172,7 +172,8 @@ def _register_errors(app: Flask) -> None:
     @app.errorhandler(OrchestratorError)
     def refused(exc: OrchestratorError) -> tuple[Response, int]:
         # The same words as the CLI's `error: ...` line; the status says which kind of refusal.
-        code = 404 if isinstance(exc, RunNotFound) else 409 if isinstance(exc, UsageError) else 500
+        code = 409 if isinstance(exc, UsageError) else 500 if isinstance(exc, InternalError) else 422
+        code = 404 if isinstance(exc, RunNotFound) else code
         return jsonify(
             {"error": exc.message, "hint": exc.hint, "text": str(exc), "exit_code": exc.exit_code}
         ), code
