@@ -111,6 +111,10 @@ class Actions:
         self._execute(run.id, follow_up=text)
         return {"run_id": run.id, "request_id": request_id, "queued": False}
 
+    def execute(self, run_id: str) -> None:
+        """Executes a created run in this process (`orchestrator demo --serve`)."""
+        self._execute(run_id)
+
     def _execute(self, run_id: str, *, resume: bool = False, follow_up: str | None = None) -> None:
         with self._lock:
             running = self._threads.get(run_id)

@@ -47,6 +47,8 @@
     if (liveSince === null) liveSince = batch.latest;
     const types = new Set(fresh.map((e) => e.event.type));
     if (["step_started", "step_finished", "gate_finished", "run_finished", "run_started", "notice"].some((t) => types.has(t))) refreshSoon();
+    // A new commit changes the whole run's diff: show it if that is what the diff panel shows.
+    if (fresh.some((e) => e.event.type === "step_finished" && e.event.commit) && diffs.step === null) diffSoon();
     const finished = fresh.find((e) => e.event.type === "run_finished" && e.seq > liveSince);
     if (finished) announce(finished.event);
     return Promise.resolve();
@@ -82,6 +84,12 @@
   });
 
   // --- the side panels -------------------------------------------------------------------------------
+
+  let diffTimer = null;
+  function diffSoon() {
+    clearTimeout(diffTimer);
+    diffTimer = setTimeout(() => diffs.load(null).catch(() => {}), 400);
+  }
 
   function refreshSoon() {
     clearTimeout(refreshTimer);

@@ -55,7 +55,7 @@ const Timeline = (() => {
       case "run_started":
         return [`run started: ${ev.workflow} on `, el("code", { text: ev.branch }), ` from ${ev.base}`];
       case "step_started":
-        return [el("strong", { text: `▶ ${ev.step_id}` }), ` ${ev.task} by ${ev.agent}`];
+        return [el("strong", { text: `▶ ${ev.step_id}` }), ev.agent === "gate" ? " gate" : ` ${ev.task} by ${ev.agent}`];
       case "step_finished":
         return [
           el("strong", { text: `■ ${ev.step_id}` }),
