@@ -98,6 +98,9 @@ def run_events(run_id: str) -> Response:
     store.get_run(run_id)
     after = _int_arg("after", 0)
     limit = min(max(_int_arg("limit", EVENTS_LIMIT), 1), EVENTS_LIMIT)
+    tail = _int_arg("tail", 0)
+    if tail > 0:  # the last `tail` events: what a page opening a long run shows first
+        after = max(store.last_seq(run_id) - min(tail, EVENTS_LIMIT), 0)
     events = [event_json(e) for e in store.events(run_id, after, limit=limit)]
     return jsonify({"run_id": run_id, "after": after, "events": events, "latest": store.last_seq(run_id)})
 

@@ -13,7 +13,7 @@ from playwright.sync_api import expect
 from orchestrator.adapters.base import cli_cache_bin_dir
 
 from .browser import Console, chromium
-from .conftest import APPROVE, CHANGES, World, free_port
+from .conftest import APPROVE, CHANGES, free_port
 
 FIXED = {"write_file": {"path": "app.py", "content": "def greet():\n    return 'Hello'\n"}}
 
@@ -35,7 +35,10 @@ def open_page(browser, server, path="/"):
 
 
 def seqs(page):
-    return [int(s) for s in page.eval_on_selector_all("#timeline li.ev[data-seq]", "els => els.map(e => e.dataset.seq)")]
+    return [
+        int(s)
+        for s in page.eval_on_selector_all("#timeline li.ev[data-seq]", "els => els.map(e => e.dataset.seq)")
+    ]
 
 
 def test_start_a_run_from_the_page_and_follow_it_to_approved(world, browser):
@@ -53,7 +56,9 @@ def test_start_a_run_from_the_page_and_follow_it_to_approved(world, browser):
     page, console = open_page(browser, server, "/new")
     expect(page.locator("#new-repo")).to_have_value(str(world.repo))
     page.fill("#new-task", "make greet() return Hello")
-    expect(page.locator("#new-command")).to_contain_text("orchestrator run 'make greet() return Hello' --repo")
+    expect(page.locator("#new-command")).to_contain_text(
+        "orchestrator run 'make greet() return Hello' --repo"
+    )
     page.click("button[type=submit]")
     page.wait_for_url("**/runs/*")
     page.evaluate("window.__same_page = true")
@@ -107,7 +112,14 @@ def test_cancel_a_hung_run_from_the_page(world, browser):
 
 def test_follow_up_and_merge_from_the_page(world, browser):
     world.set_turns(
-        [FIXED, {"text": "done"}, {"text": APPROVE}, {"write_file": {"path": "bye.py", "content": "x = 1\n"}}, {"text": "bye"}, {"text": APPROVE}]
+        [
+            FIXED,
+            {"text": "done"},
+            {"text": APPROVE},
+            {"write_file": {"path": "bye.py", "content": "x = 1\n"}},
+            {"text": "bye"},
+            {"text": APPROVE},
+        ]
     )
     assert world.run_in_terminal().join(120).exit_code == 0
     server = world.serve()
@@ -134,7 +146,7 @@ def test_the_page_survives_a_server_restart_and_shows_every_missed_event_once(wo
     server = world.serve(port)
     terminal = world.run_in_terminal()
     run_id = server.wait_for_runs(1)[0]["id"]
-    page, _ = open_page(browser, server, f"/runs/{run_id}")
+    page, console = open_page(browser, server, f"/runs/{run_id}")
     expect(page.locator("#timeline li.step_started")).to_have_count(1, timeout=30_000)
     page.evaluate("window.__same_page = true")
     server.process.stop()
@@ -143,7 +155,16 @@ def test_the_page_survives_a_server_restart_and_shows_every_missed_event_once(wo
     server = world.serve(port)
     expect(page.locator("#connection")).to_have_text("live", timeout=30_000)
     assert terminal.join(120).exit_code == 0
-    expect(page.locator("#timeline li.run_finished")).to_have_count(1, timeout=30_000)
+    try:
+        expect(page.locator("#timeline li.run_finished")).to_have_count(1, timeout=30_000)
+    except AssertionError:
+        print(
+            console.errors,
+            page.inner_text("#gap"),
+            seqs(page),
+            server.get(f"/api/runs/{run_id}/events")["latest"],
+        )
+        raise
     assert page.evaluate("window.__same_page") is True
     latest = server.get(f"/api/runs/{run_id}/events")["latest"]
     assert seqs(page) == list(range(1, latest + 1))  # every event, once, in order
@@ -152,7 +173,9 @@ def test_the_page_survives_a_server_restart_and_shows_every_missed_event_once(wo
 
 def test_agent_output_holding_html_renders_as_text(world, browser):
     hostile = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2"><b>bold</b>'
-    world.set_turns([{"write_file": {"path": "x.html", "content": hostile}}, {"text": hostile}, {"text": APPROVE}])
+    world.set_turns(
+        [{"write_file": {"path": "x.html", "content": hostile}}, {"text": hostile}, {"text": APPROVE}]
+    )
     assert world.run_in_terminal(task=f"task {hostile}").join(120).exit_code == 0
     server = world.serve()
     page, _ = open_page(browser, server)
@@ -173,7 +196,18 @@ def test_the_readme_screenshot_from_the_demo(world, browser, tmp_path):
 
     from .conftest import Background
 
-    argv = [sys.executable, "-m", "orchestrator", "demo", "--serve", "--port", "0", "--no-open", "--dir", str(tmp_path / "demo")]
+    argv = [
+        sys.executable,
+        "-m",
+        "orchestrator",
+        "demo",
+        "--serve",
+        "--port",
+        "0",
+        "--no-open",
+        "--dir",
+        str(tmp_path / "demo"),
+    ]
     # The pinned CLIs are where `orchestrator install-clis` put them (the real cache folder).
     env = {**world.env, "ORCHESTRATOR_CLI_DIR": str(cli_cache_bin_dir(os.environ).parents[1])}
     demo = Background(argv, world.tmp, env)

@@ -5,6 +5,22 @@
 const DiffView = (() => {
   const { el, api } = Orch;
 
+  // diff2html (with highlight.js, about 1 MB) is loaded when the first diff is drawn, not with the page.
+  let library = null;
+  function diff2html() {
+    if (window.Diff2HtmlUI) return Promise.resolve(window.Diff2HtmlUI);
+    if (!library) {
+      library = new Promise((resolve, reject) => {
+        const script = document.createElement("script");
+        script.src = document.getElementById("diff2html-src").dataset.src;
+        script.onload = () => resolve(window.Diff2HtmlUI);
+        script.onerror = reject;
+        document.head.append(script);
+      });
+    }
+    return library;
+  }
+
   class View {
     constructor(runId, list, title) {
       this.runId = runId;
@@ -71,14 +87,14 @@ const DiffView = (() => {
       const entry = this.files.get(path);
       if (!entry || entry.loaded) return entry;
       entry.loaded = true;
-      const data = await api("GET", this.url(path));
-      this.render(entry, data.diff);
+      const [data, Diff2HtmlUI] = await Promise.all([api("GET", this.url(path)), diff2html()]);
+      this.render(entry, data.diff, Diff2HtmlUI);
       return entry;
     }
 
-    render(entry, text) {
+    render(entry, text, Diff2HtmlUI) {
       entry.text = text;
-      const ui = new window.Diff2HtmlUI(entry.body, text, {
+      const ui = new (Diff2HtmlUI || window.Diff2HtmlUI)(entry.body, text, {
         drawFileList: false,
         outputFormat: this.format,
         matching: "lines",

@@ -10,6 +10,11 @@
     document.getElementById("timeline"),
     document.getElementById("timeline-earlier"),
     document.getElementById("timeline-latest"),
+    async (before) => {
+      const from = Math.max(0, before - Timeline.MAX_ROWS);
+      const page = await api("GET", `/api/runs/${encodeURIComponent(runId)}/events?after=${from}&limit=${before - from}`);
+      return page.events;
+    },
   );
   const diffs = new DiffView.View(runId, document.getElementById("diff-files"), document.getElementById("diff-title"));
   const message = document.getElementById("action-message");
@@ -71,17 +76,28 @@
     }
   }
 
-  const io_ = socket(() => ({ [runId]: cursor }));
-  io_.on("events", (batch, ack) => {
-    if (batch.run_id !== runId) return ack && ack();
-    take(batch).then(() => ack && ack(), () => ack && ack());
-  });
-  io_.on("resync", (data) => {
-    if (data.run_id === runId) io_.emit("subscribe", { run_id: runId, after: cursor }, () => {});
-  });
-  io_.on("runs", (data) => {
-    if (data.runs.some((r) => r.id === runId)) refreshSoon();
-  });
+  // A long run opens on its tail (what is on screen); the subscription then goes on from there, and
+  // earlier events are fetched only when asked for.
+  async function follow() {
+    const tail = await api("GET", `/api/runs/${encodeURIComponent(runId)}/events?tail=${Timeline.MAX_ROWS}`);
+    liveSince = tail.latest;
+    if (tail.events.length) {
+      cursor = tail.events[0].seq - 1;
+      timeline.setBase(cursor);
+      await take({ after: cursor, events: tail.events, latest: tail.latest });
+    }
+    const io_ = socket(() => ({ [runId]: cursor }));
+    io_.on("events", (batch, ack) => {
+      if (batch.run_id !== runId) return ack && ack();
+      take(batch).then(() => ack && ack(), () => ack && ack());
+    });
+    io_.on("resync", (data) => {
+      if (data.run_id === runId) io_.emit("subscribe", { run_id: runId, after: cursor }, () => {});
+    });
+    io_.on("runs", (data) => {
+      if (data.runs.some((r) => r.id === runId)) refreshSoon();
+    });
+  }
 
   // --- the side panels -------------------------------------------------------------------------------
 
@@ -289,6 +305,7 @@
   }
   document.getElementById("diff-run").addEventListener("click", () => diffs.load(null).catch(fail));
 
+  follow().catch(fail);
   refresh().catch(fail);
   diffs.load(null).catch(() => {});
 })();

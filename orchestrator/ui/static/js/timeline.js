@@ -84,46 +84,89 @@ const Timeline = (() => {
   }
 
   class View {
-    constructor(list, earlier, latest) {
+    // `loadEarlier(beforeSeq)` fetches the events before the first one held (a long run's page starts
+    // from its tail).
+    constructor(list, earlier, latest, loadEarlier) {
       this.list = list;
       this.earlier = earlier;
       this.latest = latest;
-      this.events = [];
+      this.loadEarlier = loadEarlier;
+      this.events = []; // the events held, contiguous: seq base+1, base+2, ...
+      this.base = 0;
       this.start = 0; // index of the first event in the DOM
       this.end = 0; // one past the last
       this.following = true;
-      earlier.addEventListener("click", () => this.showFrom(Math.max(0, this.start - MAX_ROWS / 2)));
+      this.pending = [];
+      this.scheduled = false;
+      earlier.addEventListener("click", () => this.back());
       latest.addEventListener("click", () => this.follow());
+      // Only the user's own scrolling stops following: rows laid out late (content-visibility) move
+      // the end as well, and then the view sticks to it again.
+      this.userAt = -Infinity;
+      const intent = () => {
+        this.userAt = performance.now();
+      };
+      for (const type of ["wheel", "touchmove", "keydown", "mousedown"]) list.addEventListener(type, intent, { passive: true });
       list.addEventListener("scroll", () => {
         const atEnd = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
-        if (atEnd && this.end === this.events.length) this.following = true;
-        else if (!atEnd) this.following = false;
-        this.latest.hidden = this.following;
+        if (performance.now() - this.userAt < 1000) {
+          this.following = atEnd;
+          this.latest.hidden = atEnd;
+          if (atEnd && this.end < this.events.length) this.follow();
+        } else if (this.following && !atEnd) {
+          list.scrollTop = list.scrollHeight;
+        }
       });
+    }
+
+    setBase(base) {
+      this.base = base;
     }
 
     row(stored) {
       return el("li", { class: `ev ${kind(stored)}`, dataset: { seq: stored.seq } }, el("span", { class: "seq", text: stored.seq }), el("div", { class: "body" }, content(stored)));
     }
 
+    // Events are kept at once; the DOM is updated once per frame, however many batches came meanwhile.
     append(batch) {
-      const first = this.events.length;
       this.events.push(...batch);
-      if (!this.following || this.end !== first) {
+      if (!this.scheduled) {
+        this.scheduled = true;
+        requestAnimationFrame(() => this.flush());
+      }
+    }
+
+    flush() {
+      this.scheduled = false;
+      if (!this.following) {
         this.latest.hidden = false;
         this.latest.textContent = `↓ latest (${this.events.length - this.end} new)`;
         return;
       }
+      const fresh = this.events.slice(Math.max(this.end, this.events.length - MAX_ROWS));
       const fragment = document.createDocumentFragment();
-      for (const stored of batch.slice(-MAX_ROWS)) fragment.append(this.row(stored));
+      for (const stored of fresh) fragment.append(this.row(stored));
+      if (this.events.length - this.end > MAX_ROWS) this.list.replaceChildren();
       this.list.append(fragment);
       this.end = this.events.length;
-      while (this.list.childElementCount > MAX_ROWS) {
-        this.list.firstElementChild.remove();
-      }
+      let extra = this.list.childElementCount - MAX_ROWS;
+      while (extra-- > 0) this.list.firstElementChild.remove();
       this.start = this.end - this.list.childElementCount;
-      this.earlier.hidden = this.start === 0;
+      this.earlier.hidden = this.start === 0 && this.base === 0;
       this.list.scrollTop = this.list.scrollHeight;
+    }
+
+    async back() {
+      if (this.start === 0 && this.base > 0) {
+        const older = await this.loadEarlier(this.base);
+        if (older.length) {
+          this.events.unshift(...older);
+          this.base = older[0].seq - 1;
+          this.start += older.length;
+          this.end += older.length;
+        }
+      }
+      this.showFrom(Math.max(0, this.start - MAX_ROWS / 2));
     }
 
     showFrom(start) {
@@ -131,7 +174,7 @@ const Timeline = (() => {
       this.start = start;
       this.end = Math.min(this.events.length, start + MAX_ROWS);
       this.list.replaceChildren(...this.events.slice(this.start, this.end).map((s) => this.row(s)));
-      this.earlier.hidden = this.start === 0;
+      this.earlier.hidden = this.start === 0 && this.base === 0;
       this.latest.hidden = false;
       this.list.scrollTop = 0;
     }
@@ -141,7 +184,7 @@ const Timeline = (() => {
       this.start = Math.max(0, this.events.length - MAX_ROWS);
       this.end = this.events.length;
       this.list.replaceChildren(...this.events.slice(this.start).map((s) => this.row(s)));
-      this.earlier.hidden = this.start === 0;
+      this.earlier.hidden = this.start === 0 && this.base === 0;
       this.latest.hidden = true;
       this.list.scrollTop = this.list.scrollHeight;
     }
