@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install the project into .venv and the pinned coding CLIs into the orchestrator's cache folder.
-# Usage: scripts/setup.sh [test]   ("test" adds the test tools)
+# Usage: scripts/setup.sh [test]   ("test" adds the test tools, and Chromium for the dashboard's tests)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extras=""
@@ -8,6 +8,9 @@ extras=""
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
+# The dashboard's browser libraries (npm, pinned in orchestrator/ui/package-lock.json) before the
+# install, so a wheel built from this tree ships them.
+scripts/build-ui.sh
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e ".${extras}"
 # The real CLIs at the versions our adapters are tested with (orchestrator/adapters/pins.py).
@@ -21,6 +24,8 @@ if [ "${1:-}" = "test" ] && command -v apt-get >/dev/null 2>&1; then
   command -v promtool >/dev/null 2>&1 || missing="$missing prometheus"
   command -v bwrap >/dev/null 2>&1 || missing="$missing bubblewrap"
   command -v setpriv >/dev/null 2>&1 || missing="$missing util-linux"
+  # tests/ui drive Debian's Chromium through Playwright's bundled driver (never `playwright install`).
+  [ -x /usr/bin/chromium ] || missing="$missing chromium"
   if [ -n "$missing" ]; then
     sudo_cmd=""
     [ "$(id -u)" = 0 ] || sudo_cmd="sudo"

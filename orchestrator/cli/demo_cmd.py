@@ -11,7 +11,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import yaml
@@ -26,7 +26,12 @@ from orchestrator.proc import run_command
 from orchestrator.testing.scenario import scenario_from_data
 from orchestrator.workspace.paths import default_workspace_dir
 
+if TYPE_CHECKING:
+    from orchestrator.config import Settings
+    from orchestrator.ui.app import Dashboard
+
 DEMO_AGENTS = ("claude", "codex", "gemini")
+DEMO_TASK = "Add calc.add(a, b) with a unit test"
 
 CALC_BUGGY = "def add(a, b):\n    return a - b\n"
 TESTS = (
@@ -103,6 +108,26 @@ def make_sample_repo(root: Path, python: str) -> Path:
     return root
 
 
+def _serve_demo(settings: Settings, repo: Path, *, port: int, open_browser: bool) -> None:
+    """The demo run, executed by the dashboard's process and shown live in it."""
+    from orchestrator.cli.serve_cmd import serve_dashboard
+
+    def start(dashboard: Dashboard) -> None:
+        record = dashboard.context.service.create(RunSpec(task=DEMO_TASK, cwd=repo, repo=repo))
+        dashboard.context.actions.execute(record.id)
+        click.echo(f"demo run: {record.id} (open it from the dashboard's list)", err=True)
+
+    serve_dashboard(
+        settings=settings,
+        env=os.environ,
+        repos=[repo],
+        host="127.0.0.1",
+        port=port,
+        open_browser=open_browser,
+        on_ready=start,
+    )
+
+
 @click.command("demo")
 @click.option(
     "--dir",
@@ -112,7 +137,10 @@ def make_sample_repo(root: Path, python: str) -> Path:
     help="Where to make the sample repository (default: the workspace folder).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON report.")
-def demo(where: Path | None, as_json: bool) -> None:
+@click.option("--serve", "serve", is_flag=True, help="Run it live in the web dashboard (until Ctrl-C).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True, help="With --serve.")
+@click.option("--no-open", is_flag=True, help="With --serve: do not open a browser.")
+def demo(where: Path | None, as_json: bool, serve: bool, port: int, no_open: bool) -> None:
     """A full run with the real CLIs against the scripted model server: no account, no network."""
     from orchestrator.cli.agents_cmd import check_agents
     from orchestrator.config import LoadedSettings
@@ -138,9 +166,12 @@ def demo(where: Path | None, as_json: bool) -> None:
                 f"the demo needs these CLIs ready:\n{lines}\nrun `orchestrator install-clis`"
             )
         click.echo(f"sample repository: {repo}\nscripted model server: {server.url}\n", err=True)
+        if serve:
+            _serve_demo(settings, repo, port=port, open_browser=not no_open)
+            return
         service = RunService(settings=settings, env=os.environ)
         try:
-            record = service.create(RunSpec(task="Add calc.add(a, b) with a unit test", cwd=repo, repo=repo))
+            record = service.create(RunSpec(task=DEMO_TASK, cwd=repo, repo=repo))
             renderer = ConsoleRenderer(stream=sys.stderr)
             report, interrupted = run_cancellable(
                 lambda cancel: service.execute(record.id, subscribers=[renderer.run_event], cancel=cancel)

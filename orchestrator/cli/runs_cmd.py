@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -16,7 +18,7 @@ from orchestrator.engine.report import build_report, render_text
 from orchestrator.engine.service import RunService
 from orchestrator.errors import EXIT_INTERRUPTED, RunNotFound, UsageError
 from orchestrator.events import Notice
-from orchestrator.store import RunRecord, owner_alive
+from orchestrator.store import RunRecord, Store, owner_alive
 from orchestrator.workspace.run_workspace import UNCOMMITTED_STEP
 
 
@@ -41,6 +43,20 @@ def find_run(service: RunService, run_ref: str) -> RunRecord:
     if not matches:
         raise RunNotFound(f"no run {run_ref!r}", hint="`orchestrator runs list` shows the runs")
     raise UsageError(f"{run_ref!r} matches {len(matches)} runs", hint="give more of the run id")
+
+
+def run_summary_json(store: Store, run: RunRecord, *, now: float | None = None) -> dict[str, Any]:
+    """One run as `runs list --json` (and the dashboard's /api/runs) shows it: the record without its
+    resolved workflow, plus what it cost, which agents its workflow names, how long it took, and
+    whether it is stale (still "running" in the store, but its process is gone)."""
+    data: dict[str, Any] = run.model_dump(mode="json", exclude={"workflow"})
+    steps = run.workflow.get("steps", [])
+    end = run.finished_at if run.finished_at is not None else (now if now is not None else time.time())
+    data["agents"] = list(dict.fromkeys(s["agent"] for s in steps if isinstance(s, dict) and s.get("agent")))
+    data["cost_usd"] = store.usage_total(run.id).cost_usd
+    data["duration_s"] = round(max(end - run.created_at, 0.0), 3)
+    data["stale"] = run.status == "running" and not owner_alive(run.owner_pid, run.owner_token)
+    return data
 
 
 def rollback_run(service: RunService, run: RunRecord, to: str) -> tuple[str, str]:
@@ -120,7 +136,7 @@ def list_cmd(all_repos: bool, limit: int, config_path: Path | None, as_json: boo
     repo = None if all_repos else repo_root_of(Path.cwd())
     found = service.store.list_runs(repo=repo, limit=limit)
     if as_json:
-        print_json([r.model_dump(mode="json", exclude={"workflow"}) for r in found])
+        print_json([run_summary_json(service.store, r) for r in found])
         return
     if not found:
         click.echo("no runs yet" + ("" if all_repos else " in this repository (try --all)"))

@@ -18,6 +18,7 @@ import structlog
 
 from orchestrator.audit import AuditLog
 from orchestrator.config import Settings, agent_environments
+from orchestrator.engine.control_watch import ControlWatch, take_follow_up
 from orchestrator.engine.inputs import (
     check_base,
     check_not_bare,
@@ -229,7 +230,11 @@ class RunService:
             for text in self._pending_notices.pop(run_id, []):
                 bus.publish(Notice(run_id=run_id, level="warning", text=text))
             try:
-                with retries_reported_to(functools.partial(_publish_retry, bus, run_id)):
+                # A cancel from another process (the dashboard) sets the same Event as Ctrl-C does.
+                with (
+                    retries_reported_to(functools.partial(_publish_retry, bus, run_id)),
+                    ControlWatch(self.store, run_id, cancel, bus.publish),
+                ):
                     report = engine.execute(follow_up=follow_up)
             except (OrchestratorError, OSError) as exc:
                 if caused_by_full_disk(exc, self.state_home):
@@ -240,7 +245,14 @@ class RunService:
             if caused_by_full_disk(store_failures[0], self.state_home):
                 raise self._stopped_for_full_disk(run_id, store_failures[0]) from store_failures[0]
             raise store_failures[0]
-        return report
+        # Follow-ups asked for while the run went on continue it now, on the same branch.
+        request = None if cancel.is_set() else take_follow_up(self.store, run_id)
+        if request is None:
+            return report
+        text = str(request.payload.get("text", ""))
+        self.store.finish_control(request.id, "done", "continued the run")
+        bus.publish(Notice(run_id=run_id, text=f"follow-up received: {text}"))
+        return self.execute(run_id, subscribers=subscribers, cancel=cancel, follow_up=text)
 
     def _store_subscriber(
         self, run_id: str, cancel: threading.Event, failures: list[StoreError]

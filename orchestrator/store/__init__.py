@@ -14,6 +14,7 @@ else by the next process that opens the store (from an empty marker file beside 
 
 from __future__ import annotations
 
+from orchestrator.store.control import CONTROL_KINDS, ControlKind, ControlMixin, ControlRequest
 from orchestrator.store.events import EventsMixin
 from orchestrator.store.faults import translate_store_errors
 from orchestrator.store.owners import owner_alive, process_token
@@ -34,7 +35,10 @@ from orchestrator.store.schema import MIGRATIONS, SCHEMA_VERSION
 from orchestrator.store.steps import StepsMixin
 
 __all__ = [
+    "CONTROL_KINDS",
     "COMPLETED_STEP_STATUSES",
+    "ControlKind",
+    "ControlRequest",
     "FINISHED_RUN_STATUSES",
     "MIGRATIONS",
     "RUN_STATUSES",
@@ -53,10 +57,11 @@ __all__ = [
 
 
 @translate_store_errors
-class Store(RunsMixin, StepsMixin, EventsMixin):
+class Store(RunsMixin, StepsMixin, EventsMixin, ControlMixin):
     """The run store at `path` (created with its folder if missing). Safe to share between threads;
     several processes may open the same file. Close it (or use it as a context manager) when done.
 
-    One class over one file; each table's operations live in their own module (runs, steps, events).
+    One class over one file; each table's operations live in their own module (runs, steps, events,
+    control requests).
     A fault of the file (corrupt, unreadable, read-only, disk full, locked) is a StoreError from any
     method (exit 2, with the path and what to do), never a raw `sqlite3` error."""

@@ -64,6 +64,20 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             PRIMARY KEY (run_id, seq)
         ) WITHOUT ROWID""",
     ),
+    # 2: control requests (cancel, follow-up) from any process, for the run's owner to pick up.
+    (
+        """CREATE TABLE control_requests (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+            kind TEXT NOT NULL,
+            payload_json TEXT NOT NULL DEFAULT '{}',
+            status TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            taken_by INTEGER,
+            message TEXT
+        )""",
+        "CREATE INDEX control_requests_pending ON control_requests (status, run_id)",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -60,6 +60,7 @@ HEAVY_OURS = (
 NO_DATA = {
     "shell": "an interactive REPL",
     "testing serve-model": "a server: its configuration for the CLIs goes to a file with --write-config",
+    "serve": "a server: it prints its URL; its data is the dashboard's JSON API under /api",
     "install-clis": "an action: its exit code and one line say how it went",
     "workflows validate": "a check: its exit code and its error naming file and key are the result",
 }

@@ -1,0 +1,199 @@
+// The run's timeline: every event of the log, in order, as rows. The DOM stays bounded: at most
+// MAX_ROWS rows are in the page (a window onto the events, which are kept as data); while the view
+// follows the end, new rows append and the oldest leave; "show earlier" moves the window back.
+"use strict";
+
+const Timeline = (() => {
+  const { el, tokens } = Orch;
+  const MAX_ROWS = 400;
+  const FAILURE = /(FAIL|Error|error:|Traceback|failed|AssertionError|✗)/;
+
+  function gateRow(ev) {
+    const lines = (ev.output_tail || "").split("\n");
+    const first = lines.findIndex((line) => FAILURE.test(line));
+    const pre = el("pre", { class: "gate-output" });
+    lines.forEach((line, i) => pre.append(el("span", { class: i === first ? "first-failure" : null, text: line + "\n" })));
+    const jump =
+      !ev.passed && first >= 0
+        ? el("button", {
+            class: "link",
+            text: "jump to first failure",
+            onclick: () => pre.querySelector(".first-failure").scrollIntoView({ block: "center" }),
+          })
+        : null;
+    return [
+      el("div", { class: "head" }, el("span", { class: `status s-${ev.passed ? "approved" : "failed"}`, text: ev.passed ? "passed" : "failed" }), ` gate ${ev.command}`, ev.exit_code !== null ? ` (exit ${ev.exit_code})` : "", " ", jump),
+      el("details", { open: !ev.passed }, el("summary", { text: "output" }), pre),
+    ];
+  }
+
+  function agentRow(ev) {
+    const inner = ev.event;
+    switch (inner.type) {
+      case "message":
+        return [el("div", { class: "who", text: ev.agent }), el("div", { class: "text", text: inner.text })];
+      case "tool_use": {
+        const what = inner.command ? `$ ${inner.command}` : inner.path || inner.detail || "";
+        return [el("span", { class: `tool t-${inner.status}`, text: `${inner.tool}` }), " ", el("code", { text: what }), " ", el("span", { class: "dim", text: inner.status })];
+      }
+      case "session":
+        return [el("span", { class: "dim", text: `${ev.agent} session ${inner.session_id || ""} ${inner.model || ""}` })];
+      case "usage":
+        return [el("span", { class: "dim", text: `${ev.agent}: ${tokens(inner.input_tokens)} in, ${tokens(inner.output_tokens)} out${inner.cost_usd !== null ? `, $${inner.cost_usd.toFixed(4)}` : ""}` })];
+      case "error":
+        return [el("span", { class: "status s-failed", text: inner.kind }), " ", el("span", { text: inner.message })];
+      case "result":
+        return [el("span", { class: "dim", text: `${ev.agent} ${inner.success ? "finished" : "failed"}` })];
+      default:
+        return [el("span", { class: "dim", text: inner.type })];
+    }
+  }
+
+  function content(stored) {
+    const ev = stored.event;
+    switch (ev.type) {
+      case "run_started":
+        return [`run started: ${ev.workflow} on `, el("code", { text: ev.branch }), ` from ${ev.base}`];
+      case "step_started":
+        return [el("strong", { text: `▶ ${ev.step_id}` }), ev.agent === "gate" ? " gate" : ` ${ev.task} by ${ev.agent}`];
+      case "step_finished":
+        return [
+          el("strong", { text: `■ ${ev.step_id}` }),
+          " ",
+          el("span", { class: `status s-${ev.status === "succeeded" ? "approved" : ev.status}`, text: ev.status }),
+          ev.commit ? [" commit ", el("code", { text: ev.commit.slice(0, 10) })] : "",
+          ev.files_changed && ev.files_changed.length ? ` (${ev.files_changed.join(", ")})` : "",
+          ev.error ? ` ${ev.error}` : "",
+        ];
+      case "gate_finished":
+        return gateRow(ev);
+      case "agent":
+        return agentRow(ev);
+      case "notice":
+        return [el("span", { class: `notice n-${ev.level}`, text: ev.text })];
+      case "run_finished":
+        return [el("strong", { text: "run finished: " }), el("span", { class: `status s-${ev.status}`, text: ev.status }), ` (${ev.stop_reason})`];
+      default:
+        return [ev.type];
+    }
+  }
+
+  function kind(stored) {
+    const ev = stored.event;
+    return ev.type === "agent" ? `agent-${ev.event.type}` : ev.type;
+  }
+
+  class View {
+    // `loadEarlier(beforeSeq)` fetches the events before the first one held (a long run's page starts
+    // from its tail).
+    constructor(list, earlier, latest, loadEarlier) {
+      this.list = list;
+      this.earlier = earlier;
+      this.latest = latest;
+      this.loadEarlier = loadEarlier;
+      this.events = []; // the events held, contiguous: seq base+1, base+2, ...
+      this.base = 0;
+      this.start = 0; // index of the first event in the DOM
+      this.end = 0; // one past the last
+      this.following = true;
+      this.pending = [];
+      this.scheduled = false;
+      earlier.addEventListener("click", () => this.back());
+      latest.addEventListener("click", () => this.follow());
+      // Only the user's own scrolling stops following: rows laid out late (content-visibility) move
+      // the end as well, and then the view sticks to it again.
+      this.userAt = -Infinity;
+      const intent = () => {
+        this.userAt = performance.now();
+      };
+      for (const type of ["wheel", "touchmove", "keydown", "mousedown"]) list.addEventListener(type, intent, { passive: true });
+      list.addEventListener("scroll", () => {
+        const atEnd = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
+        if (performance.now() - this.userAt < 1000) {
+          this.following = atEnd;
+          this.latest.hidden = atEnd;
+          if (atEnd && this.end < this.events.length) this.follow();
+        } else if (this.following && !atEnd) {
+          list.scrollTop = list.scrollHeight;
+        }
+      });
+    }
+
+    setBase(base) {
+      this.base = base;
+    }
+
+    row(stored) {
+      return el("li", { class: `ev ${kind(stored)}`, dataset: { seq: stored.seq } }, el("span", { class: "seq", text: stored.seq }), el("div", { class: "body" }, content(stored)));
+    }
+
+    // Events are kept at once; the DOM is updated once per frame, however many batches came meanwhile.
+    append(batch) {
+      this.events.push(...batch);
+      if (!this.scheduled) {
+        this.scheduled = true;
+        requestAnimationFrame(() => this.flush());
+      }
+    }
+
+    flush() {
+      this.scheduled = false;
+      if (!this.following) {
+        this.latest.hidden = false;
+        this.latest.textContent = `↓ latest (${this.events.length - this.end} new)`;
+        return;
+      }
+      const fresh = this.events.slice(Math.max(this.end, this.events.length - MAX_ROWS));
+      const fragment = document.createDocumentFragment();
+      for (const stored of fresh) fragment.append(this.row(stored));
+      if (this.events.length - this.end > MAX_ROWS) this.list.replaceChildren();
+      this.list.append(fragment);
+      this.end = this.events.length;
+      let extra = this.list.childElementCount - MAX_ROWS;
+      while (extra-- > 0) this.list.firstElementChild.remove();
+      this.start = this.end - this.list.childElementCount;
+      this.earlier.hidden = this.start === 0 && this.base === 0;
+      this.list.scrollTop = this.list.scrollHeight;
+    }
+
+    async back() {
+      if (this.start === 0 && this.base > 0) {
+        const older = await this.loadEarlier(this.base);
+        if (older.length) {
+          this.events.unshift(...older);
+          this.base = older[0].seq - 1;
+          this.start += older.length;
+          this.end += older.length;
+        }
+      }
+      this.showFrom(Math.max(0, this.start - MAX_ROWS / 2));
+    }
+
+    showFrom(start) {
+      this.following = false;
+      this.start = start;
+      this.end = Math.min(this.events.length, start + MAX_ROWS);
+      this.list.replaceChildren(...this.events.slice(this.start, this.end).map((s) => this.row(s)));
+      this.earlier.hidden = this.start === 0 && this.base === 0;
+      this.latest.hidden = false;
+      this.list.scrollTop = 0;
+    }
+
+    follow() {
+      this.following = true;
+      this.start = Math.max(0, this.events.length - MAX_ROWS);
+      this.end = this.events.length;
+      this.list.replaceChildren(...this.events.slice(this.start).map((s) => this.row(s)));
+      this.earlier.hidden = this.start === 0 && this.base === 0;
+      this.latest.hidden = true;
+      this.list.scrollTop = this.list.scrollHeight;
+    }
+
+    note(text, cls) {
+      this.list.append(el("li", { class: `ev local ${cls || ""}` }, el("span", { class: "seq", text: "·" }), el("div", { class: "body", text })));
+      if (this.following) this.list.scrollTop = this.list.scrollHeight;
+    }
+  }
+
+  return { View, MAX_ROWS };
+})();

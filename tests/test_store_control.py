@@ -1,0 +1,44 @@
+"""Control requests in the store: any process asks, exactly one takes."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from orchestrator.errors import RunNotFound
+from orchestrator.store import SCHEMA_VERSION, Store
+
+
+def make(store: Store, run_id: str = "r1") -> None:
+    store.create_run(
+        run_id=run_id,
+        repo="/tmp",
+        task="t",
+        workflow_name="w",
+        workflow={},
+        base="HEAD",
+        branch=f"b/{run_id}",
+    )
+
+
+def test_a_request_is_taken_once_and_finished(tmp_path):
+    path = tmp_path / "state.db"
+    with Store(path) as asking, Store(path) as owner:
+        assert asking.schema_version() == SCHEMA_VERSION >= 2
+        make(asking)
+        first = asking.request_control("r1", "cancel", {"source": "the dashboard"})
+        second = asking.request_control("r1", "follow_up", {"text": "more"})
+        assert [r.id for r in owner.pending_controls("r1")] == [first, second]
+        assert [r.kind for r in owner.pending_controls("r1", kinds=("follow_up",))] == ["follow_up"]
+        assert owner.take_control(first, os.getpid()) is True
+        assert asking.take_control(first, 12345) is False  # another process was first
+        owner.finish_control(first, "done", "stopped")
+        taken = asking.control(first)
+        assert taken is not None and taken.status == "done" and taken.taken_by == os.getpid()
+        assert [r.id for r in owner.pending_controls()] == [second]
+
+
+def test_a_request_for_an_unknown_run_is_refused(tmp_path):
+    with Store(tmp_path / "state.db") as store, pytest.raises(RunNotFound):
+        store.request_control("nope", "cancel")

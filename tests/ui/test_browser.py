@@ -1,0 +1,233 @@
+"""The dashboard as a person uses it, in a real headless Chromium against a live `orchestrator serve`."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+import pytest
+from playwright.sync_api import expect
+
+from orchestrator.adapters.base import cli_cache_bin_dir
+
+from .browser import Console, chromium
+from .conftest import APPROVE, CHANGES, free_port
+
+FIXED = {"write_file": {"path": "app.py", "content": "def greet():\n    return 'Hello'\n"}}
+
+
+@pytest.fixture
+def browser(tmp_path):
+    with chromium(tmp_path / "chromium-profile") as context:
+        yield context
+
+
+def open_page(browser, server, path="/"):
+    page = browser.new_page()
+    console = Console(page)
+    page.goto(server.login_url)  # the printed URL: the token becomes a cookie, then leaves the URL
+    assert "token=" not in page.url
+    if path != "/":
+        page.goto(server.base + path)
+    return page, console
+
+
+def seqs(page):
+    return [
+        int(s)
+        for s in page.eval_on_selector_all("#timeline li.ev[data-seq]", "els => els.map(e => e.dataset.seq)")
+    ]
+
+
+def test_start_a_run_from_the_page_and_follow_it_to_approved(world, browser):
+    world.set_turns(
+        [
+            {"write_file": {"path": "app.py", "content": "def greet():\n    return 'hi!'\n"}},
+            {"text": "first try"},
+            {"text": CHANGES},
+            FIXED,
+            {"text": "fixed"},
+            {"text": APPROVE},
+        ]
+    )
+    server = world.serve()
+    page, console = open_page(browser, server, "/new")
+    expect(page.locator("#new-repo")).to_have_value(str(world.repo))
+    page.fill("#new-task", "make greet() return Hello")
+    expect(page.locator("#new-command")).to_contain_text(
+        "orchestrator run 'make greet() return Hello' --repo"
+    )
+    page.click("button[type=submit]")
+    page.wait_for_url("**/runs/*")
+    page.evaluate("window.__same_page = true")
+    expect(page.locator("#connection")).to_have_text("live")
+    expect(page.locator("#run-status .status")).to_have_text("approved", timeout=120_000)
+    assert page.evaluate("window.__same_page") is True  # no reload
+    expect(page.locator("#timeline li.run_finished")).to_contain_text("approved")
+    assert seqs(page) == list(range(1, len(seqs(page)) + 1))
+    assert "[object" not in page.inner_text("#timeline")  # every part of a row rendered as text
+    expect(page.locator("#timeline li.step_finished").first).to_contain_text("commit ")
+    # A step's diff, then a finding's line in the whole run's diff.
+    page.click("#steps tr[data-step=i1-s1-implement] button:has-text('diff')")
+    expect(page.locator("#diff-title")).to_have_text("of step i1-s1-implement")
+    expect(page.locator("#diff-files .d2h-file-wrapper")).to_have_count(1)
+    expect(page.locator("#diff-files")).to_contain_text("hi!")
+    finding = page.locator("#findings li").first
+    expect(finding).to_contain_text("greet() must return Hello")
+    expect(finding).to_contain_text("addressed in i1-s3-refine")
+    finding.locator("button:has-text('app.py:2')").click()
+    expect(page.locator("#diff-title")).to_have_text("of the whole run")
+    expect(page.locator("tr.finding-line")).to_contain_text("return 'Hello'")
+    assert [e for e in console.errors if "Content Security Policy" in e or "Refused" in e] == []
+
+
+def test_a_run_from_another_process_appears_and_updates_live(world, browser):
+    world.set_turns([FIXED, {"hang": 2}, {"text": "done"}, {"text": APPROVE}])
+    server = world.serve()
+    page, _ = open_page(browser, server)
+    expect(page.locator("#connection")).to_have_text("live")
+    expect(page.locator("#runs-empty")).to_be_visible()
+    terminal = world.run_in_terminal()
+    row = page.locator("#runs tbody tr").first
+    expect(row.locator(".status")).to_have_text("running", timeout=30_000)
+    expect(row.locator(".status")).to_have_text("approved", timeout=120_000)
+    assert terminal.join(60).exit_code == 0
+
+
+def test_cancel_a_hung_run_from_the_page(world, browser):
+    world.set_turns([{"hang": 600}])
+    terminal = world.run_in_terminal()
+    server = world.serve()
+    run_id = server.wait_for_runs(1)[0]["id"]
+    page, _ = open_page(browser, server, f"/runs/{run_id}")
+    expect(page.locator("#timeline li.step_started")).to_have_count(1, timeout=30_000)
+    page.click("#act-cancel")
+    expect(page.locator("#action-message")).to_contain_text("cancel requested")
+    expect(page.locator("#run-status .status")).to_have_text("cancelled", timeout=60_000)
+    result = terminal.join(60)
+    assert result is not None and result.exit_code == 130  # and conftest checks no process is left
+
+
+def test_follow_up_and_merge_from_the_page(world, browser):
+    world.set_turns(
+        [
+            FIXED,
+            {"text": "done"},
+            {"text": APPROVE},
+            {"write_file": {"path": "bye.py", "content": "x = 1\n"}},
+            {"text": "bye"},
+            {"text": APPROVE},
+        ]
+    )
+    assert world.run_in_terminal().join(120).exit_code == 0
+    server = world.serve()
+    run_id = server.get("/api/runs")[0]["id"]
+    page, _ = open_page(browser, server, f"/runs/{run_id}")
+    expect(page.locator("#run-status .status")).to_have_text("approved")
+    page.fill("#follow-up-text", "also add bye.py")
+    page.click("#follow-up button")
+    expect(page.locator("#timeline li.follow-up-sent .body")).to_have_text("you: also add bye.py (started)")
+    expect(page.locator("#timeline li.step_started").last).to_contain_text("i2-s1-implement", timeout=60_000)
+    expect(page.locator("#run-status .status")).to_have_text("approved", timeout=120_000)
+    expect(page.locator("#timeline li.run_finished")).to_have_count(2)
+    page.click("#act-merge")
+    expect(page.locator("#merge-preview")).to_contain_text("is 2 ahead and 0 behind main")
+    expect(page.locator("#merge-preview")).to_contain_text("no conflicts")
+    page.click("#merge-go")
+    expect(page.locator("#action-message")).to_contain_text("merged into main (fast-forward, 2 files)")
+    assert (world.repo / "bye.py").read_text() == "x = 1\n"
+
+
+def test_the_page_survives_a_server_restart_and_shows_every_missed_event_once(world, browser):
+    world.set_turns([FIXED, {"hang": 4}, {"text": "done"}, {"hang": 4}, {"text": APPROVE}])
+    port = free_port()
+    server = world.serve(port)
+    terminal = world.run_in_terminal()
+    run_id = server.wait_for_runs(1)[0]["id"]
+    page, console = open_page(browser, server, f"/runs/{run_id}")
+    expect(page.locator("#timeline li.step_started")).to_have_count(1, timeout=30_000)
+    page.evaluate("window.__same_page = true")
+    server.process.stop()
+    expect(page.locator("#connection")).not_to_have_text("live", timeout=15_000)
+    time.sleep(3)  # the run goes on in its own process while no dashboard is up
+    server = world.serve(port)
+    expect(page.locator("#connection")).to_have_text("live", timeout=30_000)
+    assert terminal.join(120).exit_code == 0
+    try:
+        expect(page.locator("#timeline li.run_finished")).to_have_count(1, timeout=30_000)
+    except AssertionError:
+        print(
+            console.errors,
+            page.inner_text("#gap"),
+            seqs(page),
+            server.get(f"/api/runs/{run_id}/events")["latest"],
+        )
+        raise
+    assert page.evaluate("window.__same_page") is True
+    latest = server.get(f"/api/runs/{run_id}/events")["latest"]
+    assert seqs(page) == list(range(1, latest + 1))  # every event, once, in order
+    expect(page.locator("#gap")).to_be_hidden()
+
+
+def test_agent_output_holding_html_renders_as_text(world, browser):
+    hostile = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2"><b>bold</b>'
+    world.set_turns(
+        [{"write_file": {"path": "x.html", "content": hostile}}, {"text": hostile}, {"text": APPROVE}]
+    )
+    assert world.run_in_terminal(task=f"task {hostile}").join(120).exit_code == 0
+    server = world.serve()
+    page, _ = open_page(browser, server)
+    expect(page.locator("#runs tbody td.task")).to_have_text(f"task {hostile}")
+    run_id = server.get("/api/runs")[0]["id"]
+    page.goto(f"{server.base}/runs/{run_id}")
+    message = page.locator("#timeline li.agent-message .text").first
+    expect(message).to_have_text(hostile)
+    expect(page.locator("#diff-files")).to_contain_text("window.__pwned = 1")
+    assert page.evaluate("window.__pwned") is None
+    assert page.locator("main img, main b, #timeline script, #diff-files script").count() == 0
+
+
+@pytest.mark.real
+def test_the_readme_screenshot_from_the_demo(world, browser, tmp_path):
+    """docs/dashboard.png: `orchestrator demo --serve`, the real CLIs against the scripted model server."""
+    from pathlib import Path
+
+    from .conftest import Background
+
+    argv = [
+        sys.executable,
+        "-m",
+        "orchestrator",
+        "demo",
+        "--serve",
+        "--port",
+        "0",
+        "--no-open",
+        "--dir",
+        str(tmp_path / "demo"),
+    ]
+    # The pinned CLIs are where `orchestrator install-clis` put them (the real cache folder).
+    env = {**world.env, "ORCHESTRATOR_CLI_DIR": str(cli_cache_bin_dir(os.environ).parents[1])}
+    demo = Background(argv, world.tmp, env)
+    world.servers.append(demo)
+    login = demo.wait_for("Dashboard: http://", 120).split("Dashboard: ", 1)[1].strip()
+    from .conftest import Server
+
+    server = Server(demo, login)
+    run_id = server.wait_for_runs(1)[0]["id"]
+    page = browser.new_page()
+    page.set_viewport_size({"width": 1440, "height": 1000})
+    page.goto(login)
+    page.goto(f"{server.base}/runs/{run_id}")
+    expect(page.locator("#run-status .status")).to_have_text("approved", timeout=240_000)
+    expect(page.locator("#diff-files .d2h-file-wrapper").first).to_be_visible(timeout=30_000)
+    expect(page.locator("#findings li").first).to_contain_text("add() returns a - b")
+    page.wait_for_timeout(500)
+    out = Path(__file__).resolve().parents[2] / "docs" / "dashboard.png"
+    out.parent.mkdir(exist_ok=True)
+    page.screenshot(path=str(out), full_page=True)
+    assert out.stat().st_size > 20_000
+    report = server.get(f"/api/runs/{run_id}")
+    assert report["status"] == "approved" and json.dumps(report)
