@@ -1,6 +1,6 @@
 # The orchestrator's dashboard (`orchestrator serve`) with the four coding CLIs at their pinned versions.
 #   docker build -t ai-agents-orchestrator .
-#   docker run -e ORCHESTRATOR_TOKEN=... -v orchestrator-state:/var/lib/orchestrator \
+#   docker run -e ORCHESTRATOR_UI_TOKEN=... -v orchestrator-state:/var/lib/orchestrator \
 #     -v "$PWD:/repos/app" -p 127.0.0.1:8765:8765 ai-agents-orchestrator
 # compose.yaml adds Prometheus and Grafana. Checked without a container engine by tests/deploy/.
 
@@ -71,6 +71,6 @@ EXPOSE 8765
 # The dashboard answers /healthz without its token.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8765/healthz', timeout=4)"]
-# Bound beyond loopback, `serve` wants a token: set ORCHESTRATOR_TOKEN when starting the container.
+# Bound beyond loopback, `serve` wants a token: set ORCHESTRATOR_UI_TOKEN when starting the container.
 ENTRYPOINT ["orchestrator"]
 CMD ["serve", "--host", "0.0.0.0", "--port", "8765"]

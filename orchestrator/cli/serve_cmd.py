@@ -125,7 +125,9 @@ def serve_dashboard(
     "allowed_hosts",
     multiple=True,
     metavar="NAME",
-    help="Another host name the dashboard answers to (besides localhost, 127.0.0.1, [::1]).",
+    envvar="ORCHESTRATOR_UI_ALLOWED_HOSTS",
+    help="Another host name the dashboard answers to (besides localhost, 127.0.0.1, [::1]); "
+    "repeatable, or $ORCHESTRATOR_UI_ALLOWED_HOSTS (space-separated).",
 )
 @click.option("--no-open", is_flag=True, help="Do not open a browser.")
 @config_option

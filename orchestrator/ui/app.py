@@ -49,8 +49,15 @@ UI_DIR = Path(__file__).parent
 log = get_logger("orchestrator.ui")
 
 
-def _log_audit(action: str, run_id: str | None, detail: dict[str, Any]) -> None:
-    log.info("dashboard action", action=action, run_id=run_id, **detail)
+def _audit_to(env: Mapping[str, str]) -> Audit:
+    """Dashboard actions go to the audit trail (orchestrator/audit.py), with the caller's address."""
+    from orchestrator.audit import record_action
+
+    def audit(action: str, run_id: str | None, detail: dict[str, Any]) -> None:
+        record_action(action, run_id or "-", request.remote_addr, env=env, **detail)
+        log.info("dashboard action", action=action, run_id=run_id)
+
+    return audit
 
 
 class Dashboard:
@@ -100,7 +107,7 @@ def create_dashboard(
     token: str | None = None,
     allowed_hosts: Sequence[str] = (),
     clock: Callable[[], float] = time.time,
-    audit: Audit = _log_audit,
+    audit: Audit | None = None,
     poll_s: float = 1.0,
     watch_files: bool = True,
 ) -> Dashboard:
@@ -143,7 +150,7 @@ def create_dashboard(
         allowed_repos=tuple(Path(r) for r in allowed_repos),
         token=token,
         clock=clock,
-        audit=audit,
+        audit=audit or _audit_to(env),
     )
     app.extensions["orchestrator"] = context
     app.register_blueprint(pages)
@@ -201,5 +208,20 @@ def _register_headers(app: Flask) -> None:
 
 
 def _mount_metrics(app: Flask, store: Store) -> None:
-    # TODO(h-obs): /metrics once orchestrator.metrics offers a render function for a registry.
-    return None
+    """GET /metrics: Prometheus metrics of every run in the store, whichever process made it (read
+    from the event log when scraped). Behind the token like the rest (Prometheus sends it as Bearer)."""
+    from prometheus_client import CollectorRegistry
+
+    from orchestrator.metrics import render_metrics
+    from orchestrator.metrics_follow import StoreMetricsFollower
+
+    registry = CollectorRegistry()
+    follower = StoreMetricsFollower(store, registry)
+    lock = threading.Lock()
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        with lock:
+            follower.poll()
+            body, content_type = render_metrics(registry, request.headers.get("Accept"))
+        return Response(body, content_type=content_type)

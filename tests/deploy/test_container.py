@@ -155,7 +155,7 @@ def test_compose_wires_the_dashboard_prometheus_and_grafana():
     orchestrator = services["orchestrator"]
     assert "orchestrator-state:/var/lib/orchestrator" in orchestrator["volumes"]
     assert any(v.endswith(":/repos") for v in orchestrator["volumes"])
-    assert "ORCHESTRATOR_TOKEN" in orchestrator["environment"]
+    assert "ORCHESTRATOR_UI_TOKEN" in orchestrator["environment"]
     assert "./monitoring:/etc/prometheus:ro" in services["prometheus"]["volumes"]
     assert "./monitoring/grafana/provisioning:/etc/grafana/provisioning:ro" in services["grafana"]["volumes"]
     # Prometheus scrapes the service by its compose name, on the port the image's command serves.
@@ -197,7 +197,7 @@ def test_the_images_start_command_runs_here_as_in_the_container(tmp_path):
     environment = {
         **env,
         "PATH": f"{BIN}:/usr/local/bin:/usr/bin:/bin",  # the project's install here; /usr/local/bin there
-        "ORCHESTRATOR_TOKEN": "container-test-token-0123456789",
+        "ORCHESTRATOR_UI_TOKEN": "container-test-token-0123456789",
     }
     # Start the command, then run the HEALTHCHECK until it passes or the command exits.
     script = f"""

@@ -169,3 +169,21 @@ def test_a_follow_up_on_a_finished_run_is_run_by_the_dashboard(world):
     assert done["status"] == "approved" and done["iterations"] == 2
     status, body, _ = server.request("POST", f"/api/runs/{report['run_id']}/follow-up", {"text": ""})
     assert status == 409 and body["error"] == "a follow-up needs some text"
+
+
+def test_metrics_of_runs_from_any_process_and_an_audit_trail_of_actions(world):
+    server = world.serve()
+    report = finished_run_from_a_terminal(world)
+    status, body, headers = server.request("GET", "/metrics")
+    assert status == 200 and headers["Content-Type"].startswith("text/plain")
+    assert 'orchestrator_runs_total{status="approved"' in body
+    assert server.request("GET", "/metrics", token=None)[0] == 401
+    status, _, _ = server.request("POST", f"/api/runs/{report['run_id']}/discard", {})
+    assert status == 200
+    from orchestrator.audit import AuditLog
+
+    entries = list(AuditLog.for_state_home(world.tmp / "state").entries())
+    actions = [e for e in entries if e.get("kind") == "dashboard_action"]
+    assert [(a["action"], a["target"], a["remote_addr"]) for a in actions] == [
+        ("discard", report["run_id"], "127.0.0.1")
+    ]
