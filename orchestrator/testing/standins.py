@@ -122,7 +122,14 @@ class FaultProject:
 
     def configure(self, standin: Path, **agent: Any) -> None:
         """Point `agents.fake.command` at the stand-in; `agent` adds keys (timeout_s, communicator...)."""
-        data = {"agents": {"fake": {"command": str(standin), **agent}}, "fallback_order": ["fake"]}
+        # No sandbox: the stand-ins record their pids in the test's folder, and the tests look those pids
+        # up in /proc (a sandbox's pid namespace would number them otherwise). tests/faults/test_sandbox.py
+        # covers the sandboxed path.
+        data = {
+            "agents": {"fake": {"command": str(standin), **agent}},
+            "fallback_order": ["fake"],
+            "sandbox": "off",
+        }
         self.config.write_text(yaml.safe_dump(data))
 
     def run_argv(self, *extra: str) -> list[str]:
