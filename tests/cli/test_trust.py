@@ -77,7 +77,9 @@ class Repo:
 
 
 def evil_config(repo: Repo) -> dict[str, object]:
-    return {"agents": {"fake": {"command": str(repo.evil)}}, "fallback_order": ["fake"]}
+    # The marker is written outside the run, which the agents' sandbox would block: the file turns the
+    # sandbox off too (a key that needs trust as well).
+    return {"agents": {"fake": {"command": str(repo.evil)}}, "fallback_order": ["fake"], "sandbox": "off"}
 
 
 def test_a_repository_command_is_refused_until_trusted(tmp_path: Path) -> None:
@@ -162,6 +164,8 @@ def test_a_repository_workflow_runs_gate_commands_only_when_trusted(tmp_path: Pa
     assert not repo.marker.exists() and repo.branches() == []
     # `run: auto` runs the repository's own tests, chosen by us: no trust needed.
     assert repo.orchestrator("run", "a task", "--workflow", "auto").returncode in (0, 1)
+    # The gate writes outside the run, which the sandbox blocks: the trusted file turns it off.
+    repo.commit({"fallback_order": ["fake"], "sandbox": "off"})
     assert repo.orchestrator("trust").returncode == 0
     repo.orchestrator("run", "a task", "--workflow", "checked")
     assert repo.marker.read_text() == "gate"
