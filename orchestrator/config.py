@@ -70,6 +70,21 @@ class AgentConfig(BaseModel):
         return value
 
 
+class ClusterConfig(BaseModel):
+    """Several machines: `database` is the PostgreSQL run store every machine shares (the `[cluster]`
+    extra); $ORCHESTRATOR_DATABASE_URL overrides it. Without it the store is the embedded SQLite file."""
+
+    model_config = ConfigDict(extra="forbid")
+    database: str | None = None
+
+    @field_validator("database")
+    @classmethod
+    def _postgres_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError("must be a postgresql:// URL (postgresql://USER:PASSWORD@HOST:PORT/DATABASE)")
+        return value
+
+
 class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -80,6 +95,7 @@ class Settings(BaseModel):
     workflow: str = "default"
     # The OS sandbox for agents and gates (orchestrator/workspace/sandbox.py): auto, bwrap or off.
     sandbox: Literal["auto", "bwrap", "off"] = "auto"
+    cluster: ClusterConfig = Field(default_factory=ClusterConfig)
 
     @field_validator("sandbox", mode="before")
     @classmethod
@@ -115,7 +131,8 @@ class LoadedSettings:
 
 
 _ALLOWED = {
-    "": "agents, fallback_order, workspace_dir, workflow, sandbox",
+    "": "agents, fallback_order, workspace_dir, workflow, sandbox, cluster",
+    "cluster": "database",
     "agents": ", ".join(AGENT_NAMES),
     "agent": "command, args, env, model, timeout_s, idle_timeout_s, inherit_credentials, communicator,"
     " retry, transcript_max_bytes",
@@ -186,6 +203,7 @@ def settings_from_data(data: Any, *, source: str = "configuration") -> Settings:
         key_path = ".".join(loc)
         if err["type"] == "extra_forbidden":
             allowed = _ALLOWED["agent"] if len(loc) >= 3 and loc[0] == "agents" else _ALLOWED[""]
+            allowed = _ALLOWED["cluster"] if len(loc) >= 2 and loc[0] == "cluster" else allowed
             raise ConfigError("unknown key", file=source, key_path=key_path, allowed=allowed) from exc
         message = err["msg"].removeprefix("Value error, ")
         unknown = re.search(r"unknown agent '([^']*)'", message)

@@ -30,7 +30,8 @@ from orchestrator.errors import ConfigError
 TRUST_FILE = "trusted-config.json"
 # Keys of an agent block that run programs or pass environment.
 AGENT_TRUST_KEYS: tuple[str, ...] = ("command", "args", "env")
-TOP_TRUST_KEYS: tuple[str, ...] = ("sandbox",)
+# `cluster` names the store every run is written to: a repository may not send them elsewhere.
+TOP_TRUST_KEYS: tuple[str, ...] = ("sandbox", "cluster")
 
 
 class UntrustedConfig(ConfigError):

@@ -6,7 +6,7 @@ import pytest
 
 from orchestrator.proc import kill_leftovers, leftover_processes
 
-pytest_plugins = ["orchestrator.testing.pytest_plugin"]
+pytest_plugins = ["orchestrator.testing.pytest_plugin", "orchestrator.testing.postgres"]
 
 
 @pytest.fixture(autouse=True)

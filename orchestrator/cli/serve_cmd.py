@@ -65,13 +65,13 @@ def serve_dashboard(
     executes, each left resumable, and raises KeyboardInterrupt: exit 130)."""
     import secrets
 
-    from orchestrator.store import Store
+    from orchestrator.store import Store, store_location
     from orchestrator.ui.app import create_dashboard
     from orchestrator.workspace.paths import state_home
 
     check_bind(host, env)
     token = env.get(TOKEN_VAR) or secrets.token_urlsafe(32)
-    store = Store(state_home(env) / "state.db")
+    store = Store(store_location(settings.cluster.database, env, state_home(env)))
     extra_hosts = [*allowed_hosts, host] if host not in ("0.0.0.0", "::") else list(allowed_hosts)
     dashboard = create_dashboard(
         store=store, settings=settings, env=env, allowed_repos=repos, token=token, allowed_hosts=extra_hosts

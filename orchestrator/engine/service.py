@@ -37,7 +37,7 @@ from orchestrator.proc import use_process_records
 from orchestrator.proc_tree import Leftovers, end_orphaned_processes
 from orchestrator.retries import RetryNote, retries_reported_to, retry_text
 from orchestrator.secrets import SecretMasker, mask_model, process_masker
-from orchestrator.store import RunOptions, RunRecord, Store
+from orchestrator.store import RunOptions, RunRecord, Store, store_location
 from orchestrator.store.faults import caused_by_full_disk
 from orchestrator.trust import is_inside, require_trust
 from orchestrator.workspace.paths import default_workspace_dir, new_run_id, state_home
@@ -74,7 +74,8 @@ class RunService:
         # dashboard, metrics follow it), the transcripts; and added to the process's (logs, errors).
         self.masker = SecretMasker.from_environments(env, agent_environments(settings, env))
         process_masker().add(self.masker)
-        self.store = store or Store(self.state_home / "state.db", masker=self.masker)
+        location = store_location(settings.cluster.database, env, self.state_home)
+        self.store = store or Store(location, masker=self.masker)
         self.readiness = AgentReadiness(settings, env, state_home=self.state_home)
         self._pending_notices: dict[str, list[str]] = {}  # run id -> warnings from create, for execute
         # Runs whose orchestrator died (killed, crashed) show as interrupted from now on. On a full or

@@ -1,9 +1,11 @@
-"""The run store: SQLite in WAL mode. Runs, their steps, their events, and the usage they cost.
+"""The run store: runs, their steps, their events, and the usage they cost; control requests.
 
-One file, shared by every process that works on runs (the CLI, the dashboard, CI). Each thread gets its
-own connection; every write is one `BEGIN IMMEDIATE` transaction, so writers from several threads or
-processes queue on SQLite's lock (busy_timeout) instead of failing. The schema is versioned with
-`PRAGMA user_version` and migrated forward on open.
+One interface, two backends (backend.py): an SQLite file in WAL mode, embedded, the default; or a
+PostgreSQL database (`cluster: {database: postgresql://...}` or $ORCHESTRATOR_DATABASE_URL, with the
+`[cluster]` extra), shared by processes on several machines. Every process that works on runs (the CLI,
+the dashboard, CI, workers) opens the same store. Each thread gets its own connection; every write is
+one transaction, and writers queue on the backend's locks (busy_timeout) instead of failing. The schema
+is one list of migrations (schema.py), applied forward on open on both backends.
 
 A run records the process that owns it (pid plus a start-time token, see `process_token`), so a run
 left "running" by a process that died is recognised and marked interrupted, even if its pid was reused.
@@ -17,6 +19,7 @@ from __future__ import annotations
 from orchestrator.store.control import CONTROL_KINDS, ControlKind, ControlMixin, ControlRequest
 from orchestrator.store.events import EventsMixin
 from orchestrator.store.faults import translate_store_errors
+from orchestrator.store.locate import DATABASE_URL_VAR, store_location
 from orchestrator.store.owners import owner_alive, process_token
 from orchestrator.store.records import (
     COMPLETED_STEP_STATUSES,
@@ -37,6 +40,7 @@ from orchestrator.store.steps import StepsMixin
 __all__ = [
     "CONTROL_KINDS",
     "COMPLETED_STEP_STATUSES",
+    "DATABASE_URL_VAR",
     "ControlKind",
     "ControlRequest",
     "FINISHED_RUN_STATUSES",
@@ -53,15 +57,17 @@ __all__ = [
     "TokenUsage",
     "owner_alive",
     "process_token",
+    "store_location",
 ]
 
 
 @translate_store_errors
 class Store(RunsMixin, StepsMixin, EventsMixin, ControlMixin):
-    """The run store at `path` (created with its folder if missing). Safe to share between threads;
-    several processes may open the same file. Close it (or use it as a context manager) when done.
+    """The run store at `location`: an SQLite file (a path, created with its folder if missing) or a
+    PostgreSQL database (a postgresql:// URL). Safe to share between threads; several processes (and,
+    with PostgreSQL, machines) may open the same store. Close it (or use it as a context manager).
 
-    One class over one file; each table's operations live in their own module (runs, steps, events,
-    control requests).
-    A fault of the file (corrupt, unreadable, read-only, disk full, locked) is a StoreError from any
-    method (exit 2, with the path and what to do), never a raw `sqlite3` error."""
+    One class over either backend; each table's operations live in their own module (runs, steps,
+    events, control requests). A fault of the store (corrupt, unreadable or unreachable, read-only,
+    disk full, locked) is a StoreError from any method (exit 2, with the store and what to do), never
+    a raw `sqlite3` or `psycopg` error."""

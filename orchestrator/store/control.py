@@ -44,14 +44,11 @@ class ControlMixin(StoreBase):
             raise ValueError(f"unknown control request {kind!r}")
         with self._write() as tx:
             self._touch_run(tx, run_id)  # refuses an unknown run; followers see the change
-            cursor = tx.execute(
+            return tx.insert_id(
                 "INSERT INTO control_requests (run_id, kind, payload_json, status, created_at)"
                 " VALUES (?, ?, ?, 'pending', ?)",
                 (run_id, kind, json.dumps(self._masker.mask_value(payload or {})), time.time()),
             )
-            request_id = cursor.lastrowid
-        assert request_id is not None
-        return request_id
 
     def pending_controls(
         self, run_id: str | None = None, kinds: Collection[str] | None = None

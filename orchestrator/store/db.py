@@ -1,21 +1,18 @@
-"""The store's file: connections (one per thread), write transactions, set-up and migration on open,
-and the two writes every table shares (touching a run, appending an event).
+"""The store's connections (one per thread), write transactions, set-up and migration on open, and the
+two writes every table shares (touching a run, appending an event). What differs between SQLite and
+PostgreSQL is in the backend (backend.py); this module is the same for both.
 
-Opening is safe under any number of first uses at once: the set-up (WAL mode, the schema) runs under an
-exclusive lock on `state.db.lock` beside the file, so only one process changes the journal mode or
-migrates while the others wait; a store still locked beyond busy_timeout is retried a few times
-(reported, see orchestrator/retries.py) before it is a StoreError. An up-to-date store is opened without
-writing anything, so read-only commands work on a full disk. Faults of the file become StoreError (see
-faults.py).
+Opening is safe under any number of first uses at once: the set-up (SQLite's WAL mode, the schema) runs
+under the backend's lock, so only one process migrates while the others wait; a store still locked
+beyond busy_timeout is retried a few times (reported, see orchestrator/retries.py) before it is a
+StoreError. An up-to-date store is opened without writing anything, so read-only commands work on a
+full disk. Faults of the store become StoreError (see faults.py and the backends).
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
-import os
-import sqlite3
 import threading
 import time
 import weakref
@@ -25,62 +22,83 @@ from typing import Any, Self
 
 import tenacity
 
-from orchestrator.errors import OrchestratorError, RunNotFound, StoreError
+from orchestrator.errors import OrchestratorError, RunNotFound
 from orchestrator.events import RunEvent
 from orchestrator.logs import SecretMasker
 from orchestrator.retries import RetryNote, report_retry, short
-from orchestrator.store.faults import store_error, store_error_for
+from orchestrator.secrets import process_masker
+from orchestrator.store.backend import Backend, Connection, backend_for
+from orchestrator.store.owners import owner_alive, owner_elsewhere
 from orchestrator.store.schema import MIGRATIONS, SCHEMA_VERSION
 
-# How often opening is tried when the file stays locked past busy_timeout (a writer holding it long).
+# How often opening is tried when the store stays locked past busy_timeout (a writer holding it long).
 OPEN_ATTEMPTS = 4
 
 
 class StoreBase:
-    """The run store at `path` (created with its folder if missing). Safe to share between threads;
-    several processes may open the same file. Close it (or use it as a context manager) when done."""
+    """The run store at `location`: an SQLite file (created with its folder if missing), or a
+    postgresql:// URL. Safe to share between threads; several processes may open the same store.
+    Close it (or use it as a context manager) when done."""
 
     def __init__(
-        self, path: Path, *, masker: SecretMasker | None = None, busy_timeout_s: float = 15.0
+        self, location: Path | str, *, masker: SecretMasker | None = None, busy_timeout_s: float = 15.0
     ) -> None:
-        self.path = Path(path)
         self._masker = masker if masker is not None else SecretMasker()
         self._busy_timeout_s = busy_timeout_s
         self._local = threading.local()
         self._lock = threading.Lock()
-        self._connections: list[sqlite3.Connection] = []
+        self._connections: list[Connection] = []
         self._closed = False
+        self._backend: Backend = backend_for(location)
+        password = getattr(self._backend, "password", None)
+        if password:
+            # A password in the URL is a secret like any other: masked in what the store writes, in
+            # logs and in errors.
+            self._masker.add([password])
+            process_masker().add([password])
         try:
             self._open()
         except BaseException:
             self.close()
             raise
 
+    @property
+    def path(self) -> Path | None:
+        """The store's file (SQLite), or None for a PostgreSQL store."""
+        return self._backend.path
+
+    @property
+    def location(self) -> str:
+        """What messages name: the file, or the URL without its password."""
+        return self._backend.location
+
+    @property
+    def backend(self) -> str:
+        """ "sqlite" or "postgresql"."""
+        return self._backend.name
+
     # --- connections and transactions ---------------------------------------------------------------
 
-    def _conn(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+    def _conn(self) -> Connection:
+        conn: Connection | None = getattr(self._local, "conn", None)
         if conn is not None:
             return conn
         with self._lock:
             if self._closed:
-                raise OrchestratorError(f"the run store {self.path} is closed")
-            # Autocommit mode (isolation_level=None): transactions are ours, opened explicitly.
-            conn = sqlite3.connect(
-                self.path, timeout=self._busy_timeout_s, isolation_level=None, check_same_thread=False
-            )
+                raise OrchestratorError(f"the run store {self.location} is closed")
+        conn = self._backend.connect(self._busy_timeout_s)
+        with self._lock:
+            if self._closed:
+                conn.close()
+                raise OrchestratorError(f"the run store {self.location} is closed")
             self._connections.append(conn)
         # A thread that ends takes its connection with it: a server with a thread per request would
-        # otherwise keep three open files per request until the store is closed.
+        # otherwise keep open files (or server connections) per request until the store is closed.
         weakref.finalize(threading.current_thread(), self._release, conn)
-        conn.row_factory = sqlite3.Row
-        conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_s * 1000)}")
-        conn.execute("PRAGMA foreign_keys = ON")
-        conn.execute("PRAGMA synchronous = NORMAL")  # durable enough in WAL mode, and much faster
         self._local.conn = conn
         return conn
 
-    def _release(self, conn: sqlite3.Connection) -> None:
+    def _release(self, conn: Connection) -> None:
         with self._lock:
             if conn not in self._connections:
                 return  # the store was closed already
@@ -88,36 +106,22 @@ class StoreBase:
         conn.close()
 
     @contextlib.contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction. IMMEDIATE takes the write lock up front, so two writers never
-        deadlock upgrading a read lock; a busy database is waited for (busy_timeout)."""
+    def _write(self) -> Iterator[Connection]:
+        """One write transaction. SQLite takes the write lock up front (BEGIN IMMEDIATE), so two
+        writers never deadlock upgrading a read lock; PostgreSQL locks rows as they are written (or
+        read FOR UPDATE). A busy store is waited for (busy_timeout)."""
         conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
+        self._backend.begin_write(conn)
         try:
             yield conn
             conn.execute("COMMIT")
         except BaseException:
-            # SQLite may have rolled back already (e.g. disk full); a second ROLLBACK would hide why.
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
 
-    def stop_marker(self, run_id: str, reason: str) -> Path:
-        """The empty file a run stopped by a full disk leaves beside the store when even marking it
-        failed in the store was impossible; the next open marks it failed (see runs.py). A file, not
-        a folder of them: a name in an existing folder needs no free blocks."""
-        return self.path.with_name(f"{self.path.name}.stopped-{run_id}.{reason}")
-
     def _open(self) -> None:
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise store_error_for(exc, self.path) or exc from exc
-        if self.path.is_dir():
-            raise store_error("unreadable", self.path)
-
-        def busy(exc: BaseException) -> bool:
-            return isinstance(exc, StoreError) and exc.problem == "busy"
+        self._backend.prepare()
 
         def before_sleep(state: tenacity.RetryCallState) -> None:
             failure = state.outcome.exception() if state.outcome is not None else None
@@ -127,7 +131,7 @@ class StoreBase:
             )
 
         retrying = tenacity.Retrying(
-            retry=tenacity.retry_if_exception(busy),
+            retry=tenacity.retry_if_exception(self._backend.is_busy),
             stop=tenacity.stop_after_attempt(OPEN_ATTEMPTS),
             wait=tenacity.wait_exponential(multiplier=0.1, max=2.0) + tenacity.wait_random(0, 0.1),
             before_sleep=before_sleep,
@@ -137,66 +141,44 @@ class StoreBase:
 
     def _set_up(self) -> None:
         try:
-            with self._set_up_lock():
+            with self._backend.set_up_lock(self._busy_timeout_s):
                 self._migrate()
-        except (sqlite3.Error, OSError) as exc:
-            raise store_error_for(exc, self.path) or exc from exc
-
-    @contextlib.contextmanager
-    def _set_up_lock(self) -> Iterator[None]:
-        """An exclusive lock on `<store>.lock` while the store is set up. Without a writable folder
-        there is no lock (and nothing to set up that could succeed: SQLite says why)."""
-        try:
-            fd = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        except OSError:
-            yield
-            return
-        try:
-            deadline = time.monotonic() + self._busy_timeout_s
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() > deadline:
-                        raise store_error("busy", self.path) from None
-                    time.sleep(0.005)
-            yield
-        finally:
-            os.close(fd)  # releases the lock
+        except Exception as exc:
+            mapped = self._backend.store_error_for(exc)
+            if mapped is None or mapped is exc:
+                raise
+            raise mapped from exc
 
     def _migrate(self) -> None:
+        """One mechanism on both backends: MIGRATIONS (schema.py) applied in order from the stored
+        version, in one transaction that also records the new version."""
         conn = self._conn()
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        version = self._backend.schema_version(conn)
         if version > SCHEMA_VERSION:
             raise OrchestratorError(
-                f"the run store {self.path} has schema version {version}; this version of the "
+                f"the run store {self.location} has schema version {version}; this version of the "
                 f"orchestrator knows up to {SCHEMA_VERSION}",
                 hint="upgrade ai-agents-orchestrator, or point it at another state folder",
             )
-        mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
-        if str(mode).lower() != "wal":
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-        if str(mode).lower() != "wal":
-            raise OrchestratorError(
-                f"the run store {self.path} cannot use WAL mode (it stays in {mode!r} mode)",
-                hint="put the state folder on a local file system (ORCHESTRATOR_HOME or XDG_STATE_HOME)",
-            )
+        self._backend.check_ready(conn)
         if version == SCHEMA_VERSION:
             return  # nothing to write: an up-to-date store opens on a full or read-only disk too
         with self._write() as tx:
-            version = tx.execute("PRAGMA user_version").fetchone()[0]
+            self._backend.lock_schema(tx)
+            version = self._backend.schema_version(tx)  # another process may have migrated meanwhile
             for statements in MIGRATIONS[version:]:
                 for statement in statements:
-                    tx.execute(statement)
-            tx.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                    tx.execute(self._backend.ddl(statement))
+            if version < SCHEMA_VERSION:
+                self._backend.set_schema_version(tx, SCHEMA_VERSION)
 
     def schema_version(self) -> int:
-        version: int = self._conn().execute("PRAGMA user_version").fetchone()[0]
-        return version
+        return self._backend.schema_version(self._conn())
 
     def journal_mode(self) -> str:
-        return str(self._conn().execute("PRAGMA journal_mode").fetchone()[0])
+        """SQLite's journal mode ("wal"); a PostgreSQL store has none of its own to report."""
+        mode = getattr(self._backend, "journal_mode", None)
+        return str(mode(self._conn())) if mode is not None else "postgresql"
 
     def close(self) -> None:
         with self._lock:
@@ -211,18 +193,33 @@ class StoreBase:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    # --- owners -------------------------------------------------------------------------------------
+
+    def _owner_alive(self, pid: int | None, token: str | None) -> bool:
+        """Whether a run's owner is alive. On a store shared between machines, an owner that started
+        on another machine (another boot id) cannot be looked up here, so it counts as alive."""
+        if self._backend.shared and owner_elsewhere(token):
+            return True
+        return owner_alive(pid, token)
+
     # --- shared writes ------------------------------------------------------------------------------
 
     def _touch_run(
-        self, tx: sqlite3.Connection, run_id: str, assignments: str = "", params: Sequence[Any] = ()
+        self, tx: Connection, run_id: str, assignments: str = "", params: Sequence[Any] = ()
     ) -> None:
-        """Updates a run (and its updated_at, which is what `runs list` and followers watch)."""
+        """Updates a run (and its updated_at, which is what `runs list` and followers watch). On
+        PostgreSQL this locks the run's row: every write transaction touches the run before its
+        steps, so they all lock in one order."""
         sets = f"{assignments}, updated_at = ?" if assignments else "updated_at = ?"
         cursor = tx.execute(f"UPDATE runs SET {sets} WHERE id = ?", (*params, time.time(), run_id))
         if cursor.rowcount == 0:
-            raise RunNotFound(f"no run {run_id!r} in {self.path}")
+            raise RunNotFound(f"no run {run_id!r} in {self.location}")
 
-    def _insert_event(self, tx: sqlite3.Connection, run_id: str, event: RunEvent) -> int:
+    def _insert_event(self, tx: Connection, run_id: str, event: RunEvent) -> int:
+        """Appends an event with the run's next sequence number. The run's row is locked first (SQLite:
+        the whole file already is), so concurrent writers get 1, 2, 3, ... in commit order, no gaps."""
+        if self._backend.for_update:
+            tx.execute(f"SELECT id FROM runs WHERE id = ?{self._backend.for_update}", (run_id,))
         seq: int = tx.execute(
             "SELECT COALESCE(MAX(seq), 0) + 1 FROM events WHERE run_id = ?", (run_id,)
         ).fetchone()[0]

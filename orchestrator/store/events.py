@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Collection
 from typing import Any
 
@@ -15,6 +14,7 @@ from orchestrator.events import (
     Usage,
     run_event_adapter,
 )
+from orchestrator.store.backend import Connection
 from orchestrator.store.db import StoreBase
 from orchestrator.store.records import StoredEvent
 
@@ -38,7 +38,7 @@ class EventsMixin(StoreBase):
 
         return store_event
 
-    def _apply_agent_event(self, tx: sqlite3.Connection, run_id: str, activity: AgentActivity) -> None:
+    def _apply_agent_event(self, tx: Connection, run_id: str, activity: AgentActivity) -> None:
         inner = activity.event
         key = (run_id, activity.step_id)
         if isinstance(inner, Usage):
@@ -50,19 +50,15 @@ class EventsMixin(StoreBase):
                     (inner.input_tokens, inner.output_tokens, inner.cached_tokens, inner.cost_usd, *key),
                 )
             else:
+                # An unpriced delta leaves the cost as it is (decided here: `? IS NULL` has no type
+                # PostgreSQL could infer).
+                cost = "cost_usd" if inner.cost_usd is None else "COALESCE(cost_usd, 0) + ?"
+                costs = () if inner.cost_usd is None else (inner.cost_usd,)
                 tx.execute(
                     "UPDATE steps SET input_tokens = input_tokens + ?, output_tokens = output_tokens + ?,"
-                    " cached_tokens = cached_tokens + ?,"
-                    " cost_usd = CASE WHEN ? IS NULL THEN cost_usd ELSE COALESCE(cost_usd, 0) + ? END"
+                    f" cached_tokens = cached_tokens + ?, cost_usd = {cost}"
                     " WHERE run_id = ? AND step_id = ?",
-                    (
-                        inner.input_tokens,
-                        inner.output_tokens,
-                        inner.cached_tokens,
-                        inner.cost_usd,
-                        inner.cost_usd,
-                        *key,
-                    ),
+                    (inner.input_tokens, inner.output_tokens, inner.cached_tokens, *costs, *key),
                 )
         elif isinstance(inner, SessionStarted | Result) and inner.session_id:
             tx.execute(

@@ -155,9 +155,9 @@ def _translating(method: F) -> F:
     def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
         try:
             return method(self, *args, **kwargs)
-        except (sqlite3.Error, OSError) as exc:
-            mapped = store_error_for(exc, Path(self.path))
-            if mapped is None:
+        except Exception as exc:
+            mapped = self._backend.store_error_for(exc)
+            if mapped is None or mapped is exc:
                 raise
             raise mapped from exc
 
@@ -170,7 +170,8 @@ C = TypeVar("C", bound=type)
 
 def translate_store_errors(cls: C) -> C:
     """Every public method of the store class (from any of its table mixins, present or added later)
-    turns a fault of the file into a StoreError at the boundary, so no caller ever sees `sqlite3`."""
+    turns a fault of the store into a StoreError at the boundary (the backend says which errors are
+    faults), so no caller ever sees `sqlite3` or `psycopg`."""
     for name in dir(cls):
         if name.startswith("_") and name not in ("__enter__",):
             continue

@@ -43,3 +43,12 @@ def owner_alive(pid: int | None, token: str | None) -> bool:
         return False
     current = process_token(pid)
     return current is not None and (token is None or current == token)
+
+
+def owner_elsewhere(token: str | None) -> bool:
+    """Whether `token` names a process of another boot: another machine sharing the store, or this
+    one before a restart (the two cannot be told apart from the token)."""
+    if token is None or token.count(":") != 2:
+        return False
+    boot = token.split(":", 1)[0]
+    return bool(boot) and boot != _boot_id()

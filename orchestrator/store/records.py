@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
 from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrator.events import RunEvent
+from orchestrator.store.backend import Row
 
 RunStatus = Literal[
     "running",
@@ -136,7 +136,7 @@ def repo_key(repo: Path | str) -> str:
     return str(Path(repo).expanduser().resolve())
 
 
-def run_from_row(row: sqlite3.Row) -> RunRecord:
+def run_from_row(row: Row) -> RunRecord:
     return RunRecord(
         id=row["id"],
         repo=row["repo"],
@@ -159,7 +159,7 @@ def run_from_row(row: sqlite3.Row) -> RunRecord:
     )
 
 
-def step_from_row(row: sqlite3.Row) -> StepRecord:
+def step_from_row(row: Row) -> StepRecord:
     current = TokenUsage(
         input_tokens=row["input_tokens"],
         output_tokens=row["output_tokens"],

@@ -13,9 +13,17 @@ from typing import Any
 
 from orchestrator.errors import RunNotFound, UsageError
 from orchestrator.events import Notice, RunFinished
+from orchestrator.store.backend import Connection, Row
 from orchestrator.store.db import StoreBase
-from orchestrator.store.owners import owner_alive, process_token
-from orchestrator.store.records import RUN_STATUSES, RunOptions, RunRecord, RunStatus, repo_key, run_from_row
+from orchestrator.store.owners import process_token
+from orchestrator.store.records import (
+    RUN_STATUSES,
+    RunOptions,
+    RunRecord,
+    RunStatus,
+    repo_key,
+    run_from_row,
+)
 from orchestrator.store.schema import RUN_COLUMNS
 
 
@@ -55,18 +63,23 @@ class RunsMixin(StoreBase):
             "options_json": (options or RunOptions()).model_dump_json(),
         }
         columns = ", ".join(values)
-        placeholders = ", ".join(f":{name}" for name in values)
+        placeholders = ", ".join("?" for _ in values)
         with self._write() as tx:
-            if tx.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is not None:
-                raise UsageError(f"a run {run_id!r} already exists in {self.path}")
-            tx.execute(f"INSERT INTO runs ({columns}) VALUES ({placeholders})", values)
+            # DO NOTHING rather than a look first: two processes creating one id at once on
+            # PostgreSQL must not both pass the look.
+            inserted = tx.execute(
+                f"INSERT INTO runs ({columns}) VALUES ({placeholders}) ON CONFLICT (id) DO NOTHING",
+                tuple(values.values()),
+            )
+            if inserted.rowcount == 0:
+                raise UsageError(f"a run {run_id!r} already exists in {self.location}")
         return self.get_run(run_id)
 
     def get_run(self, run_id: str) -> RunRecord:
         row = self._conn().execute(f"SELECT {RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,)).fetchone()
         if row is None:
             raise RunNotFound(
-                f"no run {run_id!r} in {self.path}", hint="`orchestrator runs list` shows the runs"
+                f"no run {run_id!r} in {self.location}", hint="`orchestrator runs list` shows the runs"
             )
         return self._record(row)
 
@@ -88,14 +101,16 @@ class RunsMixin(StoreBase):
         )
         return [self._record(row) for row in rows]
 
-    def _record(self, row: sqlite3.Row) -> RunRecord:
+    def _record(self, row: Row) -> RunRecord:
         """The run as stored; a run stopped by a full disk that could not be marked yet (see
         `stop_for_full_disk`) reads as failed already."""
         record = run_from_row(row)
+        marker = self._stop_marker(record.id)
         if (
             record.status == "running"
-            and self._stop_marker(record.id).exists()
-            and not owner_alive(record.owner_pid, record.owner_token)
+            and marker is not None
+            and marker.exists()
+            and not self._owner_alive(record.owner_pid, record.owner_token)
         ):
             return record.model_copy(update={"status": "failed", "stop_reason": DISK_FULL})
         return record
@@ -145,12 +160,14 @@ class RunsMixin(StoreBase):
         token = process_token(pid)
         with self._write() as tx:
             row = tx.execute(
-                "SELECT status, owner_pid, owner_token FROM runs WHERE id = ?", (run_id,)
+                f"SELECT status, owner_pid, owner_token FROM runs WHERE id = ?{self._backend.for_update}",
+                (run_id,),
             ).fetchone()
             if row is None:
-                raise RunNotFound(f"no run {run_id!r} in {self.path}")
+                raise RunNotFound(f"no run {run_id!r} in {self.location}")
             mine = row["owner_pid"] == pid and row["owner_token"] == token
-            if row["status"] == "running" and not mine and owner_alive(row["owner_pid"], row["owner_token"]):
+            alive = self._owner_alive(row["owner_pid"], row["owner_token"])
+            if row["status"] == "running" and not mine and alive:
                 raise UsageError(
                     f"run {run_id} is still running in process {row['owner_pid']}",
                     hint="wait for it to finish, or stop that process first",
@@ -166,16 +183,28 @@ class RunsMixin(StoreBase):
     def mark_interrupted_if_owner_dead(self) -> list[str]:
         """Runs left "running" by a process that is gone become "interrupted", with their running steps;
         a run whose process stopped it for a full disk (an empty marker file beside the store) becomes "failed".
-        Returns their ids. A reused pid is told apart by its start time (see `process_token`)."""
+        Returns their ids. A reused pid is told apart by its start time (see `process_token`); on a
+        store shared between machines, only this machine's runs are judged.
+
+        The running runs are read without a lock, then each run whose owner is gone is read again
+        under its row's lock (PostgreSQL) and marked only if it is still running: two processes
+        marking at once mark it once."""
+        select = "SELECT id, branch, owner_pid, owner_token FROM runs WHERE status = 'running'"
+        dead = [
+            row["id"]
+            for row in self._conn().execute(f"{select} ORDER BY id").fetchall()
+            if not self._owner_alive(row["owner_pid"], row["owner_token"])
+        ]
+        if not dead:
+            return []  # nothing written: this runs on every command, a read-only disk included
         marked: list[str] = []
         with self._write() as tx:
-            rows = tx.execute(
-                "SELECT id, branch, owner_pid, owner_token FROM runs WHERE status = 'running'"
-            ).fetchall()
-            for row in rows:
-                if owner_alive(row["owner_pid"], row["owner_token"]):
+            for run_id in dead:
+                row = tx.execute(f"{select} AND id = ?{self._backend.for_update}", (run_id,)).fetchone()
+                if row is None or self._owner_alive(row["owner_pid"], row["owner_token"]):
                     continue
-                if self._stop_marker(row["id"]).exists():
+                marker = self._stop_marker(row["id"])
+                if marker is not None and marker.exists():
                     self._end_run(tx, row["id"], row["branch"], "failed", DISK_FULL, DISK_FULL_TEXT)
                 else:
                     text = f"run interrupted: its orchestrator process ({row['owner_pid']}) is gone"
@@ -190,30 +219,46 @@ class RunsMixin(StoreBase):
                     )
                 marked.append(row["id"])
         for run_id in marked:
-            self._stop_marker(run_id).unlink(missing_ok=True)
+            marker = self._stop_marker(run_id)
+            if marker is not None:
+                marker.unlink(missing_ok=True)
         return marked
 
     def stop_for_full_disk(self, run_id: str) -> bool:
         """Marks a run cut short by a full disk as failed (its running steps too). When the store
         cannot be written either, leaves an empty marker file (a name, no data: it needs no free
-        blocks) so the next open marks it; returns False then. A run already finished is left as is."""
+        blocks) so the next open marks it; returns False then. A run already finished is left as is.
+        (A PostgreSQL server's full disk is the server's: there is no file beside it to mark.)"""
         try:
             with self._write() as tx:
-                row = tx.execute("SELECT branch, status FROM runs WHERE id = ?", (run_id,)).fetchone()
+                row = tx.execute(
+                    f"SELECT branch, status FROM runs WHERE id = ?{self._backend.for_update}", (run_id,)
+                ).fetchone()
                 if row is not None and row["status"] == "running":
                     self._end_run(tx, run_id, row["branch"], "failed", DISK_FULL, DISK_FULL_TEXT)
             return True
-        except (sqlite3.Error, OSError):
-            with contextlib.suppress(OSError):
-                self._stop_marker(run_id).touch()
+        except Exception as exc:
+            if not isinstance(exc, sqlite3.Error | OSError) and self._backend.store_error_for(exc) is None:
+                raise
+            marker = self._stop_marker(run_id)
+            if marker is not None:
+                with contextlib.suppress(OSError):
+                    marker.touch()
             return False
 
-    def _stop_marker(self, run_id: str) -> Path:
+    def stop_marker(self, run_id: str, reason: str) -> Path | None:
+        """The empty file a run stopped by a full disk leaves beside the store when even marking it
+        failed in the store was impossible; the next open marks it failed. A file, not a folder of
+        them: a name in an existing folder needs no free blocks. None for a PostgreSQL store."""
+        path = self.path
+        return path.with_name(f"{path.name}.stopped-{run_id}.{reason}") if path is not None else None
+
+    def _stop_marker(self, run_id: str) -> Path | None:
         return self.stop_marker(run_id, DISK_FULL)
 
     def _end_run(
         self,
-        tx: sqlite3.Connection,
+        tx: Connection,
         run_id: str,
         branch: str,
         status: RunStatus,

@@ -37,7 +37,12 @@ class StepsMixin(StoreBase):
         attempt = 1 if status == "running" else 0
         with self._write() as tx:
             if status == "running":
-                self._touch_run(tx, run_id, "iterations = MAX(iterations, ?)", (iteration,))
+                self._touch_run(
+                    tx,
+                    run_id,
+                    "iterations = CASE WHEN iterations > ? THEN iterations ELSE ? END",
+                    (iteration, iteration),
+                )
             else:
                 self._touch_run(tx, run_id)
             tx.execute(
@@ -46,12 +51,12 @@ class StepsMixin(StoreBase):
                 ON CONFLICT (run_id, step_id) DO UPDATE SET
                     iteration = excluded.iteration, idx = excluded.idx, agent = excluded.agent,
                     task = excluded.task, status = excluded.status,
-                    attempts = attempts + excluded.attempts,
-                    prior_input_tokens = prior_input_tokens + input_tokens,
-                    prior_output_tokens = prior_output_tokens + output_tokens,
-                    prior_cached_tokens = prior_cached_tokens + cached_tokens,
-                    prior_cost_usd = CASE WHEN prior_cost_usd IS NULL AND cost_usd IS NULL THEN NULL
-                        ELSE COALESCE(prior_cost_usd, 0) + COALESCE(cost_usd, 0) END,
+                    attempts = steps.attempts + excluded.attempts,
+                    prior_input_tokens = steps.prior_input_tokens + steps.input_tokens,
+                    prior_output_tokens = steps.prior_output_tokens + steps.output_tokens,
+                    prior_cached_tokens = steps.prior_cached_tokens + steps.cached_tokens,
+                    prior_cost_usd = CASE WHEN steps.prior_cost_usd IS NULL AND steps.cost_usd IS NULL
+                        THEN NULL ELSE COALESCE(steps.prior_cost_usd, 0) + COALESCE(steps.cost_usd, 0) END,
                     input_tokens = 0, output_tokens = 0, cached_tokens = 0, cost_usd = NULL,
                     commit_sha = NULL, files_changed_json = '[]', error_kind = NULL, error_message = NULL,
                     started_at = excluded.started_at, finished_at = NULL, detail_json = '{}'""",
@@ -78,8 +83,10 @@ class StepsMixin(StoreBase):
         if status not in get_args(StepStatus):
             raise ValueError(f"unknown step status {status!r}")
         with self._write() as tx:
+            self._touch_run(tx, run_id)  # the run's row first: the lock order of every write
             row = tx.execute(
-                "SELECT detail_json FROM steps WHERE run_id = ? AND step_id = ?", (run_id, step_id)
+                f"SELECT detail_json FROM steps WHERE run_id = ? AND step_id = ?{self._backend.for_update}",
+                (run_id, step_id),
             ).fetchone()
             if row is None:
                 raise RunNotFound(f"no step {step_id!r} in run {run_id!r}")
@@ -105,7 +112,6 @@ class StepsMixin(StoreBase):
                 f"{usage_sql} WHERE run_id = ? AND step_id = ?",
                 (*params, run_id, step_id),
             )
-            self._touch_run(tx, run_id)
         return self._step_or_fail(run_id, step_id)
 
     def step(self, run_id: str, step_id: str) -> StepRecord | None:
@@ -145,7 +151,8 @@ class StepsMixin(StoreBase):
             self._conn()
             .execute(
                 "SELECT session_id FROM steps WHERE run_id = ? AND agent = ? AND session_id IS NOT NULL"
-                " ORDER BY COALESCE(finished_at, started_at) DESC, iteration DESC, idx DESC LIMIT 1",
+                # COALESCE(..., 0): no NULL to sort (SQLite puts NULLs last in DESC, PostgreSQL first).
+                " ORDER BY COALESCE(finished_at, started_at, 0) DESC, iteration DESC, idx DESC LIMIT 1",
                 (run_id, agent),
             )
             .fetchone()

@@ -171,7 +171,8 @@ def create_dashboard(
     # Outermost: every request, /socket.io included, passes the Host, Origin and token checks.
     app.wsgi_app = SecurityMiddleware(app.wsgi_app, token=token, allowed_hosts=hosts)  # type: ignore[method-assign]
     _mount_metrics(app, store)
-    watcher = StoreWatcher(store.path, bridge.wake) if watch_files else None
+    # A PostgreSQL store has no file to watch: the bridge's polling finds other processes' changes.
+    watcher = StoreWatcher(store.path, bridge.wake) if watch_files and store.path is not None else None
     return Dashboard(app, socketio, context, watcher)
 
 
