@@ -1,3 +1,7 @@
+"""The store's contract, run on both backends: each test asking for `store` or `store_location` runs
+once on an SQLite file and once on a fresh PostgreSQL database (orchestrator/testing/postgres.py).
+Tests of what only one backend has say so in their name and why."""
+
 from __future__ import annotations
 
 import gc
@@ -41,9 +45,15 @@ RUN = "20261121-061502-a1b2c3"
 
 
 @pytest.fixture
-def store(tmp_path):
-    with Store(tmp_path / "state" / "orchestrator.db") as opened:
+def store(store_location):
+    with Store(store_location) as opened:
         yield opened
+
+
+def raw_update(store: Store, sql: str, params=()) -> None:
+    """A change no method makes (what another version, or a recycled pid, would leave)."""
+    with store._write() as tx:
+        tx.execute(sql, params)
 
 
 def new_run(store: Store, run_id: str = RUN, repo: Path | str = "/tmp/repo", **kw) -> None:
@@ -66,7 +76,8 @@ def activity(step_id: str, event, run_id: str = RUN, agent: str = "claude") -> A
 # --- the file ---------------------------------------------------------------------------------------
 
 
-def test_wal_mode_and_schema_version(tmp_path):
+def test_sqlite_wal_mode_and_schema_version(tmp_path):
+    """SQLite only: WAL and `PRAGMA user_version` are properties of the file."""
     path = tmp_path / "state" / "orchestrator.db"
     with Store(path) as store:
         assert store.journal_mode() == "wal"
@@ -84,18 +95,24 @@ def test_wal_mode_and_schema_version(tmp_path):
         assert again.get_run(RUN).task == "add a greeting"
 
 
-def test_a_store_from_a_newer_version_is_refused(tmp_path):
-    path = tmp_path / "orchestrator.db"
-    Store(path).close()
-    raw = sqlite3.connect(path)
-    raw.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
-    raw.close()
+def test_the_schema_is_versioned_and_reopening_migrates_nothing(store_location):
+    with Store(store_location) as store:
+        assert store.schema_version() == SCHEMA_VERSION >= 2
+        new_run(store)
+    with Store(store_location) as again:
+        assert again.schema_version() == SCHEMA_VERSION
+        assert again.get_run(RUN).task == "add a greeting"
+
+
+def test_a_store_from_a_newer_version_is_refused(store_location):
+    with Store(store_location) as store, store._write() as tx:
+        store._backend.set_schema_version(tx, SCHEMA_VERSION + 1)
     with pytest.raises(OrchestratorError, match=f"schema version {SCHEMA_VERSION + 1}"):
-        Store(path)
+        Store(store_location)
 
 
-def test_a_closed_store_refuses_work(tmp_path):
-    store = Store(tmp_path / "orchestrator.db")
+def test_a_closed_store_refuses_work(store_location):
+    store = Store(store_location)
     store.close()
     # A new thread needs a new connection, which a closed store no longer hands out.
     errors: list[BaseException] = []
@@ -323,10 +340,9 @@ def test_events_from_the_bus_replay_in_order_after_a_seq(store):
     assert store.step(RUN, "i1-s1-implement").session_id == "s-1"
 
 
-def test_two_threads_write_at_once(tmp_path):
-    path = tmp_path / "orchestrator.db"
+def test_two_threads_write_at_once(store_location):
     # Two stores on one file stand for two processes; each thread of a store has its own connection.
-    first, second = Store(path), Store(path)
+    first, second = Store(store_location), Store(store_location)
     try:
         new_run(first)
         per_thread = 150
@@ -369,12 +385,11 @@ def test_two_threads_write_at_once(tmp_path):
         second.close()
 
 
-def test_secrets_are_masked_before_they_are_stored(tmp_path):
+def test_secrets_are_masked_before_they_are_stored(store_location, tmp_path):
     secret = "s3cr3t-value-for-store-test-7f9a2c41d8e6"
     openai_key = "sk-proj-Zx8Qw2Lm5Rt7Yu1Io3Pa6Sd9Fg"
     masker = SecretMasker({"ORCH_TEST_API_KEY": secret})
-    path = tmp_path / "orchestrator.db"
-    with Store(path, masker=masker) as store:
+    with Store(store_location, masker=masker) as store:
         new_run(store)
         store.start_step(RUN, "i1-s1-implement", iteration=1, index=1, agent="claude", task="implement")
         store.add_event(
@@ -393,10 +408,22 @@ def test_secrets_are_masked_before_they_are_stored(tmp_path):
         step = store.step(RUN, "i1-s1-implement")
         assert step.error_message == "401 for key ***"
         assert step.detail == {"output_tail": ["Authorization: Bearer ***"]}
-    # Nowhere in the file either (WAL included: the store was closed, so it was checkpointed).
-    for file in tmp_path.iterdir():
+        # Nowhere in any row of any table either.
+        everything = all_stored_text(store)
+        assert "key is ***" in everything
+        assert secret not in everything and openai_key not in everything
+    # SQLite: nowhere in the file (WAL included: the store was closed, so it was checkpointed).
+    for file in (tmp_path / "state").glob("*"):
         raw = file.read_bytes()
         assert secret.encode() not in raw and openai_key.encode() not in raw
+
+
+def all_stored_text(store: Store) -> str:
+    conn = store._conn()
+    texts = []
+    for table in ("runs", "steps", "events", "control_requests"):
+        texts += [str(list(row[i] for i in range(len(row)))) for row in conn.execute(f"SELECT * FROM {table}")]
+    return "\n".join(texts)
 
 
 # --- owners that died -------------------------------------------------------------------------------
@@ -407,7 +434,7 @@ _CHILD = textwrap.dedent(
     from pathlib import Path
     from orchestrator.store import Store
 
-    store = Store(Path(sys.argv[1]))
+    store = Store(sys.argv[1])
     store.create_run(run_id="killed", repo=sys.argv[2], task="t", workflow_name="default",
                      workflow={}, base="main", branch="orchestrator/killed")
     store.start_step("killed", "i1-s1-implement", iteration=1, index=1, agent="claude", task="implement")
@@ -417,7 +444,7 @@ _CHILD = textwrap.dedent(
 )
 
 
-def test_a_run_whose_process_was_sigkilled_shows_as_interrupted(store, tmp_path):
+def test_a_run_whose_process_was_sigkilled_shows_as_interrupted(store, store_location, tmp_path):
     new_run(store, "alive")  # owned by this (live) process: must stay running
     seen: list[str] = []
 
@@ -428,7 +455,7 @@ def test_a_run_whose_process_was_sigkilled_shows_as_interrupted(store, tmp_path)
 
     result = SubprocessCommunicator().run(
         ProcSpec(
-            argv=[sys.executable, "-c", _CHILD, str(store.path), str(tmp_path)],
+            argv=[sys.executable, "-c", _CHILD, store_location, str(tmp_path)],
             cwd=tmp_path,
             env=child_env(os.environ),
             wall_timeout_s=30,
@@ -460,10 +487,7 @@ def test_a_reused_pid_does_not_pass_for_the_owner(store, tmp_path):
     new_run(store, "reused")
     new_run(store, "mine")
     # The same pid, started at another time: what a recycled pid looks like.
-    raw = sqlite3.connect(store.path)
-    raw.execute("UPDATE runs SET owner_token = 'boot:1' WHERE id = 'reused'")
-    raw.commit()
-    raw.close()
+    raw_update(store, "UPDATE runs SET owner_token = ? WHERE id = 'reused'", (f"{_boot()}:1:1",))
     assert store.mark_interrupted_if_owner_dead() == ["reused"]
     assert store.get_run("mine").status == "running"
 
@@ -481,16 +505,17 @@ def test_process_tokens():
 def test_claiming_a_run_a_live_process_owns_is_refused(store):
     new_run(store)
     parent = os.getppid()
-    raw = sqlite3.connect(store.path)
-    raw.execute(
-        "UPDATE runs SET owner_pid = ?, owner_token = ? WHERE id = ?", (parent, process_token(parent), RUN)
+    raw_update(
+        store, "UPDATE runs SET owner_pid = ?, owner_token = ? WHERE id = ?", (parent, process_token(parent), RUN)
     )
-    raw.commit()
-    raw.close()
     with pytest.raises(UsageError, match=f"still running in process {parent}"):
         store.claim_run(RUN)
     store.update_run_status(RUN, "failed", stop_reason="step_failed")
     assert store.claim_run(RUN).owner_pid == os.getpid()  # a finished run may be taken over
+
+
+def _boot() -> str:
+    return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
 
 
 def _open_files(path: Path) -> int:
@@ -504,9 +529,17 @@ def _open_files(path: Path) -> int:
     return count
 
 
+def _connections(store: Store) -> int:
+    """Open files of an SQLite store in this process; sessions of a PostgreSQL store's database."""
+    if store.path is not None:
+        return _open_files(store.path)
+    with store._write() as tx:  # counted from this thread's connection, which stays
+        return tx.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()").fetchone()[0]
+
+
 def test_threads_that_end_release_their_connections(store):
     new_run(store)
-    before = _open_files(store.path)
+    before = _connections(store)
 
     def read() -> None:
         assert store.get_run(RUN).id == RUN
@@ -519,4 +552,4 @@ def test_threads_that_end_release_their_connections(store):
     gc.collect()
     # SQLite keeps the descriptor of a closed connection's database file for reuse while other
     # connections of the process hold locks on it (POSIX locks are per process): at most one more.
-    assert _open_files(store.path) <= before + 1
+    assert _connections(store) <= before + 1
