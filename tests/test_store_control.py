@@ -1,4 +1,4 @@
-"""Control requests in the store: any process asks, exactly one takes."""
+"""Control requests in the store: any process asks, exactly one takes (on both backends)."""
 
 from __future__ import annotations
 
@@ -22,9 +22,8 @@ def make(store: Store, run_id: str = "r1") -> None:
     )
 
 
-def test_a_request_is_taken_once_and_finished(tmp_path):
-    path = tmp_path / "state.db"
-    with Store(path) as asking, Store(path) as owner:
+def test_a_request_is_taken_once_and_finished(store_location):
+    with Store(store_location) as asking, Store(store_location) as owner:
         assert asking.schema_version() == SCHEMA_VERSION >= 2
         make(asking)
         first = asking.request_control("r1", "cancel", {"source": "the dashboard"})
@@ -39,6 +38,6 @@ def test_a_request_is_taken_once_and_finished(tmp_path):
         assert [r.id for r in owner.pending_controls()] == [second]
 
 
-def test_a_request_for_an_unknown_run_is_refused(tmp_path):
-    with Store(tmp_path / "state.db") as store, pytest.raises(RunNotFound):
+def test_a_request_for_an_unknown_run_is_refused(store_location):
+    with Store(store_location) as store, pytest.raises(RunNotFound):
         store.request_control("nope", "cancel")

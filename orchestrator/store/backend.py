@@ -100,17 +100,14 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def set_schema_version(self, tx: Connection, version: int) -> None: ...
 
-    def lock_schema(self, tx: Connection) -> None:
-        """Inside the migration's transaction: keeps every other process out until it commits."""
-        return None
-
     def check_ready(self, conn: Connection) -> None:
         """What must hold before the store is used (SQLite: WAL mode)."""
         return None
 
     @contextlib.contextmanager
-    def set_up_lock(self, busy_timeout_s: float) -> Iterator[None]:
-        """Held while the store is set up on open (SQLite: a lock file beside the store)."""
+    def set_up_lock(self, conn: Connection, busy_timeout_s: float) -> Iterator[None]:
+        """Held while the store is set up on open, so one process migrates while the others wait
+        (SQLite: a lock file beside the store; PostgreSQL: an advisory lock)."""
         yield
 
     def prepare(self) -> None:

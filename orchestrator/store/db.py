@@ -141,7 +141,7 @@ class StoreBase:
 
     def _set_up(self) -> None:
         try:
-            with self._backend.set_up_lock(self._busy_timeout_s):
+            with self._backend.set_up_lock(self._conn(), self._busy_timeout_s):
                 self._migrate()
         except Exception as exc:
             mapped = self._backend.store_error_for(exc)
@@ -164,7 +164,6 @@ class StoreBase:
         if version == SCHEMA_VERSION:
             return  # nothing to write: an up-to-date store opens on a full or read-only disk too
         with self._write() as tx:
-            self._backend.lock_schema(tx)
             version = self._backend.schema_version(tx)  # another process may have migrated meanwhile
             for statements in MIGRATIONS[version:]:
                 for statement in statements:

@@ -4,8 +4,8 @@ The SQL is the SQLite dialect's common subset; what PostgreSQL needs instead is 
 placeholders (`?` becomes `%s`), the schema's types (REAL is float4 in PostgreSQL: timestamps need
 DOUBLE PRECISION; text compares bytewise, as SQLite's does, with the "C" collation), ids of inserted rows
 (RETURNING), row locks (SELECT ... FOR UPDATE) and the schema version (a one-row table, where SQLite has
-`PRAGMA user_version`). Migrations are the same list as SQLite's, applied under a transaction-scoped
-advisory lock, so any number of first opens at once migrate once.
+`PRAGMA user_version`). Migrations are the same list as SQLite's, applied under an advisory lock, so
+any number of first opens at once migrate once.
 
 Sequence numbers stay gap-free and ordered per run under concurrent writers: appending an event locks
 the run's row first (`events.py`), so the next writer's MAX(seq) + 1 sees the previous one's commit.
@@ -13,10 +13,11 @@ the run's row first (`events.py`), so the next writer's MAX(seq) + 1 sees the pr
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from orchestrator.errors import StoreError, StoreProblem, UsageError
 from orchestrator.store.backend import Backend, Connection
@@ -28,7 +29,7 @@ try:
 except ImportError:  # pragma: no cover - the extra is installed wherever tests run
     psycopg = None  # type: ignore[assignment]
 
-# pg_advisory_xact_lock's key while the schema is migrated: "orchestr" in ASCII.
+# The advisory lock's key while the store is set up: "orchestr" in ASCII.
 SCHEMA_LOCK_KEY = 0x6F72636865737472
 VERSION_TABLE = "orchestrator_schema"
 CONNECT_TIMEOUT_S = 10
@@ -112,7 +113,7 @@ def redact_url(url: str) -> str:
         userinfo, host = netloc.rsplit("@", 1)
         netloc = f"{userinfo.split(':', 1)[0]}@{host}"
     query = "&".join(p for p in parts.query.split("&") if p and not p.lower().startswith("password="))
-    return urlunsplit(parts._replace(netloc=netloc, query=query))
+    return f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")
 
 
 def _require_driver() -> None:
@@ -181,8 +182,18 @@ class PostgresBackend(Backend):
         tx.execute(f"DELETE FROM {VERSION_TABLE}")
         tx.execute(f"INSERT INTO {VERSION_TABLE} (version) VALUES (?)", (version,))
 
-    def lock_schema(self, tx: Connection) -> None:
-        tx.execute("SELECT pg_advisory_xact_lock(?)", (SCHEMA_LOCK_KEY,))
+    @contextlib.contextmanager
+    def set_up_lock(self, conn: Connection, busy_timeout_s: float) -> Iterator[None]:
+        """A session-level advisory lock, taken outside any transaction: the migration's transaction
+        begins after it is held, so it sees the schema another process committed meanwhile (inside
+        one transaction that waited for a lock, the catalog may still look as it did)."""
+        conn.execute("SELECT pg_advisory_lock(?)", (SCHEMA_LOCK_KEY,))  # waits up to lock_timeout
+        try:
+            yield
+        finally:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            conn.execute("SELECT pg_advisory_unlock(?)", (SCHEMA_LOCK_KEY,))
 
     def store_error_for(self, exc: BaseException) -> StoreError | None:
         if isinstance(exc, StoreError):

@@ -85,7 +85,7 @@ class SqliteBackend(Backend):
         return str(conn.raw.execute("PRAGMA journal_mode").fetchone()[0])
 
     @contextlib.contextmanager
-    def set_up_lock(self, busy_timeout_s: float) -> Iterator[None]:
+    def set_up_lock(self, conn: Connection, busy_timeout_s: float) -> Iterator[None]:
         """An exclusive lock on `<store>.lock` while the store is set up. Without a writable folder
         there is no lock (and nothing to set up that could succeed: SQLite says why)."""
         try:

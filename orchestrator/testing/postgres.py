@@ -230,3 +230,25 @@ def store_location(store_backend: str, request: pytest.FixtureRequest, tmp_path:
     if store_backend == "postgresql":
         return str(request.getfixturevalue("postgres_url"))
     return str(tmp_path / "state" / "state.db")
+
+
+@pytest.fixture
+def new_store_location(store_backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    """new_store_location() -> a location no store is at yet, of this test's backend, each call."""
+    made: list[str] = []
+    server: PostgresServer | None = (
+        request.getfixturevalue("postgres_server") if store_backend == "postgresql" else None
+    )
+    counter = itertools.count(1)
+
+    def new() -> str:
+        if server is None:
+            return str(tmp_path / f"store-{next(counter)}" / "state.db")
+        url = server.create_database()
+        made.append(url)
+        return url
+
+    yield new
+    if server is not None:
+        for url in made:
+            server.drop_database(url)
