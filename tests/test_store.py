@@ -422,7 +422,9 @@ def all_stored_text(store: Store) -> str:
     conn = store._conn()
     texts = []
     for table in ("runs", "steps", "events", "control_requests"):
-        texts += [str(list(row[i] for i in range(len(row)))) for row in conn.execute(f"SELECT * FROM {table}")]
+        texts += [
+            str(list(row[i] for i in range(len(row)))) for row in conn.execute(f"SELECT * FROM {table}")
+        ]
     return "\n".join(texts)
 
 
@@ -506,7 +508,9 @@ def test_claiming_a_run_a_live_process_owns_is_refused(store):
     new_run(store)
     parent = os.getppid()
     raw_update(
-        store, "UPDATE runs SET owner_pid = ?, owner_token = ? WHERE id = ?", (parent, process_token(parent), RUN)
+        store,
+        "UPDATE runs SET owner_pid = ?, owner_token = ? WHERE id = ?",
+        (parent, process_token(parent), RUN),
     )
     with pytest.raises(UsageError, match=f"still running in process {parent}"):
         store.claim_run(RUN)
@@ -534,7 +538,9 @@ def _connections(store: Store) -> int:
     if store.path is not None:
         return _open_files(store.path)
     with store._write() as tx:  # counted from this thread's connection, which stays
-        return tx.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()").fetchone()[0]
+        return tx.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+        ).fetchone()[0]
 
 
 def test_threads_that_end_release_their_connections(store):
