@@ -16,7 +16,9 @@ scripts/build-ui.sh
 # The real CLIs at the versions our adapters are tested with (orchestrator/adapters/pins.py).
 .venv/bin/orchestrator install-clis
 # The test path's system tools, only where missing: promtool (Debian's prometheus package) for the
-# monitoring/ checks, bubblewrap and setpriv for the container start test and the agents' sandbox.
+# monitoring/ checks, bubblewrap and setpriv for the container start test and the agents' sandbox,
+# PostgreSQL's server binaries for the store's tests on PostgreSQL (orchestrator/testing/postgres.py
+# starts its own server in a temporary folder; the cluster Debian's package may start is not used).
 # (Debian's prometheus package also brings the Prometheus service: where /usr/sbin/policy-rc.d does
 # not forbid it, as it does on CI's machines, apt starts it on port 9090.)
 if [ "${1:-}" = "test" ] && command -v apt-get >/dev/null 2>&1; then
@@ -24,6 +26,7 @@ if [ "${1:-}" = "test" ] && command -v apt-get >/dev/null 2>&1; then
   command -v promtool >/dev/null 2>&1 || missing="$missing prometheus"
   command -v bwrap >/dev/null 2>&1 || missing="$missing bubblewrap"
   command -v setpriv >/dev/null 2>&1 || missing="$missing util-linux"
+  compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing="$missing postgresql"
   # tests/ui drive Debian's Chromium through Playwright's bundled driver (never `playwright install`).
   [ -x /usr/bin/chromium ] || missing="$missing chromium"
   if [ -n "$missing" ]; then

@@ -1,7 +1,8 @@
 """Transient failures are retried on purpose, each retry reported; nothing else is retried.
 
 - git's lock files: a real `index.lock` held by another process for a moment, then released;
-- the store's file locked by another process past busy_timeout while it is first set up;
+- the store locked by another process past busy_timeout while it is first set up (on both backends:
+  SQLite's file held by a writer, PostgreSQL's set-up advisory lock held by another session);
 - an agent's 429 with a retry-after (the fake agent plays the scripted model server's `error` turn)
   when no other agent can take the step: waited for, tried again, recorded as a "retry" notice.
 """
@@ -122,17 +123,48 @@ def hold_db(path: Path, seconds: float, tmp_path: Path) -> threading.Thread:
     return thread
 
 
-def test_a_store_locked_past_busy_timeout_at_open_is_retried_and_reported(tmp_path):
-    path = tmp_path / "state.db"
-    holder = hold_db(path, 1.0, tmp_path)
+HOLD_PG = """
+import sys, time
+from pathlib import Path
+import psycopg
+from orchestrator.store.postgres_backend import SCHEMA_LOCK_KEY
+with psycopg.connect(sys.argv[1], autocommit=True) as conn:
+    conn.execute("SELECT pg_advisory_lock(%s)", (SCHEMA_LOCK_KEY,))  # what a process setting up holds
+    Path(sys.argv[2]).write_text("")
+    time.sleep(float(sys.argv[3]))
+"""
+
+
+def hold_store(location: str, seconds: float, tmp_path: Path) -> threading.Thread:
+    """Another process holding the store's set-up lock for `seconds`."""
+    if not location.startswith("postgresql://"):
+        Path(location).parent.mkdir(parents=True, exist_ok=True)
+        return hold_db(Path(location), seconds, tmp_path)
+    ready = tmp_path / "pg-held"
+    thread = threading.Thread(
+        target=run_command,
+        args=([sys.executable, "-c", HOLD_PG, location, str(ready), str(seconds)], tmp_path),
+        kwargs={"timeout_s": seconds + 20},
+    )
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not ready.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert ready.exists()
+    return thread
+
+
+def test_a_store_locked_past_busy_timeout_at_open_is_retried_and_reported(store_location, tmp_path):
+    holder = hold_store(store_location, 1.0, tmp_path)
     notes: list[RetryNote] = []
     started = time.monotonic()
     with retries_reported_to(notes.append):
-        store = Store(path, busy_timeout_s=0.3)
+        store = Store(store_location, busy_timeout_s=0.3)
     took = time.monotonic() - started
     holder.join()
     try:
-        assert store.journal_mode() == "wal" and store.schema_version() >= 1
+        assert store.schema_version() >= 1
+        assert store.journal_mode() == ("wal" if store.backend == "sqlite" else "postgresql")
     finally:
         store.close()
     assert notes and all(n.what == "store_busy" for n in notes)
@@ -140,16 +172,15 @@ def test_a_store_locked_past_busy_timeout_at_open_is_retried_and_reported(tmp_pa
     assert took < 1.0 + 5
 
 
-def test_a_store_locked_for_longer_is_a_clear_error(tmp_path):
-    path = tmp_path / "state.db"
-    holder = hold_db(path, 6.0, tmp_path)
+def test_a_store_locked_for_longer_is_a_clear_error(store_location, tmp_path):
+    holder = hold_store(store_location, 6.0, tmp_path)
     notes: list[RetryNote] = []
     started = time.monotonic()
     with retries_reported_to(notes.append), pytest.raises(StoreError) as caught:
-        Store(path, busy_timeout_s=0.2)
+        Store(store_location, busy_timeout_s=0.2)
     took = time.monotonic() - started
     holder.join()
-    assert caught.value.problem == "busy" and str(path) in str(caught.value)
+    assert caught.value.problem == "busy" and store_location in str(caught.value)
     assert caught.value.exit_code == 2
     assert len(notes) == 3  # OPEN_ATTEMPTS - 1 retries, then given up
     assert took < 6.0 + 5

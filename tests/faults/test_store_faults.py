@@ -6,6 +6,12 @@ under 32 first uses at once; crash logs go under the state home.
 Full and read-only disks are real: a small tmpfs (read-only: remounted ro), mounted for the test and
 unmounted after it. Every case runs `python -m orchestrator` as a user would and checks the exit code,
 the time bound, the user's repository untouched and the planted secret nowhere.
+
+Which run on both backends: the 32 first uses at once (on PostgreSQL the set-up's advisory lock is what
+is tested). The others stay SQLite-only because the fault is the file's: a damaged file and `doctor
+--repair` moving it aside, a folder where the file should be, a read-only or full disk under the state
+folder, a hand-written bad row read through the file (PostgreSQL's own faults, an unreachable server, a
+lock held past busy_timeout, are in tests/test_store_backends.py and tests/faults/test_retries.py).
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.proc import child_env, run_command
+from orchestrator.store import SCHEMA_VERSION, Store
 from orchestrator.testing.fault_project import FaultProject
 
 
@@ -211,7 +218,7 @@ OPENER = """
 import fcntl, sys
 from pathlib import Path
 from orchestrator.store import Store
-ready, barrier, store = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
+ready, barrier, store = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
 ready.write_text("")
 with open(barrier) as fh:
     fcntl.flock(fh, fcntl.LOCK_SH)  # blocks until the test lets every process go at once
@@ -220,12 +227,15 @@ Store(store).close()
 
 
 @pytest.mark.slow
-def test_32_first_uses_at_the_same_instant_all_open_the_store(tmp_path):
+def test_32_first_uses_at_the_same_instant_all_open_the_store(tmp_path, new_store_location):
+    """On both backends: a fresh SQLite file (set up under its lock file) and a fresh PostgreSQL
+    database (set up under an advisory lock)."""
     env = child_env(os.environ, _pythonpath())
     processes = 32
     for round_ in range(10):
         home = tmp_path / f"round-{round_}"
         home.mkdir()
+        location = new_store_location()
         barrier = home / "barrier"
         barrier.write_text("")
         with open(barrier) as gate:
@@ -240,7 +250,7 @@ def test_32_first_uses_at_the_same_instant_all_open_the_store(tmp_path):
                             OPENER,
                             str(home / f"ready-{i}"),
                             str(barrier),
-                            str(home / "state.db"),
+                            location,
                         ],
                         home,
                         env=env,
@@ -256,9 +266,12 @@ def test_32_first_uses_at_the_same_instant_all_open_the_store(tmp_path):
                 results = [f.result() for f in futures]
         failed = [r.stderr[-800:] for r in results if not r.ok]
         assert failed == [], f"round {round_}: {len(failed)} of {processes} failed:\n{failed[0]}"
-        with sqlite3.connect(home / "state.db") as db:
-            assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-            assert db.execute("PRAGMA user_version").fetchone()[0] >= 1
+        with Store(location) as store:
+            assert store.schema_version() == SCHEMA_VERSION
+            assert store.journal_mode() == ("wal" if store.backend == "sqlite" else "postgresql")
+        if store.backend == "sqlite":  # WAL is a property of the file: a plain connection sees it
+            with sqlite3.connect(location) as db:
+                assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
 def _pythonpath() -> dict[str, str]:
