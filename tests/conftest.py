@@ -5,6 +5,7 @@ import time
 import pytest
 
 from orchestrator.proc import kill_leftovers, leftover_processes
+from orchestrator.store import Store
 
 pytest_plugins = ["orchestrator.testing.pytest_plugin", "orchestrator.testing.postgres"]
 
@@ -38,3 +39,10 @@ def _no_writes_to_real_home(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("XDG_STATE_HOME", str(home / ".local" / "state"))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
     monkeypatch.delenv("ORCHESTRATOR_CONFIG", raising=False)
+
+
+@pytest.fixture
+def store(store_location):
+    """An open store, once on each backend (see orchestrator/testing/postgres.py: store_location)."""
+    with Store(store_location) as opened:
+        yield opened

@@ -6,16 +6,13 @@ from __future__ import annotations
 
 import gc
 import os
-import signal
 import sqlite3
-import sys
-import textwrap
 import threading
 from pathlib import Path
 
 import pytest
 
-from orchestrator.errors import OrchestratorError, RunNotFound, UsageError
+from orchestrator.errors import OrchestratorError, RunNotFound
 from orchestrator.events import (
     AgentActivity,
     AssistantMessage,
@@ -31,23 +28,15 @@ from orchestrator.events import (
     Usage,
 )
 from orchestrator.logs import SecretMasker
-from orchestrator.proc import ProcSpec, SubprocessCommunicator, child_env
 from orchestrator.store import (
     SCHEMA_VERSION,
     RunOptions,
     Store,
     TokenUsage,
-    owner_alive,
     process_token,
 )
 
 RUN = "20261121-061502-a1b2c3"
-
-
-@pytest.fixture
-def store(store_location):
-    with Store(store_location) as opened:
-        yield opened
 
 
 def raw_update(store: Store, sql: str, params=()) -> None:
@@ -428,98 +417,7 @@ def all_stored_text(store: Store) -> str:
     return "\n".join(texts)
 
 
-# --- owners that died -------------------------------------------------------------------------------
-
-_CHILD = textwrap.dedent(
-    """
-    import os, sys, time
-    from pathlib import Path
-    from orchestrator.store import Store
-
-    store = Store(sys.argv[1])
-    store.create_run(run_id="killed", repo=sys.argv[2], task="t", workflow_name="default",
-                     workflow={}, base="main", branch="orchestrator/killed")
-    store.start_step("killed", "i1-s1-implement", iteration=1, index=1, agent="claude", task="implement")
-    print("ready", os.getpid(), flush=True)
-    time.sleep(60)
-    """
-)
-
-
-def test_a_run_whose_process_was_sigkilled_shows_as_interrupted(store, store_location, tmp_path):
-    new_run(store, "alive")  # owned by this (live) process: must stay running
-    seen: list[str] = []
-
-    def on_line(stream: str, line: str) -> None:
-        seen.append(f"{stream}: {line}")
-        if stream == "stdout" and line.startswith("ready "):
-            os.kill(int(line.split()[1]), signal.SIGKILL)
-
-    result = SubprocessCommunicator().run(
-        ProcSpec(
-            argv=[sys.executable, "-c", _CHILD, store_location, str(tmp_path)],
-            cwd=tmp_path,
-            env=child_env(os.environ),
-            wall_timeout_s=30,
-        ),
-        on_line,
-    )
-    assert result.signal == signal.SIGKILL, seen
-    killed = store.get_run("killed")
-    assert killed.status == "running" and killed.owner_pid == result.pid
-    assert not owner_alive(killed.owner_pid, killed.owner_token)
-
-    assert store.mark_interrupted_if_owner_dead() == ["killed"]
-    killed = store.get_run("killed")
-    assert (killed.status, killed.stop_reason) == ("interrupted", "interrupted")
-    assert killed.finished_at is not None
-    step = store.step("killed", "i1-s1-implement")
-    assert step.status == "interrupted" and "process ended" in step.error_message
-    kinds = [s.event.type for s in store.events("killed")]
-    assert kinds == ["notice", "run_finished"]
-    assert store.get_run("alive").status == "running"
-    assert store.mark_interrupted_if_owner_dead() == []  # marking is done once
-
-    # Resume: this process takes the run over.
-    resumed = store.claim_run("killed")
-    assert (resumed.status, resumed.owner_pid, resumed.finished_at) == ("running", os.getpid(), None)
-
-
-def test_a_reused_pid_does_not_pass_for_the_owner(store, tmp_path):
-    new_run(store, "reused")
-    new_run(store, "mine")
-    # The same pid, started at another time: what a recycled pid looks like.
-    raw_update(store, "UPDATE runs SET owner_token = ? WHERE id = 'reused'", (f"{_boot()}:1:1",))
-    assert store.mark_interrupted_if_owner_dead() == ["reused"]
-    assert store.get_run("mine").status == "running"
-
-
-def test_process_tokens():
-    mine = process_token(os.getpid())
-    assert mine is not None and mine == process_token(os.getpid())
-    assert process_token(os.getppid()) not in (None, mine)
-    assert process_token(2**22 + 7) is None  # above Linux's largest pid
-    assert owner_alive(os.getpid(), mine) and owner_alive(os.getpid(), None)
-    assert not owner_alive(os.getpid(), "other-boot:1")
-    assert not owner_alive(None, mine)
-
-
-def test_claiming_a_run_a_live_process_owns_is_refused(store):
-    new_run(store)
-    parent = os.getppid()
-    raw_update(
-        store,
-        "UPDATE runs SET owner_pid = ?, owner_token = ? WHERE id = ?",
-        (parent, process_token(parent), RUN),
-    )
-    with pytest.raises(UsageError, match=f"still running in process {parent}"):
-        store.claim_run(RUN)
-    store.update_run_status(RUN, "failed", stop_reason="step_failed")
-    assert store.claim_run(RUN).owner_pid == os.getpid()  # a finished run may be taken over
-
-
-def _boot() -> str:
-    return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+# --- connections -----------------------------------------------------------------------------------
 
 
 def _open_files(path: Path) -> int:

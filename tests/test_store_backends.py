@@ -22,12 +22,6 @@ from orchestrator.store.postgres_backend import ddl_for_postgres, redact_url, to
 from orchestrator.store.schema import MIGRATIONS
 
 
-@pytest.fixture
-def store(store_location):
-    with Store(store_location) as opened:
-        yield opened
-
-
 def make_run(store: Store, run_id: str = "r1") -> None:
     store.create_run(
         run_id=run_id,
@@ -160,23 +154,6 @@ def test_a_store_at_schema_1_is_migrated_forward_keeping_its_runs(store_location
         assert store.pending_controls("old") == []  # the table migration 2 added
         store.request_control("old", "follow_up", {"text": "again"})
         assert [r.kind for r in store.pending_controls("old")] == ["follow_up"]
-
-
-# --- owners -----------------------------------------------------------------------------------------
-
-
-def test_a_run_owned_on_another_machine_is_left_running_on_a_shared_store(store, store_backend):
-    """PostgreSQL is shared between machines: a run whose owner has another boot id may be alive on
-    its own machine, so it is not marked interrupted from here. SQLite is one machine's: another boot
-    id means the machine restarted since, and the run is marked."""
-    make_run(store, "elsewhere")
-    with store._write() as tx:
-        tx.execute("UPDATE runs SET owner_token = 'another-boot-id:4242:99' WHERE id = 'elsewhere'")
-    marked = store.mark_interrupted_if_owner_dead()
-    if store_backend == "postgresql":
-        assert marked == [] and store.get_run("elsewhere").status == "running"
-    else:
-        assert marked == ["elsewhere"] and store.get_run("elsewhere").status == "interrupted"
 
 
 def test_creating_a_run_twice_is_refused(store):

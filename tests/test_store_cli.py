@@ -38,7 +38,10 @@ def test_a_run_on_a_postgresql_store_is_stored_there_and_read_back(tmp_path, pos
             run = store.get_run(run_id)
             assert (run.status, run.task) == ("approved", "make greet() return Hello")
             steps = store.steps(run_id)
-            assert [(s.task, s.status) for s in steps] == [("implement", "succeeded"), ("review", "succeeded")]
+            assert [(s.task, s.status) for s in steps] == [
+                ("implement", "succeeded"),
+                ("review", "succeeded"),
+            ]
             assert steps[0].commit and steps[0].files_changed == ["app.py"]
             events = store.events(run_id)
             assert [e.seq for e in events] == list(range(1, len(events) + 1))
@@ -54,7 +57,13 @@ def test_a_run_on_a_postgresql_store_is_stored_there_and_read_back(tmp_path, pos
 
         # The environment's URL wins: another (empty) database has no such run.
         elsewhere = project.orchestrator(
-            "runs", "show", run_id, "--config", str(project.config), limit_s=30, ORCHESTRATOR_DATABASE_URL=other
+            "runs",
+            "show",
+            run_id,
+            "--config",
+            str(project.config),
+            limit_s=30,
+            ORCHESTRATOR_DATABASE_URL=other,
         )
         assert elsewhere.code == 2 and f"no run {run_id!r}" in elsewhere.result.stderr, elsewhere.output
         project.assert_untouched()
