@@ -55,6 +55,11 @@ def test_a_run_on_a_postgresql_store_is_stored_there_and_read_back(tmp_path, pos
         assert shown.code == 0, shown.output
         assert run_id in shown.result.stdout and "implement" in shown.result.stdout
 
+        doctor = project.orchestrator("doctor", "--json", "--config", str(project.config), limit_s=60)
+        checks = {c["name"]: c for c in json.loads(doctor.result.stdout)["checks"]}
+        assert checks["store"]["level"] == "ok", doctor.output
+        assert checks["store"]["detail"].endswith("(PostgreSQL, schema 2, 1 runs)")
+
         # The environment's URL wins: another (empty) database has no such run.
         elsewhere = project.orchestrator(
             "runs",

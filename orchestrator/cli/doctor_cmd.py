@@ -15,11 +15,13 @@ from orchestrator.cli.common import config_option, print_json, settings_for
 from orchestrator.store.health import (
     Check,
     check_free_space,
+    check_server_store,
     check_state_folder,
     check_store,
     move_store_aside,
     store_is_damaged,
 )
+from orchestrator.store.locate import store_location
 from orchestrator.workspace.paths import state_home
 
 _MARK = {"ok": "ok", "warning": "warn", "error": "FAIL"}
@@ -55,10 +57,14 @@ def cli_checks(config_path: Path | None) -> list[Check]:
 def doctor(config_path: Path | None, repair: bool, as_json: bool) -> None:
     """Check the state folder, free space, the run store and the coding CLIs."""
     home = state_home(os.environ)
-    store = home / "state.db"
-    checks = [check_state_folder(home), check_free_space(home), check_store(store)]
+    location = store_location(
+        settings_for(config_path, Path.cwd(), drop_untrusted=True).settings.cluster.database, os.environ, home
+    )
+    store = location if isinstance(location, Path) else home / "state.db"
+    checks = [check_state_folder(home), check_free_space(home)]
+    checks.append(check_store(store) if isinstance(location, Path) else check_server_store(location))
     repaired: Path | None = None
-    if repair and store_is_damaged(checks[2]):
+    if repair and isinstance(location, Path) and store_is_damaged(checks[2]):
         from orchestrator.store import Store
 
         repaired = move_store_aside(store)

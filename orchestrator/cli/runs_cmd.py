@@ -18,7 +18,7 @@ from orchestrator.engine.report import build_report, render_text
 from orchestrator.engine.service import RunService
 from orchestrator.errors import EXIT_INTERRUPTED, RunNotFound, UsageError
 from orchestrator.events import Notice
-from orchestrator.store import RunRecord, Store, owner_alive
+from orchestrator.store import RunRecord, Store
 from orchestrator.workspace.run_workspace import UNCOMMITTED_STEP
 
 
@@ -55,7 +55,7 @@ def run_summary_json(store: Store, run: RunRecord, *, now: float | None = None) 
     data["agents"] = list(dict.fromkeys(s["agent"] for s in steps if isinstance(s, dict) and s.get("agent")))
     data["cost_usd"] = store.usage_total(run.id).cost_usd
     data["duration_s"] = round(max(end - run.created_at, 0.0), 3)
-    data["stale"] = run.status == "running" and not owner_alive(run.owner_pid, run.owner_token)
+    data["stale"] = run.status == "running" and not store.owner_alive(run.owner_pid, run.owner_token)
     return data
 
 
@@ -108,7 +108,7 @@ def discard_run(service: RunService, run: RunRecord) -> str:
     """Remove the run's worktree and branch; returns the backup ref that keeps its commits. Refused
     while the process that runs it is alive: its agent works in that worktree."""
     current = service.store.get_run(run.id)
-    if current.status == "running" and owner_alive(current.owner_pid, current.owner_token):
+    if current.status == "running" and service.store.owner_alive(current.owner_pid, current.owner_token):
         raise UsageError(
             f"run {run.id} is running (process {current.owner_pid}); discarding it would remove the "
             "folder its agent works in",

@@ -194,6 +194,11 @@ class StoreBase:
 
     # --- owners -------------------------------------------------------------------------------------
 
+    def owner_alive(self, pid: int | None, token: str | None) -> bool:
+        """Whether a run's owner (its `owner_pid`, `owner_token`) may still be at work: alive on this
+        machine, or, on a store shared between machines, started on another one."""
+        return self._owner_alive(pid, token)
+
     def _owner_alive(self, pid: int | None, token: str | None) -> bool:
         """Whether a run's owner is alive. On a store shared between machines, an owner that started
         on another machine (another boot id) cannot be looked up here, so it counts as alive."""

@@ -105,6 +105,22 @@ def check_store(path: Path) -> Check:
     return Check("store", "ok", f"{path} (schema {version}, {runs} runs, intact)")
 
 
+def check_server_store(location: str) -> Check:
+    """A PostgreSQL store: reachable, its schema known to this version, how many runs it holds.
+    Opening it migrates it forward, as any command's first use would."""
+    from orchestrator.errors import OrchestratorError
+    from orchestrator.store import Store
+
+    try:
+        with Store(location) as store:
+            runs = store.run_count()
+            return Check(
+                "store", "ok", f"{store.location} (PostgreSQL, schema {store.schema_version()}, {runs} runs)"
+            )
+    except OrchestratorError as exc:
+        return Check("store", "error", exc.message, exc.hint)
+
+
 def _damaged(path: Path, why: str) -> Check:
     return Check(
         "store",

@@ -101,6 +101,9 @@ class RunsMixin(StoreBase):
         )
         return [self._record(row) for row in rows]
 
+    def run_count(self) -> int:
+        return int(self._conn().execute("SELECT COUNT(*) FROM runs").fetchone()[0])
+
     def _record(self, row: Row) -> RunRecord:
         """The run as stored; a run stopped by a full disk that could not be marked yet (see
         `stop_for_full_disk`) reads as failed already."""

@@ -19,7 +19,6 @@ from orchestrator.engine.service import RunService, RunSpec
 from orchestrator.errors import UsageError
 from orchestrator.events import Notice
 from orchestrator.logs import get_logger
-from orchestrator.store import owner_alive
 from orchestrator.store.records import repo_key
 from orchestrator.ui.commands import run_command_line
 from orchestrator.ui.merge_preview import merge_preview
@@ -102,7 +101,7 @@ class Actions:
         request_id = self.store.request_control(
             run.id, "follow_up", {"text": text, "source": "the dashboard"}
         )
-        if run.status == "running" and owner_alive(run.owner_pid, run.owner_token):
+        if run.status == "running" and self.store.owner_alive(run.owner_pid, run.owner_token):
             # The owner takes it when the run's current work ends (engine/control_watch.py).
             return {"run_id": run.id, "request_id": request_id, "queued": True}
         if not self.store.take_control(request_id, os.getpid()):
@@ -140,7 +139,7 @@ class Actions:
         run = self.store.get_run(run_id)
         if run.status != "running":
             raise UsageError(f"run {run.id} is not running (it is {run.status})", hint="nothing to cancel")
-        if not owner_alive(run.owner_pid, run.owner_token):
+        if not self.store.owner_alive(run.owner_pid, run.owner_token):
             raise UsageError(
                 f"run {run.id} is not running: its orchestrator process ({run.owner_pid}) is gone",
                 hint=f"resume it: orchestrator runs resume {run.id}",

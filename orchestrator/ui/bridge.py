@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from orchestrator.store import RunRecord, Store, StoredEvent, owner_alive
+from orchestrator.store import RunRecord, Store, StoredEvent
 
 BATCH = 500  # events per message
 RECENT = 4000  # events per run kept in memory, so followers of a live run do not each query the store
@@ -245,5 +245,5 @@ class Bridge:
 
     def _mark_stale(self) -> None:
         running = self.store.list_runs(limit=500, status="running")
-        if any(not owner_alive(r.owner_pid, r.owner_token) for r in running):
+        if any(not self.store.owner_alive(r.owner_pid, r.owner_token) for r in running):
             self.store.mark_interrupted_if_owner_dead()
