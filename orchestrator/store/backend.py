@@ -49,7 +49,7 @@ class Connection:
         self.backend = backend
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
-        cursor: Cursor = self.raw.execute(self.backend.sql(sql), params)
+        cursor: Cursor = self.raw.execute(self.backend.sql(sql), self.backend.params(params))
         return cursor
 
     def insert_id(self, sql: str, params: Sequence[Any] = ()) -> int:
@@ -80,6 +80,10 @@ class Backend(abc.ABC):
 
     def sql(self, statement: str) -> str:
         return statement
+
+    def params(self, params: Sequence[Any]) -> Sequence[Any]:
+        """The parameters as the driver can store them."""
+        return params
 
     def ddl(self, statement: str) -> str:
         """A migration's statement (written for SQLite, where the schema began) for this backend."""

@@ -162,6 +162,11 @@ class PostgresBackend(Backend):
     def ddl(self, statement: str) -> str:
         return ddl_for_postgres(statement)
 
+    def params(self, params: Sequence[Any]) -> Sequence[Any]:
+        # PostgreSQL's text cannot hold NUL, which a CLI's output may carry (SQLite's can): it
+        # becomes U+FFFD, so a step's error message with one is stored instead of failing the run.
+        return [p.replace("\x00", "\ufffd") if isinstance(p, str) and "\x00" in p else p for p in params]
+
     def begin_write(self, conn: Connection) -> None:
         conn.raw.execute("BEGIN")
 
