@@ -464,6 +464,8 @@ def test_text_with_a_nul_is_stored_not_a_crash(store):
     new_run(store)
     store.start_step(RUN, "i1-s1-implement", iteration=1, index=1, agent="claude", task="implement")
     done = store.finish_step(RUN, "i1-s1-implement", status="failed", error_message="before\x00after")
-    assert done.error_message is not None and done.error_message.replace("\ufffd", "\x00") == "before\x00after"
+    assert (
+        done.error_message is not None and done.error_message.replace("\ufffd", "\x00") == "before\x00after"
+    )
     store.add_event(RUN, activity("i1-s1-implement", AssistantMessage(text="a\x00b")))
     assert store.events(RUN)[-1].event.event.text == "a\x00b"  # JSON escapes it: kept on both

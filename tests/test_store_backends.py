@@ -10,6 +10,7 @@ import textwrap
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -20,6 +21,7 @@ from orchestrator.store import DATABASE_URL_VAR, SCHEMA_VERSION, Store, store_lo
 from orchestrator.store.backend import backend_for
 from orchestrator.store.postgres_backend import ddl_for_postgres, redact_url, to_pyformat
 from orchestrator.store.schema import MIGRATIONS
+from orchestrator.testing.postgres import PostgresServer, process_running
 
 
 def make_run(store: Store, run_id: str = "r1") -> None:
@@ -238,3 +240,22 @@ def test_sqlite_stays_embedded_with_no_driver_loaded(tmp_path):
     )
     assert result.stdout.strip() == "False"
     assert Path(tmp_path / "state.db").is_file()
+
+
+def test_the_test_server_starts_in_a_temporary_folder_and_stops_leaving_nothing():
+    server = PostgresServer().start()
+    pid, root = server.postmaster_pid, server.root
+    try:
+        assert pid is not None and process_running(pid)
+        assert os.stat(server.data).st_uid != 0  # PostgreSQL refuses to run as root: it does not
+        url = server.create_database()
+        name = urlsplit(url).path.lstrip("/")
+        with Store(url) as store:
+            make_run(store)
+        assert name in server.databases()
+        server.drop_database(url)
+        assert name not in server.databases()
+    finally:
+        server.stop()
+    # Gone (a zombie until the machine's init reaps it: the server is init's child, not ours).
+    assert not process_running(pid) and not root.exists()

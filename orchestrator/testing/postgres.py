@@ -30,6 +30,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -150,9 +151,9 @@ class PostgresServer:
         pid = self.postmaster_pid
         if pid is not None:
             deadline = time.monotonic() + 10
-            while _alive(pid) and time.monotonic() < deadline:
+            while process_running(pid) and time.monotonic() < deadline:
                 time.sleep(0.02)
-            if _alive(pid):
+            if process_running(pid):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, 9)
                 raise PostgresUnavailable(f"the test PostgreSQL server ({pid}) did not stop; killed it")
@@ -175,8 +176,14 @@ class PostgresServer:
         return self.url(name)
 
     def drop_database(self, url: str) -> None:
-        name = url.rsplit("/", 1)[-1].split("?", 1)[0]
-        self._admin_conn().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        name = urlsplit(url).path.lstrip("/")
+        self._admin_conn().execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+    def databases(self) -> list[str]:
+        rows = (
+            self._admin_conn().execute("SELECT datname FROM pg_database WHERE NOT datistemplate").fetchall()
+        )
+        return sorted(row[0] for row in rows)
 
 
 def _server_user() -> pwd.struct_passwd:
@@ -188,7 +195,8 @@ def _server_user() -> pwd.struct_passwd:
     )
 
 
-def _alive(pid: int) -> bool:
+def process_running(pid: int) -> bool:
+    """Alive and not a zombie."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as fh:
             state = fh.read().rsplit(b")", 1)[-1].split()[0]
