@@ -1,4 +1,20 @@
-"""The schema, versioned with `PRAGMA user_version` and migrated forward on open."""
+"""The schema: one list of migrations for both backends, applied forward on open (db.py `_migrate`).
+
+Each migration is a tuple of statements written once, in SQLite's dialect where the schema began; the
+PostgreSQL backend rewrites their types (postgres_backend.ddl_for_postgres). The version reached is
+kept where each backend keeps it: `PRAGMA user_version` in an SQLite file (so every existing state.db
+opens as before, and its version is the number of migrations it has had), a one-row table
+`orchestrator_schema` in PostgreSQL. Migrations run in one transaction with the version update, under
+the backend's set-up lock, so concurrent first opens migrate once.
+
+Why not Alembic: it needs SQLAlchemy at run time, and the default store must stay embedded with no
+new mandatory dependency, so Alembic could only ever migrate the PostgreSQL store: two mechanisms, where
+one list serves both. Its autogeneration needs SQLAlchemy models, which this store (hand-written SQL in
+the common subset of both dialects) does not have; and its version table would have to be taught about
+the `user_version` of existing SQLite files anyway. For four tables that only ever grow, an ordered
+list and a version number is the whole of what is needed. Revisit if migrations ever need to go down
+or branch.
+"""
 
 from __future__ import annotations
 
