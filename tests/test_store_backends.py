@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import sys
 import textwrap
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -259,3 +260,48 @@ def test_the_test_server_starts_in_a_temporary_folder_and_stops_leaving_nothing(
         server.stop()
     # Gone (a zombie until the machine's init reaps it: the server is init's child, not ours).
     assert not process_running(pid) and not root.exists()
+
+
+WRITER = textwrap.dedent(
+    """
+    import sys
+    from orchestrator.events import Notice
+    from orchestrator.store import Store
+    with Store(sys.argv[1]) as store:
+        store.add_event("r1", Notice(run_id="r1", text="from another process"))
+    """
+)
+
+
+def test_a_change_from_another_process_wakes_a_listener(store, store_backend, tmp_path):
+    """PostgreSQL: NOTIFY at commit, LISTEN in the follower, so the dashboard learns of a worker's
+    event without waiting for its next poll. SQLite: none (its file is watched instead)."""
+    make_run(store)
+    woken: list[str] = []
+    arrived = threading.Event()
+
+    def wake(run_id: str) -> None:
+        woken.append(run_id)
+        arrived.set()
+
+    listener = store.change_listener(wake)
+    if store_backend == "sqlite":
+        assert listener is None
+        return
+    listener.start()
+    try:
+        run_command(
+            [sys.executable, "-c", WRITER, store_location_of(store)],
+            tmp_path,
+            env=env_for_children(),
+            check=True,
+        )
+        assert arrived.wait(30), "no wake-up"
+        assert woken[0] == "r1" and store.last_seq("r1") == 1
+    finally:
+        listener.stop()
+    assert not listener._thread.is_alive()
+
+
+def store_location_of(store: Store) -> str:
+    return store._backend.url if store.path is None else str(store.path)

@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import abc
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from orchestrator.errors import StoreError
+
+if TYPE_CHECKING:
+    from orchestrator.store.listen import ChangeListener
 
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
@@ -80,6 +83,13 @@ class Backend(abc.ABC):
 
     def sql(self, statement: str) -> str:
         return statement
+
+    def notify_change(self, tx: Connection, run_id: str) -> None:
+        """Inside a write transaction that changed the run: tells listeners at commit (listen.py)."""
+        return None
+
+    def change_listener(self, wake: Callable[[str], None]) -> ChangeListener | None:
+        return None
 
     def params(self, params: Sequence[Any]) -> Sequence[Any]:
         """The parameters as the driver can store them."""

@@ -16,7 +16,7 @@ import json
 import threading
 import time
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Self
 
@@ -28,6 +28,7 @@ from orchestrator.logs import SecretMasker
 from orchestrator.retries import RetryNote, report_retry, short
 from orchestrator.secrets import process_masker
 from orchestrator.store.backend import Backend, Connection, backend_for
+from orchestrator.store.listen import ChangeListener
 from orchestrator.store.owners import owner_alive, owner_elsewhere
 from orchestrator.store.schema import MIGRATIONS, SCHEMA_VERSION
 
@@ -192,6 +193,11 @@ class StoreBase:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def change_listener(self, wake: Callable[[str], None]) -> ChangeListener | None:
+        """A listener that calls `wake(run_id)` when any process commits a change to a run (not
+        started: call `start()`); None for SQLite, whose file is watched instead (ui/follower.py)."""
+        return self._backend.change_listener(wake)
+
     # --- owners -------------------------------------------------------------------------------------
 
     def owner_alive(self, pid: int | None, token: str | None) -> bool:
@@ -218,6 +224,7 @@ class StoreBase:
         cursor = tx.execute(f"UPDATE runs SET {sets} WHERE id = ?", (*params, time.time(), run_id))
         if cursor.rowcount == 0:
             raise RunNotFound(f"no run {run_id!r} in {self.location}")
+        self._backend.notify_change(tx, run_id)
 
     def _insert_event(self, tx: Connection, run_id: str, event: RunEvent) -> int:
         """Appends an event with the run's next sequence number. The run's row is locked first (SQLite:
@@ -232,4 +239,5 @@ class StoreBase:
             "INSERT INTO events (run_id, seq, step_id, type, ts, data) VALUES (?, ?, ?, ?, ?, ?)",
             (run_id, seq, getattr(event, "step_id", None), event.type, event.ts, data),
         )
+        self._backend.notify_change(tx, run_id)
         return seq

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
 from orchestrator.errors import StoreError, StoreProblem, UsageError
 from orchestrator.store.backend import Backend, Connection
+from orchestrator.store.listen import CHANNEL, ChangeListener
 
 try:
     import psycopg
@@ -161,6 +162,12 @@ class PostgresBackend(Backend):
 
     def ddl(self, statement: str) -> str:
         return ddl_for_postgres(statement)
+
+    def notify_change(self, tx: Connection, run_id: str) -> None:
+        tx.execute("SELECT pg_notify(?, ?)", (CHANNEL, run_id))
+
+    def change_listener(self, wake: Callable[[str], None]) -> ChangeListener:
+        return ChangeListener(self.url, wake)
 
     def params(self, params: Sequence[Any]) -> Sequence[Any]:
         # PostgreSQL's text cannot hold NUL, which a CLI's output may carry (SQLite's can): it

@@ -28,6 +28,7 @@ from orchestrator.engine.service import RunService
 from orchestrator.errors import InternalError, OrchestratorError, RunNotFound, UsageError
 from orchestrator.logs import get_logger
 from orchestrator.store import Store
+from orchestrator.store.listen import ChangeListener
 from orchestrator.ui.actions import Actions
 from orchestrator.ui.api import api
 from orchestrator.ui.bridge import Bridge
@@ -63,7 +64,13 @@ def _audit_to(env: Mapping[str, str]) -> Audit:
 class Dashboard:
     """The app and what runs beside it (bridge, store watcher, the runs it executes)."""
 
-    def __init__(self, flask_app: Flask, socketio: SocketIO, context: Context, watcher: StoreWatcher | None):
+    def __init__(
+        self,
+        flask_app: Flask,
+        socketio: SocketIO,
+        context: Context,
+        watcher: StoreWatcher | ChangeListener | None,
+    ):
         self.flask_app = flask_app
         self.socketio = socketio
         self.context = context
@@ -171,8 +178,13 @@ def create_dashboard(
     # Outermost: every request, /socket.io included, passes the Host, Origin and token checks.
     app.wsgi_app = SecurityMiddleware(app.wsgi_app, token=token, allowed_hosts=hosts)  # type: ignore[method-assign]
     _mount_metrics(app, store)
-    # A PostgreSQL store has no file to watch: the bridge's polling finds other processes' changes.
-    watcher = StoreWatcher(store.path, bridge.wake) if watch_files and store.path is not None else None
+    # An SQLite store's file is watched; a PostgreSQL store has none, and LISTENs for its changes.
+    watcher: StoreWatcher | ChangeListener | None = None
+    if watch_files:
+        if store.path is not None:
+            watcher = StoreWatcher(store.path, bridge.wake)
+        else:
+            watcher = store.change_listener(lambda run_id: bridge.wake())
     return Dashboard(app, socketio, context, watcher)
 
 
