@@ -305,3 +305,17 @@ def test_a_change_from_another_process_wakes_a_listener(store, store_backend, tm
 
 def store_location_of(store: Store) -> str:
     return store._backend.url if store.path is None else str(store.path)
+
+
+def test_a_lost_connection_fails_one_call_then_is_replaced(postgres_server, postgres_url):
+    """A worker's store outlives a server restart or a cut connection: the call that finds the
+    connection gone is a StoreError (exit 2, never a crash), the next one connects again."""
+    with Store(postgres_url) as store:
+        make_run(store)
+        pid = store._conn().raw.info.backend_pid
+        postgres_server._admin_conn().execute("SELECT pg_terminate_backend(%s)", (pid,))
+        with pytest.raises(StoreError) as caught:
+            store.add_event("r1", Notice(run_id="r1", text="lost"))
+        assert caught.value.problem == "unreadable"
+        assert store.add_event("r1", Notice(run_id="r1", text="again")) == 1
+        assert [s.event.text for s in store.events("r1")] == ["again"]

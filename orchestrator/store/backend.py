@@ -99,6 +99,11 @@ class Backend(abc.ABC):
         """A migration's statement (written for SQLite, where the schema began) for this backend."""
         return statement
 
+    def broken(self, conn: Connection) -> bool:
+        """Whether the connection is lost (a server restarted, a network cut): the thread then gets a
+        new one on its next call (the call that found it lost failed, with a StoreError)."""
+        return False
+
     @abc.abstractmethod
     def begin_write(self, conn: Connection) -> None: ...
 

@@ -82,8 +82,11 @@ class StoreBase:
 
     def _conn(self) -> Connection:
         conn: Connection | None = getattr(self._local, "conn", None)
-        if conn is not None:
+        if conn is not None and not self._backend.broken(conn):
             return conn
+        if conn is not None:
+            self._release(conn)
+            self._local.conn = None
         with self._lock:
             if self._closed:
                 raise OrchestratorError(f"the run store {self.location} is closed")
@@ -117,7 +120,7 @@ class StoreBase:
             yield conn
             conn.execute("COMMIT")
         except BaseException:
-            if conn.in_transaction:
+            if not self._backend.broken(conn) and conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
 

@@ -174,6 +174,9 @@ class PostgresBackend(Backend):
         # becomes U+FFFD, so a step's error message with one is stored instead of failing the run.
         return [p.replace("\x00", "\ufffd") if isinstance(p, str) and "\x00" in p else p for p in params]
 
+    def broken(self, conn: Connection) -> bool:
+        return bool(conn.raw.closed or conn.raw.broken)
+
     def begin_write(self, conn: Connection) -> None:
         conn.raw.execute("BEGIN")
 
