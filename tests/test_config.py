@@ -75,6 +75,8 @@ def test_unset_reference_is_left_out_and_reported(tmp_path):
         ("agentz: {}", "agentz", "agents, fallback_order"),
         ("agents: {claude: {timeout_s: -1}}", "agents.claude.timeout_s", None),
         ("agents: {claude: {env: {'BAD NAME': x}}}", "agents.claude.env", None),
+        ("cluster: {database: 'sqlite:///x.db'}", "cluster.database", None),
+        ("cluster: {temporal: 'h:7233'}", "cluster.temporal", "database"),
     ],
 )
 def test_bad_files_name_file_key_path_and_allowed(tmp_path, text, key_path, allowed):
@@ -108,3 +110,20 @@ def test_credentials_reach_only_their_own_agent():
     assert agent_child_vars("claude", override, ("ANTHROPIC_API_KEY",), parent) == {
         "ANTHROPIC_API_KEY": "other"
     }
+
+
+def test_the_cluster_block_names_the_postgresql_store(tmp_path):
+    path = write(tmp_path / "c.yaml", "cluster: {database: 'postgresql://orch@db:5432/runs'}")
+    assert load_settings(path, env={}).settings.cluster.database == "postgresql://orch@db:5432/runs"
+    assert (
+        load_settings(None, env={"XDG_CONFIG_HOME": str(tmp_path / "none")}).settings.cluster.database is None
+    )
+
+
+def test_a_repositorys_cluster_block_needs_trust():
+    """It names where every run is written: an untrusted repository may not send them elsewhere."""
+    from orchestrator.trust import untrusted_config_keys, without_trust_keys
+
+    data = {"cluster": {"database": "postgresql://evil/x"}, "workflow": "default"}
+    assert untrusted_config_keys(data) == {"cluster": {"database": "postgresql://evil/x"}}
+    assert without_trust_keys(data) == {"workflow": "default"}
