@@ -137,7 +137,7 @@ def test_http_401_is_auth(expect_failure):
         "http_401",
         [{"error": {"status": 401, "message": "Incorrect API key provided"}, "times": "always"}],
         kind="auth",
-        within_s=15,
+        max_requests=2,
         timeout_s=60,
     )
 
@@ -148,7 +148,7 @@ def test_http_429_is_rate_limit(expect_failure):
         "http_429",
         [{"error": {"status": 429, "message": "slow down", "retry_after": 1}, "times": "always"}],
         kind="rate_limit",
-        within_s=15,
+        max_requests=2,
         timeout_s=60,
     )
 
@@ -159,7 +159,6 @@ def test_http_500_fails_within_the_limit(expect_failure):
         "http_500",
         [{"error": {"status": 500, "message": "scripted outage"}, "times": "always"}],
         kind="other",
-        within_s=20,
         timeout_s=20,
     )
     # request_max_retries=1 and stream_max_retries=1 from the testing config: 2 x 2 requests, then it gives up.
