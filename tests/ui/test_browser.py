@@ -68,7 +68,15 @@ def test_start_a_run_from_the_page_and_follow_it_to_approved(world, browser):
     expect(page.locator("#timeline li.run_finished")).to_contain_text("approved")
     assert seqs(page) == list(range(1, len(seqs(page)) + 1))
     assert "[object" not in page.inner_text("#timeline")  # every part of a row rendered as text
-    expect(page.locator("#timeline li.step_finished").first).to_contain_text("commit ")
+    # A commit row: the step, its status, the short sha and the files, each as text (once it read
+    # "commit ,[object HTMLElement] (calc.py)").
+    run_id = page.url.rsplit("/", 1)[1]
+    steps = {st["id"]: st for st in server.get(f"/api/runs/{run_id}")["steps"]}
+    for step_id in ("i1-s1-implement", "i1-s3-refine"):
+        sha = steps[step_id]["commit"]
+        row = page.locator(f"#timeline li.step_finished:has(strong:text-is('■ {step_id}')) .body")
+        expect(row).to_have_text(f"■ {step_id} succeeded commit {sha[:10]} (app.py)")
+        expect(row.locator("code.commit")).to_have_attribute("title", sha)
     # A step's diff, then a finding's line in the whole run's diff.
     page.click("#steps tr[data-step=i1-s1-implement] button:has-text('diff')")
     expect(page.locator("#diff-title")).to_have_text("of step i1-s1-implement")

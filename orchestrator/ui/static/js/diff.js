@@ -101,6 +101,7 @@ const DiffView = (() => {
         highlight: true,
         fileContentToggle: false,
         synchronisedScroll: true,
+        colorScheme: "auto", // light or dark with the system, as the page
       });
       ui.draw();
       ui.highlightCode();

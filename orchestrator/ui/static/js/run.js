@@ -164,7 +164,7 @@
             {},
             st.commit ? el("button", { class: "link", text: "diff", onclick: () => diffs.load(st.id).catch(fail) }) : "",
             st.commit ? el("button", { class: "link", text: "roll back here", onclick: () => rollback(st.id) }) : "",
-            record && record.error_message ? el("span", { class: "dim", text: ` ${record.error_message}` }) : "",
+            record && record.error_message ? el("span", { class: "dim step-error", text: record.error_message }) : "",
           ),
         );
       }),

@@ -56,15 +56,17 @@ const Timeline = (() => {
         return [`run started: ${ev.workflow} on `, el("code", { text: ev.branch }), ` from ${ev.base}`];
       case "step_started":
         return [el("strong", { text: `▶ ${ev.step_id}` }), ev.agent === "gate" ? " gate" : ` ${ev.task} by ${ev.agent}`];
-      case "step_finished":
-        return [
+      case "step_finished": {
+        const parts = [
           el("strong", { text: `■ ${ev.step_id}` }),
           " ",
           el("span", { class: `status s-${ev.status === "succeeded" ? "approved" : ev.status}`, text: ev.status }),
-          ev.commit ? [" commit ", el("code", { text: ev.commit.slice(0, 10) })] : "",
-          ev.files_changed && ev.files_changed.length ? ` (${ev.files_changed.join(", ")})` : "",
-          ev.error ? ` ${ev.error}` : "",
         ];
+        if (ev.commit) parts.push(" commit ", el("code", { class: "commit", text: ev.commit.slice(0, 10), title: ev.commit }));
+        if (ev.files_changed && ev.files_changed.length) parts.push(" (", el("span", { class: "files", text: ev.files_changed.join(", ") }), ")");
+        if (ev.error) parts.push(" ", el("span", { class: "error", text: ev.error }));
+        return parts;
+      }
       case "gate_finished":
         return gateRow(ev);
       case "agent":
