@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
 
@@ -41,10 +42,22 @@ def seqs(page):
     ]
 
 
+# Notifications as the page sees them once the user allowed them (headless Chromium shows none).
+NOTIFICATIONS = """
+window.__notes = [];
+window.Notification = class {
+  constructor(title, options) { window.__notes.push([title, options && options.body]); }
+  static get permission() { return "granted"; }
+  static requestPermission() { return Promise.resolve("granted"); }
+};
+"""
+
+
 def test_start_a_run_from_the_page_and_follow_it_to_approved(world, browser):
     world.set_turns(
         [
             {"write_file": {"path": "app.py", "content": "def greet():\n    return 'hi!'\n"}},
+            {"hang": 2},  # the page is open before the run ends
             {"text": "first try"},
             {"text": CHANGES},
             FIXED,
@@ -54,6 +67,7 @@ def test_start_a_run_from_the_page_and_follow_it_to_approved(world, browser):
     )
     server = world.serve()
     page, console = open_page(browser, server, "/new")
+    page.add_init_script(NOTIFICATIONS)
     expect(page.locator("#new-repo")).to_have_value(str(world.repo))
     page.fill("#new-task", "make greet() return Hello")
     expect(page.locator("#new-command")).to_contain_text(
@@ -63,8 +77,12 @@ def test_start_a_run_from_the_page_and_follow_it_to_approved(world, browser):
     page.wait_for_url("**/runs/*")
     page.evaluate("window.__same_page = true")
     expect(page.locator("#connection")).to_have_text("live")
+    expect(page.locator("#act-notify")).to_have_text("Notifications on")
     expect(page.locator("#run-status .status")).to_have_text("approved", timeout=120_000)
     assert page.evaluate("window.__same_page") is True  # no reload
+    # The run ended while the page watched it: a badge in the tab's title and one notification.
+    expect(page).to_have_title(re.compile(r"^\[approved\] Run "))
+    assert page.evaluate("window.__notes") == [["Run approved", "make greet() return Hello (approved)"]]
     expect(page.locator("#timeline li.run_finished")).to_contain_text("approved")
     assert seqs(page) == list(range(1, len(seqs(page)) + 1))
     assert "[object" not in page.inner_text("#timeline")  # every part of a row rendered as text
@@ -177,6 +195,42 @@ def test_the_page_survives_a_server_restart_and_shows_every_missed_event_once(wo
     latest = server.get(f"/api/runs/{run_id}/events")["latest"]
     assert seqs(page) == list(range(1, latest + 1))  # every event, once, in order
     expect(page.locator("#gap")).to_be_hidden()
+
+
+def test_a_batch_the_page_missed_is_shown_as_a_gap_and_fetched(world, browser):
+    """One batch of events is taken off the page's WebSocket (and acknowledged to the server for it):
+    the next batch does not continue the page's cursor, so the page says so and fetches what it missed."""
+    world.set_turns([FIXED, {"hang": 4}, {"text": "done"}, {"hang": 2}, {"text": APPROVE}])
+    server = world.serve()
+    terminal = world.run_in_terminal()
+    run_id = server.wait_for_runs(1)[0]["id"]
+    dropped: list[str] = []
+
+    def route(ws):
+        upstream = ws.connect_to_server()
+
+        def from_server(message):
+            frame = re.match(r'^42(\d+)\["events",', message) if isinstance(message, str) else None
+            if frame and not dropped:
+                dropped.append(message)
+                upstream.send(f"43{frame.group(1)}[]")  # the ack the page never sent
+                return
+            ws.send(message)
+
+        upstream.on_message(from_server)
+
+    page = browser.new_page()
+    page.route_web_socket(re.compile(r"/socket\.io/"), route)
+    page.goto(server.login_url)
+    page.goto(f"{server.base}/runs/{run_id}")
+    expect(page.locator("#timeline li.run_finished")).to_have_count(1, timeout=120_000)
+    assert terminal.join(60).exit_code == 0
+    assert dropped, "no batch came over the WebSocket"
+    missed = [e["seq"] for e in json.loads(dropped[0][dropped[0].index("[") :])[1]["events"]]
+    expect(page.locator("#gap")).to_be_visible()
+    expect(page.locator("#gap")).to_have_text(f"recovered missed events up to {missed[-1]}")
+    latest = server.get(f"/api/runs/{run_id}/events")["latest"]
+    assert seqs(page) == list(range(1, latest + 1))  # every event, once, in order
 
 
 def test_agent_output_holding_html_renders_as_text(world, browser):

@@ -23,7 +23,6 @@
   let cursor = 0; // the last seq this page holds: every event up to it, once, in order
   let liveSince = null; // the log's last seq when the page subscribed: events after it are news
   let summary = null;
-  let notify = false;
   let refreshTimer = null;
 
   const say = (text, kind) => showMessage(message, text, kind);
@@ -69,9 +68,12 @@
     gap.textContent = `recovered missed events up to ${upTo}`;
   }
 
+  // A run that ends while the page watches it: the title says so (a badge in the tab), and a browser
+  // notification once the user allowed them (with "Notify me", here or on an earlier visit).
+  const notifications = () => "Notification" in window && Notification.permission === "granted";
   function announce(ev) {
     document.title = `[${ev.status}] ${baseTitle}`;
-    if (notify && "Notification" in window && Notification.permission === "granted") {
+    if (notifications()) {
       new Notification(`Run ${ev.status}`, { body: `${summary ? summary.task : runId} (${ev.stop_reason})` });
     }
   }
@@ -94,8 +96,9 @@
     io_.on("resync", (data) => {
       if (data.run_id === runId) io_.emit("subscribe", { run_id: runId, after: cursor }, () => {});
     });
-    io_.on("runs", (data) => {
+    io_.on("runs", (data, ack) => {
       if (data.runs.some((r) => r.id === runId)) refreshSoon();
+      if (ack) ack();
     });
   }
 
@@ -249,10 +252,14 @@
   document.getElementById("act-discard").addEventListener("click", () => {
     if (window.confirm("Remove the run's branch and worktree? Its commits stay under a backup ref.")) act("discard", {}, (r) => `discarded; commits kept at ${r.backup_ref}`);
   });
-  document.getElementById("act-notify").addEventListener("click", async () => {
-    if ("Notification" in window && Notification.permission !== "granted") await Notification.requestPermission();
-    notify = true;
-    say("you will be notified when the run ends");
+  const notifyButton = document.getElementById("act-notify");
+  if (notifications()) notifyButton.textContent = "Notifications on";
+  notifyButton.addEventListener("click", async () => {
+    if (!("Notification" in window)) return say("this browser has no notifications; the tab's title will say when the run ends");
+    if (Notification.permission !== "granted") await Notification.requestPermission();
+    const notify = notifications();
+    notifyButton.textContent = notify ? "Notifications on" : "Notify me";
+    say(notify ? "you will be notified when the run ends" : "notifications are blocked for this page; the tab's title will say when the run ends");
   });
 
   const mergePanel = document.getElementById("merge-panel");

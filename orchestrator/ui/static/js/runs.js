@@ -50,9 +50,10 @@
   repoFilter.addEventListener("change", render);
   statusFilter.addEventListener("change", render);
   const io_ = socket(null);
-  io_.on("runs", (data) => {
+  io_.on("runs", (data, ack) => {
     for (const run of data.runs) runs.set(run.id, run);
     render();
+    if (ack) ack(); // the next change may come
   });
   io_.on("connect", load); // also after a reconnect: whatever changed meanwhile
 })();
