@@ -22,8 +22,45 @@ const Timeline = (() => {
           })
         : null;
     return [
-      el("div", { class: "head" }, el("span", { class: `status s-${ev.passed ? "approved" : "failed"}`, text: ev.passed ? "passed" : "failed" }), ` gate ${ev.command}`, ev.exit_code !== null ? ` (exit ${ev.exit_code})` : "", " ", jump),
+      el(
+        "div",
+        { class: "head" },
+        el("span", { class: `status s-${ev.passed ? "approved" : "failed"}`, text: ev.passed ? "passed" : "failed" }),
+        " gate ",
+        el("code", { text: ev.command }),
+        ev.exit_code !== null ? ` (exit ${ev.exit_code})` : "",
+        " ",
+        jump,
+      ),
+      ev.cause_text ? el("div", { class: "dim", text: ev.cause_text }) : null,
       el("details", { open: !ev.passed }, el("summary", { text: "output" }), pre),
+    ];
+  }
+
+  // A gate once on the base, before any change; a `setup:` command: a line each, with why when it failed.
+  function baseGateRow(ev) {
+    const state = ev.passed === null ? "skipped" : ev.passed ? "passed" : "failed";
+    const cls = ev.passed === null ? "skipped" : ev.passed ? "approved" : "failed";
+    return [
+      el("span", { class: `status s-${cls}`, text: state }),
+      " gate on the base ",
+      el("code", { text: ev.command }),
+      ev.exit_code !== null ? ` (exit ${ev.exit_code})` : "",
+      ev.cause_text ? el("div", { class: "dim", text: ev.cause_text }) : null,
+      ev.failures && ev.failures.length ? el("div", { class: "dim", text: `failing there already: ${ev.failures.join(", ")}` }) : null,
+    ];
+  }
+
+  function setupRow(ev) {
+    const state = ev.ok === null ? "skipped" : ev.ok ? "done" : "failed";
+    const cls = ev.ok === null ? "skipped" : ev.ok ? "approved" : "failed";
+    return [
+      el("span", { class: `status s-${cls}`, text: state }),
+      ` setup (${ev.where}) `,
+      el("code", { text: ev.command }),
+      ev.exit_code !== null ? ` (exit ${ev.exit_code})` : "",
+      ev.note ? el("span", { class: "dim", text: ` ${ev.note}` }) : null,
+      !ev.ok && ev.output_tail ? el("details", {}, el("summary", { text: "output" }), el("pre", { class: "gate-output", text: ev.output_tail })) : null,
     ];
   }
 
@@ -33,8 +70,16 @@ const Timeline = (() => {
       case "message":
         return [el("div", { class: "who", text: ev.agent }), el("div", { class: "text", text: inner.text })];
       case "tool_use": {
-        const what = inner.command ? `$ ${inner.command}` : inner.path || inner.detail || "";
-        return [el("span", { class: `tool t-${inner.status}`, text: `${inner.tool}` }), " ", el("code", { text: what }), " ", el("span", { class: "dim", text: inner.status })];
+        const what = inner.command ? `$ ${inner.command}` : inner.path || "";
+        const detail = inner.detail && inner.detail !== what ? inner.detail : "";
+        return [
+          el("span", { class: `tool t-${inner.status}`, text: `${inner.tool}` }),
+          " ",
+          what ? el("code", { text: what }) : null,
+          " ",
+          el("span", { class: "dim", text: inner.status }),
+          detail ? el("div", { class: "dim tool-detail", text: detail }) : null,
+        ];
       }
       case "session":
         return [el("span", { class: "dim", text: `${ev.agent} session ${inner.session_id || ""} ${inner.model || ""}` })];
@@ -69,6 +114,10 @@ const Timeline = (() => {
       }
       case "gate_finished":
         return gateRow(ev);
+      case "base_gate_finished":
+        return baseGateRow(ev);
+      case "setup_finished":
+        return setupRow(ev);
       case "agent":
         return agentRow(ev);
       case "notice":
@@ -119,6 +168,22 @@ const Timeline = (() => {
           list.scrollTop = list.scrollHeight;
         }
       });
+      new ResizeObserver(() => {
+        if (this.following) this.toEnd();
+      }).observe(list);
+    }
+
+    // To the end, and again on the next frames while rows laid out late (content-visibility) or a
+    // resized window move it.
+    toEnd() {
+      this.list.scrollTop = this.list.scrollHeight;
+      let frames = 3;
+      const again = () => {
+        if (!this.following || frames-- <= 0) return;
+        if (this.list.scrollHeight - this.list.scrollTop - this.list.clientHeight > 1) this.list.scrollTop = this.list.scrollHeight;
+        requestAnimationFrame(again);
+      };
+      requestAnimationFrame(again);
     }
 
     setBase(base) {
@@ -155,7 +220,7 @@ const Timeline = (() => {
       while (extra-- > 0) this.list.firstElementChild.remove();
       this.start = this.end - this.list.childElementCount;
       this.earlier.hidden = this.start === 0 && this.base === 0;
-      this.list.scrollTop = this.list.scrollHeight;
+      this.toEnd();
     }
 
     async back() {
@@ -188,12 +253,12 @@ const Timeline = (() => {
       this.list.replaceChildren(...this.events.slice(this.start).map((s) => this.row(s)));
       this.earlier.hidden = this.start === 0 && this.base === 0;
       this.latest.hidden = true;
-      this.list.scrollTop = this.list.scrollHeight;
+      this.toEnd();
     }
 
     note(text, cls) {
       this.list.append(el("li", { class: `ev local ${cls || ""}` }, el("span", { class: "seq", text: "·" }), el("div", { class: "body", text })));
-      if (this.following) this.list.scrollTop = this.list.scrollHeight;
+      if (this.following) this.toEnd();
     }
   }
 
