@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import sys
 import time
 
@@ -134,6 +135,49 @@ def test_cancel_a_hung_run_from_the_page(world, browser):
     expect(page.locator("#run-status .status")).to_have_text("cancelled", timeout=60_000)
     result = terminal.join(60)
     assert result is not None and result.exit_code == 130  # and conftest checks no process is left
+
+
+def test_a_run_whose_process_died_is_shown_interrupted_filtered_and_resumed(world, browser):
+    world.set_turns([FIXED, {"text": "done"}, {"text": APPROVE}])
+    assert world.run_in_terminal("the first run").join(120).exit_code == 0
+    world.set_turns([{"hang": 600}])
+    terminal = world.run_in_terminal("the run that dies")
+    server = world.serve()
+    runs = server.wait_for_runs(2)
+    dying = next(r for r in runs if r["task"] == "the run that dies")
+    page, _ = open_page(browser, server, f"/runs/{dying['id']}")
+    expect(page.locator("#timeline li.step_started")).to_have_count(1, timeout=30_000)
+    expect(page.locator("#act-cancel")).to_be_visible()
+    os.kill(dying["owner_pid"], signal.SIGKILL)  # `orchestrator run` is gone; its agent goes with it
+    expect(page.locator("#run-status .status")).to_have_text("interrupted", timeout=30_000)
+    expect(page.locator("#timeline li.notice .body").last).to_have_text(
+        f"run interrupted: its orchestrator process ({dying['owner_pid']}) is gone"
+    )
+    expect(page.locator("#act-cancel")).to_be_hidden()
+    expect(page.locator("#act-resume")).to_be_visible()
+    terminal.join(30)
+    # The list, filtered by status.
+    page.goto(server.base + "/")
+    rows = page.locator("#runs tbody tr")
+    expect(rows).to_have_count(2)
+    page.select_option("#filter-status", "interrupted")
+    expect(rows).to_have_count(1)
+    expect(rows.first.locator("td.task")).to_have_text("the run that dies")
+    page.select_option("#filter-status", "approved")
+    expect(rows.first.locator("td.task")).to_have_text("the first run")
+    expect(rows).to_have_count(1)
+    page.select_option("#filter-status", "cancelled")
+    expect(rows).to_have_count(0)
+    expect(page.locator("#runs-empty")).to_be_visible()
+    page.select_option("#filter-status", "")
+    page.select_option("#filter-repo", str(world.repo.resolve()))
+    expect(rows).to_have_count(2)
+    # Resumed from the page, by the dashboard: it goes on to approved.
+    world.set_turns([FIXED, {"text": "done"}, {"text": APPROVE}])
+    page.goto(f"{server.base}/runs/{dying['id']}")
+    page.click("#act-resume")
+    expect(page.locator("#action-message")).to_have_text("resumed")
+    expect(page.locator("#run-status .status")).to_have_text("approved", timeout=120_000)
 
 
 def test_follow_up_and_merge_from_the_page(world, browser):
