@@ -196,7 +196,14 @@ def test_follow_up_and_merge_from_the_page(world, browser):
     run_id = server.get("/api/runs")[0]["id"]
     page, _ = open_page(browser, server, f"/runs/{run_id}")
     expect(page.locator("#run-status .status")).to_have_text("approved")
+    # A follow-up the server never got is not shown as sent (the request dies on the way).
+    page.route("**/follow-up", lambda route: route.abort("connectionreset"))
     page.fill("#follow-up-text", "also add bye.py")
+    page.click("#follow-up button")
+    expect(page.locator("#action-message")).to_have_attribute("data-kind", "error")
+    expect(page.locator("#timeline li.follow-up-sent")).to_have_count(0)
+    expect(page.locator("#follow-up-text")).to_have_value("also add bye.py")  # kept, to send again
+    page.unroute("**/follow-up")
     page.click("#follow-up button")
     expect(page.locator("#timeline li.follow-up-sent .body")).to_have_text("you: also add bye.py (started)")
     expect(page.locator("#timeline li.step_started").last).to_contain_text("i2-s1-implement", timeout=60_000)
