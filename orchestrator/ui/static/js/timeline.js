@@ -6,6 +6,9 @@
 const Timeline = (() => {
   const { el, tokens } = Orch;
   const MAX_ROWS = 400;
+  // Rows made per frame: a long catch-up (a page opening on a long run's tail, a reconnect after many
+  // events) is drawn over a few frames, none of them a long task.
+  const PER_FRAME = 100;
   const FAILURE = /(FAIL|Error|error:|Traceback|failed|AssertionError|✗)/;
 
   function gateRow(ev) {
@@ -197,6 +200,10 @@ const Timeline = (() => {
     // Events are kept at once; the DOM is updated once per frame, however many batches came meanwhile.
     append(batch) {
       this.events.push(...batch);
+      this.schedule();
+    }
+
+    schedule() {
       if (!this.scheduled) {
         this.scheduled = true;
         requestAnimationFrame(() => this.flush());
@@ -210,12 +217,17 @@ const Timeline = (() => {
         this.latest.textContent = `↓ latest (${this.events.length - this.end} new)`;
         return;
       }
-      const fresh = this.events.slice(Math.max(this.end, this.events.length - MAX_ROWS));
+      if (this.events.length - this.end > MAX_ROWS) {
+        // Further behind than the window holds: start the window afresh.
+        this.list.replaceChildren();
+        this.end = this.events.length - MAX_ROWS;
+      }
+      const upTo = Math.min(this.events.length, this.end + PER_FRAME);
       const fragment = document.createDocumentFragment();
-      for (const stored of fresh) fragment.append(this.row(stored));
-      if (this.events.length - this.end > MAX_ROWS) this.list.replaceChildren();
+      for (let i = this.end; i < upTo; i++) fragment.append(this.row(this.events[i]));
       this.list.append(fragment);
-      this.end = this.events.length;
+      this.end = upTo;
+      if (this.end < this.events.length) this.schedule(); // the rest on the next frames
       let extra = this.list.childElementCount - MAX_ROWS;
       while (extra-- > 0) this.list.firstElementChild.remove();
       this.start = this.end - this.list.childElementCount;
