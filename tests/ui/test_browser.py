@@ -284,6 +284,36 @@ def test_a_batch_the_page_missed_is_shown_as_a_gap_and_fetched(world, browser):
     assert seqs(page) == list(range(1, latest + 1))  # every event, once, in order
 
 
+def test_diffs_load_per_file_generated_ones_collapsed_unified_or_split(world, browser):
+    lock = '{"name": "sample", "lockfileVersion": 3}\n'
+    world.set_turns(
+        [
+            {"write_file": {"path": "package-lock.json", "content": lock}},
+            FIXED,
+            {"text": "done"},
+            {"text": APPROVE},
+        ]
+    )
+    assert world.run_in_terminal().join(120).exit_code == 0
+    server = world.serve()
+    run_id = server.get("/api/runs")[0]["id"]
+    page, _ = open_page(browser, server, f"/runs/{run_id}")
+    app = page.locator('#diff-files li.diff-file[data-path="app.py"]')
+    locked = page.locator('#diff-files li.diff-file[data-path="package-lock.json"]')
+    expect(app.locator(".d2h-file-wrapper")).to_have_count(1)
+    expect(app.locator(".file-head")).to_contain_text("+1 −1")
+    expect(locked.locator(".tag")).to_have_text("generated")
+    expect(locked.locator(".file-diff")).to_be_hidden()
+    assert locked.locator(".d2h-file-wrapper").count() == 0  # not even fetched
+    locked.locator("button:has-text('show')").click()
+    expect(locked.locator(".d2h-file-wrapper")).to_have_count(1)
+    expect(locked).to_contain_text("lockfileVersion")
+    page.check("input[name=diff-format][value=side-by-side]")
+    expect(app.locator(".d2h-file-side-diff")).to_have_count(2)  # old | new
+    page.check("input[name=diff-format][value=line-by-line]")
+    expect(app.locator(".d2h-file-side-diff")).to_have_count(0)
+
+
 def test_agent_output_holding_html_renders_as_text(world, browser):
     hostile = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2"><b>bold</b>'
     world.set_turns(
@@ -337,6 +367,10 @@ def test_the_readme_screenshot_from_the_demo(world, browser, tmp_path):
     expect(page.locator("#run-status .status")).to_have_text("approved", timeout=240_000)
     expect(page.locator("#diff-files .d2h-file-wrapper").first).to_be_visible(timeout=30_000)
     expect(page.locator("#findings li").first).to_contain_text("add() returns a - b")
+    # What the picture shows of the timeline reads right (a commit row once showed "[object ...]").
+    refine = page.locator("#timeline li.step_finished .body").filter(has_text="i1-s4-refine")
+    expect(refine).to_have_text(re.compile(r"^■ i1-s4-refine succeeded commit [0-9a-f]{10} \(calc\.py\)$"))
+    assert "[object" not in page.inner_text("#timeline")
     page.wait_for_timeout(500)
     out = Path(__file__).resolve().parents[2] / "docs" / "dashboard.png"
     out.parent.mkdir(exist_ok=True)

@@ -29,6 +29,7 @@ const DiffView = (() => {
       this.step = null;
       this.format = "line-by-line";
       this.files = new Map(); // path -> {item, body, loaded}
+      this.chosen = new Map(); // path -> open, as the user left it (kept when the same diff reloads)
     }
 
     url(file) {
@@ -40,6 +41,7 @@ const DiffView = (() => {
     }
 
     async load(step) {
+      if ((step || null) !== this.step) this.chosen.clear();
       this.step = step || null;
       this.title.textContent = this.step ? `of step ${this.step}` : "of the whole run";
       const data = await api("GET", this.url(null));
@@ -67,14 +69,17 @@ const DiffView = (() => {
           ),
           body,
         );
-        const entry = { item, body, loaded: false, open: !stat.collapsed };
+        const open = this.chosen.has(path) ? this.chosen.get(path) : !stat.collapsed;
+        toggle.textContent = open ? "hide" : "show";
+        const entry = { item, body, loaded: false, open };
         toggle.addEventListener("click", () => {
           entry.open = !entry.open;
+          this.chosen.set(path, entry.open);
           toggle.textContent = entry.open ? "hide" : "show";
           body.hidden = !entry.open;
           if (entry.open) this.loadFile(path);
         });
-        body.hidden = stat.collapsed;
+        body.hidden = !open;
         this.files.set(path, entry);
         return item;
       });
@@ -118,6 +123,7 @@ const DiffView = (() => {
       const entry = this.files.get(path);
       if (!entry) return false;
       entry.open = true;
+      this.chosen.set(path, true);
       entry.body.hidden = false;
       await this.loadFile(path);
       const numbers = [...entry.body.querySelectorAll(".line-num2, .d2h-code-side-linenumber")];

@@ -51,8 +51,9 @@
     if (liveSince === null) liveSince = batch.latest;
     const types = new Set(fresh.map((e) => e.event.type));
     if (["step_started", "step_finished", "gate_finished", "run_finished", "run_started", "notice"].some((t) => types.has(t))) refreshSoon();
-    // A new commit changes the whole run's diff: show it if that is what the diff panel shows.
-    if (fresh.some((e) => e.event.type === "step_finished" && e.event.commit) && diffs.step === null) diffSoon();
+    // A new commit (a live one: the replayed ones are in the diff the page loaded) changes the whole
+    // run's diff: show it if that is what the diff panel shows.
+    if (fresh.some((e) => e.event.type === "step_finished" && e.event.commit && e.seq > liveSince) && diffs.step === null) diffSoon();
     const finished = fresh.find((e) => e.event.type === "run_finished" && e.seq > liveSince);
     if (finished) announce(finished.event);
     return Promise.resolve();
