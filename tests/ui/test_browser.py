@@ -314,6 +314,33 @@ def test_diffs_load_per_file_generated_ones_collapsed_unified_or_split(world, br
     expect(app.locator(".d2h-file-side-diff")).to_have_count(0)
 
 
+def test_a_failed_gate_opens_on_its_output_with_a_jump_to_the_first_failure(world, browser):
+    noise = "".join(f"print('line {n}'); " for n in range(60))
+    gate = f"{sys.executable} -c \"{noise}print('FAIL: test_greet'); print('after'); raise SystemExit(1)\""
+    world.set_workflow(
+        [
+            {"agent": "fake", "task": "implement"},
+            {"run": gate, "name": "tests"},
+            {"agent": "fake", "task": "review"},
+        ],
+        max_iterations=1,
+    )
+    world.set_turns([FIXED, {"text": "done"}, {"text": APPROVE}])
+    world.run_in_terminal().join(120)
+    server = world.serve()
+    run_id = server.get("/api/runs")[0]["id"]
+    page, _ = open_page(browser, server, f"/runs/{run_id}")
+    row = page.locator("#timeline li.gate_finished").first
+    expect(row.locator(".head")).to_contain_text("failed gate")
+    expect(row.locator(".head")).to_contain_text("(exit 1)")
+    expect(row.locator("details")).to_have_attribute("open", "")
+    first = row.locator(".first-failure")
+    expect(first).to_have_text("FAIL: test_greet\n")
+    expect(first).not_to_be_in_viewport()  # below the fold of the output box
+    row.locator("button:has-text('jump to first failure')").click()
+    expect(first).to_be_in_viewport()
+
+
 def test_agent_output_holding_html_renders_as_text(world, browser):
     hostile = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2"><b>bold</b>'
     world.set_turns(
