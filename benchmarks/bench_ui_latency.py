@@ -38,6 +38,13 @@ emit({{"type": "result", "success": True, "text": "done", "session_id": "bench"}
 
 OBSERVER = """() => {
   window.__stamps = [];
+  window.__arrived = {};  // seq -> when its Socket.IO message reached the page
+  const onevent = io.Socket.prototype.onevent;
+  io.Socket.prototype.onevent = function (packet) {
+    const d = packet.data;
+    if (d && d[0] === 'events') { const now = Date.now(); for (const e of d[1].events) window.__arrived[e.seq] = now; }
+    return onevent.call(this, packet);
+  };
   const list = document.getElementById('timeline');
   new MutationObserver((records) => {
     const now = Date.now();
@@ -99,9 +106,10 @@ def main() -> None:
                 "#timeline li.run_finished", timeout=args.lines / args.rate * 1000 + 120_000
             )
             stamps = page.evaluate("window.__stamps")
+            arrived = {int(k): v for k, v in page.evaluate("window.__arrived").items()}
             context.close()
         events = {e["seq"]: e["event"] for e in bench.get(f"/api/runs/{run_id}/events?limit=5000")["events"]}
-        latencies, parse, engine, rest = [], [], [], []
+        latencies, parse, engine, rest, server, page_ms = [], [], [], [], [], []
         for seq, shown, written in stamps:
             latencies.append(shown - written)
             ev = events.get(seq)
@@ -109,11 +117,17 @@ def main() -> None:
                 parse.append(ev["event"]["ts"] * 1000 - written)
                 engine.append((ev["ts"] - ev["event"]["ts"]) * 1000)
                 rest.append(shown - ev["ts"] * 1000)
+                if seq in arrived:
+                    server.append(arrived[seq] - ev["ts"] * 1000)
+                    page_ms.append(shown - arrived[seq])
         print(f"agent lines: {args.lines} at {args.rate:g}/s; rows observed live: {len(stamps)}")
         print(f"stdout line -> DOM row latency (ms): {summary(latencies)}")
         print(f"  stdout -> adapter event (ms):      {summary(parse)}")
         print(f"  adapter -> engine (ms):            {summary(engine)}")
         print(f"  engine -> DOM row (ms):            {summary(rest)}")
+        if server:
+            print(f"    engine -> page's socket (ms):    {summary(server)}")
+            print(f"    page's socket -> DOM row (ms):   {summary(page_ms)}")
     finally:
         bench.close()
 

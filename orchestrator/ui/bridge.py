@@ -177,9 +177,16 @@ class Bridge:
                 time.sleep(0.05)
 
     def tick(self) -> None:
-        """One look at the store: new events to their followers, run list changes to everyone."""
+        """One look at the store: new events to their followers (first: they are what a page waits
+        for), then run list changes to everyone."""
         self.ticks += 1
         now = self.clock()
+        with self._lock:
+            subscriptions = [(c.sid, s) for c in self._clients.values() for s in c.subscriptions.values()]
+        for run_id in {s.run_id for _, s in subscriptions}:
+            self._refresh(run_id)
+        for sid, sub in subscriptions:
+            self._feed(sid, sub, now)
         if now - self._stale_checked >= STALE_EVERY_S:
             self._stale_checked = now
             self._mark_stale()
@@ -188,12 +195,6 @@ class Bridge:
             self._send_run_changes()
         else:
             self._runs_dirty = True
-        with self._lock:
-            subscriptions = [(c.sid, s) for c in self._clients.values() for s in c.subscriptions.values()]
-        for run_id in {s.run_id for _, s in subscriptions}:
-            self._refresh(run_id)
-        for sid, sub in subscriptions:
-            self._feed(sid, sub, now)
         self._send_pending_runs(now)
 
     def _refresh(self, run_id: str) -> None:
