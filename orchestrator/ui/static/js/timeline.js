@@ -9,6 +9,9 @@ const Timeline = (() => {
   // Rows made per frame: a long catch-up (a page opening on a long run's tail, a reconnect after many
   // events) is drawn over a few frames, none of them a long task.
   const PER_FRAME = 100;
+  // At most one DOM update per this many ms (about 30 a second): a steady stream repaints the list
+  // half as often as at every frame, for a few ms more of latency.
+  const MIN_UPDATE_MS = 33;
   const FAILURE = /(FAIL|Error|error:|Traceback|failed|AssertionError|✗)/;
 
   function gateRow(ev) {
@@ -152,6 +155,7 @@ const Timeline = (() => {
       this.following = true;
       this.pending = [];
       this.scheduled = false;
+      this.flushedAt = -Infinity;
       earlier.addEventListener("click", () => this.back());
       latest.addEventListener("click", () => this.follow());
       // Only the user's own scrolling stops following: rows laid out late (content-visibility) move
@@ -204,14 +208,16 @@ const Timeline = (() => {
     }
 
     schedule() {
-      if (!this.scheduled) {
-        this.scheduled = true;
-        requestAnimationFrame(() => this.flush());
-      }
+      if (this.scheduled) return;
+      this.scheduled = true;
+      const wait = this.flushedAt + MIN_UPDATE_MS - performance.now();
+      if (wait > 0) setTimeout(() => requestAnimationFrame(() => this.flush()), wait);
+      else requestAnimationFrame(() => this.flush());
     }
 
     flush() {
       this.scheduled = false;
+      this.flushedAt = performance.now();
       if (!this.following) {
         this.latest.hidden = false;
         this.latest.textContent = `↓ latest (${this.events.length - this.end} new)`;
