@@ -341,6 +341,31 @@ def test_a_failed_gate_opens_on_its_output_with_a_jump_to_the_first_failure(worl
     expect(first).to_be_in_viewport()
 
 
+def test_the_agents_and_workflows_pages(world, browser):
+    server = world.serve()
+    page, console = open_page(browser, server, "/agents")
+    agents = server.get("/api/agents")
+    rows = page.locator("#agents tbody tr")
+    expect(rows).to_have_count(len(agents))
+    for n, agent in enumerate(agents):
+        expect(rows.nth(n).locator("td").first).to_have_text(agent["agent"])
+        expect(rows.nth(n).locator(".status")).to_have_text("yes" if agent["ready"] else "no")
+        if not agent["ready"] and agent.get("fix"):
+            expect(rows.nth(n)).to_contain_text(f"fix: {agent['fix']}")
+    page.goto(server.base + "/workflows")
+    expect(page.locator("#workflows tbody tr")).to_have_count(len(server.get("/api/workflows")))
+    page.click("#workflows button:text-is('quick')")
+    expect(page.locator("#wf-title")).to_have_text("Show: quick")
+    expect(page.locator("#wf-show")).to_contain_text('"steps"')
+    page.fill("#wf-text", "steps: nope\n")
+    page.click("#wf-validate")
+    expect(page.locator("#wf-result")).to_contain_text("invalid")
+    page.fill("#wf-text", "description: mine\nsteps:\n  - {agent: claude, task: implement}\n")
+    page.click("#wf-validate")
+    expect(page.locator("#wf-result")).to_have_text("ok: workflow")
+    assert console.errors == []
+
+
 def test_agent_output_holding_html_renders_as_text(world, browser):
     hostile = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2"><b>bold</b>'
     world.set_turns(
