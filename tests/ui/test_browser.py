@@ -248,6 +248,33 @@ def test_the_page_survives_a_server_restart_and_shows_every_missed_event_once(wo
     expect(page.locator("#gap")).to_be_hidden()
 
 
+def test_a_run_started_from_the_page_outlives_a_dashboard_restart_and_resumes(world, browser):
+    """The dashboard runs what it starts; stopped, it stops them resumable. Started again, the run is
+    there, and the page that stayed open resumes it to approved."""
+    world.set_turns([{"hang": 600}])
+    port = free_port()
+    server = world.serve(port)
+    page, _ = open_page(browser, server, "/new")
+    page.fill("#new-task", "make greet() return Hello")
+    page.click("button[type=submit]")
+    page.wait_for_url("**/runs/*")
+    run_id = page.url.rsplit("/", 1)[1]
+    expect(page.locator("#timeline li.step_started")).to_have_count(1, timeout=30_000)
+    server.process.stop()  # Ctrl-C: the dashboard stops its run, resumable
+    expect(page.locator("#connection")).not_to_have_text("live", timeout=15_000)
+    server = world.serve(port)
+    expect(page.locator("#connection")).to_have_text("live", timeout=30_000)
+    status = server.get(f"/api/runs/{run_id}")["status"]
+    assert status in ("cancelled", "interrupted"), status
+    expect(page.locator("#run-status .status")).to_have_text(status, timeout=30_000)
+    world.set_turns([FIXED, {"text": "done"}, {"text": APPROVE}])
+    page.click("#act-resume")
+    expect(page.locator("#action-message")).to_have_text("resumed")
+    expect(page.locator("#run-status .status")).to_have_text("approved", timeout=120_000)
+    latest = server.get(f"/api/runs/{run_id}/events")["latest"]
+    assert seqs(page) == list(range(1, latest + 1))  # the page saw it all, once, in order
+
+
 def test_a_batch_the_page_missed_is_shown_as_a_gap_and_fetched(world, browser):
     """One batch of events is taken off the page's WebSocket (and acknowledged to the server for it):
     the next batch does not continue the page's cursor, so the page says so and fetches what it missed."""
