@@ -236,7 +236,9 @@ const Timeline = (() => {
       if (this.end < this.events.length) this.schedule(); // the rest on the next frames
       let extra = this.list.childElementCount - MAX_ROWS;
       while (extra-- > 0) this.list.firstElementChild.remove();
-      this.start = this.end - this.list.childElementCount;
+      // The first event row (a local note, such as a follow-up sent, is no event of the log).
+      const first = this.list.querySelector("li[data-seq]");
+      this.start = first ? Number(first.dataset.seq) - this.base - 1 : this.end;
       this.earlier.hidden = this.start === 0 && this.base === 0;
       this.toEnd();
     }
