@@ -30,6 +30,7 @@ const DiffView = (() => {
       this.format = "line-by-line";
       this.files = new Map(); // path -> {item, body, loaded}
       this.chosen = new Map(); // path -> open, as the user left it (kept when the same diff reloads)
+      this.loads = 0; // the latest load wins: an earlier one still under way draws nothing
     }
 
     url(file) {
@@ -43,8 +44,10 @@ const DiffView = (() => {
     async load(step) {
       if ((step || null) !== this.step) this.chosen.clear();
       this.step = step || null;
+      const load = ++this.loads;
       this.title.textContent = this.step ? `of step ${this.step}` : "of the whole run";
       const data = await api("GET", this.url(null));
+      if (load !== this.loads) return;
       this.files.clear();
       const stats = new Map(data.stats.map((s) => [s.path, s]));
       const items = data.files.map((path) => {
@@ -85,7 +88,10 @@ const DiffView = (() => {
       });
       if (data.truncated) items.push(el("li", { class: "notice n-warning", text: "this diff was cut: see `orchestrator runs diff`" }));
       this.list.replaceChildren(...(items.length ? items : [el("li", { class: "dim", text: "no changes" })]));
-      for (const [path, entry] of this.files) if (entry.open) await this.loadFile(path);
+      for (const [path, entry] of this.files) {
+        if (load !== this.loads) return;
+        if (entry.open) await this.loadFile(path);
+      }
     }
 
     async loadFile(path) {
@@ -93,6 +99,7 @@ const DiffView = (() => {
       if (!entry || entry.loaded) return entry;
       entry.loaded = true;
       const [data, Diff2HtmlUI] = await Promise.all([api("GET", this.url(path)), diff2html()]);
+      if (this.files.get(path) !== entry) return entry; // the panel moved on meanwhile
       this.render(entry, data.diff, Diff2HtmlUI);
       return entry;
     }

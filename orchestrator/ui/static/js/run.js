@@ -108,7 +108,8 @@
   let diffTimer = null;
   function diffSoon() {
     clearTimeout(diffTimer);
-    diffTimer = setTimeout(() => diffs.load(null).catch(() => {}), 400);
+    // Only if the panel still shows the whole run when the time comes (the user may have opened a step's).
+    diffTimer = setTimeout(() => diffs.step === null && diffs.load(null).catch(() => {}), 400);
   }
 
   function refreshSoon() {
