@@ -158,7 +158,7 @@ const Timeline = (() => {
       this.flushedAt = -Infinity;
       earlier.addEventListener("click", () => this.back());
       latest.addEventListener("click", () => this.follow());
-      // Only the user's own scrolling stops following: rows laid out late (content-visibility) move
+      // Only the user's own scrolling stops following: rows laid out late (fonts, wrapping) move
       // the end as well, and then the view sticks to it again.
       this.userAt = -Infinity;
       const intent = () => {
@@ -180,7 +180,7 @@ const Timeline = (() => {
       }).observe(list);
     }
 
-    // To the end, and again on the next frames while rows laid out late (content-visibility) or a
+    // To the end, and again on the next frames while rows laid out late or a
     // resized window move it.
     toEnd() {
       this.list.scrollTop = this.list.scrollHeight;
