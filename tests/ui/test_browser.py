@@ -366,6 +366,12 @@ def test_a_failed_gate_opens_on_its_output_with_a_jump_to_the_first_failure(worl
     expect(first).not_to_be_in_viewport()  # below the fold of the output box
     row.locator("button:has-text('jump to first failure')").click()
     expect(first).to_be_in_viewport()
+    # The steps table says why the gate step failed, on a row under it.
+    error = page.locator("#steps tr.step-error")
+    expect(error).to_have_count(1)
+    expect(error).to_contain_text("failed (exit 1)")
+    gate_step = error.get_attribute("data-error-of")
+    expect(page.locator(f"#steps tr[data-step='{gate_step}'] .status")).to_have_text("failed")
 
 
 def test_the_agents_and_workflows_pages(world, browser):

@@ -153,12 +153,13 @@
     const body = document.querySelector("#steps tbody");
     const byId = new Map(steps.map((st) => [st.step_id, st]));
     body.replaceChildren(
-      ...report.steps.map((st) => {
+      ...report.steps.flatMap((st) => {
         const used = st.usage;
         const record = byId.get(st.id);
-        return el(
+        const error = record && record.error_message;
+        const row = el(
           "tr",
-          { dataset: { step: st.id } },
+          { dataset: { step: st.id }, class: error ? "has-error" : null },
           el("td", { text: st.id }),
           el("td", { text: st.agent }),
           el("td", {}, el("span", { class: `status s-${st.status === "succeeded" ? "approved" : st.status}`, text: st.status })),
@@ -169,9 +170,10 @@
             {},
             st.commit ? el("button", { class: "link", text: "diff", onclick: () => diffs.load(st.id).catch(fail) }) : "",
             st.commit ? el("button", { class: "link", text: "roll back here", onclick: () => rollback(st.id) }) : "",
-            record && record.error_message ? el("span", { class: "dim step-error", text: record.error_message }) : "",
           ),
         );
+        // Why a step failed, on a row of its own under it: as wide as the table, at any width.
+        return error ? [row, el("tr", { class: "step-error", dataset: { errorOf: st.id } }, el("td", { colspan: 6, class: "dim", text: error }))] : [row];
       }),
     );
   }
