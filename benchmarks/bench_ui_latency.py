@@ -7,7 +7,9 @@ another binary) prints one assistant message per line at RATE lines/s, each hold
 it was written. The run goes through the whole path: proc.py, the adapter's parser, the engine's bus,
 the store (SQLite, another process than the server), the server's watchdog wake-up, the Socket.IO
 bridge, the page's script, the DOM. A MutationObserver in Chromium stamps each row as it is added;
-latency = stamp - written. Prints p50 and p95 (goal: p95 <= 100 ms).
+latency = stamp - written. Prints p50 and p95 (goal: p95 <= 100 ms), and where the time went: the
+adapter's parse (the agent event's `ts`), the engine (the run event's `ts`, just before the store
+write), then store, wake-up, bridge, Socket.IO and the page together.
 """
 
 from __future__ import annotations
@@ -36,12 +38,19 @@ emit({{"type": "result", "success": True, "text": "done", "session_id": "bench"}
 
 OBSERVER = """() => {
   window.__stamps = [];
+  window.__arrived = {};  // seq -> when its Socket.IO message reached the page
+  const onevent = io.Socket.prototype.onevent;
+  io.Socket.prototype.onevent = function (packet) {
+    const d = packet.data;
+    if (d && d[0] === 'events') { const now = Date.now(); for (const e of d[1].events) window.__arrived[e.seq] = now; }
+    return onevent.call(this, packet);
+  };
   const list = document.getElementById('timeline');
   new MutationObserver((records) => {
     const now = Date.now();
     for (const r of records) for (const node of r.addedNodes) {
       const text = node.querySelector && node.querySelector('.text');
-      if (text) { const m = /line (\\d+) at ([\\d.]+)/.exec(text.textContent); if (m) window.__stamps.push([+m[1], now - parseFloat(m[2]) * 1000]); }
+      if (text) { const m = /line (\\d+) at ([\\d.]+)/.exec(text.textContent); if (m) window.__stamps.push([+node.dataset.seq, now, parseFloat(m[2]) * 1000]); }
     }
   }).observe(list, { childList: true });
 }"""
@@ -97,10 +106,28 @@ def main() -> None:
                 "#timeline li.run_finished", timeout=args.lines / args.rate * 1000 + 120_000
             )
             stamps = page.evaluate("window.__stamps")
+            arrived = {int(k): v for k, v in page.evaluate("window.__arrived").items()}
             context.close()
-        latencies = [ms for _, ms in stamps]
+        events = {e["seq"]: e["event"] for e in bench.get(f"/api/runs/{run_id}/events?limit=5000")["events"]}
+        latencies, parse, engine, rest, server, page_ms = [], [], [], [], [], []
+        for seq, shown, written in stamps:
+            latencies.append(shown - written)
+            ev = events.get(seq)
+            if ev is not None and ev.get("type") == "agent":
+                parse.append(ev["event"]["ts"] * 1000 - written)
+                engine.append((ev["ts"] - ev["event"]["ts"]) * 1000)
+                rest.append(shown - ev["ts"] * 1000)
+                if seq in arrived:
+                    server.append(arrived[seq] - ev["ts"] * 1000)
+                    page_ms.append(shown - arrived[seq])
         print(f"agent lines: {args.lines} at {args.rate:g}/s; rows observed live: {len(stamps)}")
         print(f"stdout line -> DOM row latency (ms): {summary(latencies)}")
+        print(f"  stdout -> adapter event (ms):      {summary(parse)}")
+        print(f"  adapter -> engine (ms):            {summary(engine)}")
+        print(f"  engine -> DOM row (ms):            {summary(rest)}")
+        if server:
+            print(f"    engine -> page's socket (ms):    {summary(server)}")
+            print(f"    page's socket -> DOM row (ms):   {summary(page_ms)}")
     finally:
         bench.close()
 

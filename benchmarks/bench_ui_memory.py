@@ -46,6 +46,7 @@ def main() -> None:
                 return True  # the ack: the next batch may come
 
             client.on("events", on_events)
+            client.on("runs", lambda _data: True)  # acknowledged, as the pages do
             client.connect(
                 bench.base,
                 auth={"token": TOKEN, "cursors": {run_ids[n % args.runs]: 0}},

@@ -60,10 +60,24 @@ def main() -> None:
             all_in = time.perf_counter() - started
             rows = page.eval_on_selector_all("#timeline li", "els => els.length")
             load_long = page.evaluate("window.__long.splice(0)")
+            # The main thread's busy time (Chromium's TaskDuration) while streaming: a figure that the
+            # machine's other load inflates less than the long tasks' wall-clock lengths.
+            cdp = context.new_cdp_session(page)
+            cdp.send("Performance.enable")
+
+            def busy_s() -> dict[str, float]:
+                metrics = cdp.send("Performance.getMetrics")["metrics"]
+                return {m["name"]: float(m["value"]) for m in metrics if m["name"].endswith("Duration")}
+
+            busy_before, streamed_from = busy_s(), time.perf_counter()
             with Stream(store, [run_id], args.rate) as stream:
                 time.sleep(args.seconds)
             end = store.last_seq(run_id)
             page.wait_for_selector(f'#timeline li[data-seq="{end}"]', timeout=60_000)
+            streamed_s = time.perf_counter() - streamed_from
+            busy_after = busy_s()
+            shares = {k: (busy_after[k] - busy_before.get(k, 0.0)) / streamed_s for k in busy_after}
+            busy = shares.get("TaskDuration", 0.0)
             stream_long = page.evaluate("window.__long.splice(0)")
             heap = page.evaluate("performance.memory ? performance.memory.usedJSHeapSize / 1048576 : null")
             context.close()
@@ -75,8 +89,13 @@ def main() -> None:
         print(f"long tasks while loading: {len(load_long)} (max {max(load_long, default=0):.0f} ms)")
         print(
             f"streaming {args.rate:g} events/s for {args.seconds:g} s ({stream.written} events): "
-            f"{len(stream_long)} long tasks over 50 ms (max {max(stream_long, default=0):.0f} ms)"
+            f"{len(stream_long)} long tasks over 50 ms (max {max(stream_long, default=0):.0f} ms); "
+            f"main thread busy {busy * 100:.1f}% of the time"
         )
+        parts = ", ".join(
+            f"{k.removesuffix('Duration')} {v * 100:.1f}%" for k, v in shares.items() if k != "TaskDuration"
+        )
+        print(f"  of which: {parts}")
         if heap is not None:
             print(f"JS heap after: {heap:.1f} MB")
     finally:

@@ -118,7 +118,13 @@ class Bench:
                 cmdline = (entry / "cmdline").read_bytes().split(b"\0")
             except OSError:
                 continue
-            if b"serve" in cmdline and b"--port" in cmdline and str(self.tmp / "repo").encode() in cmdline:
+            # The server itself, not the supervisor proc.py runs it under (whose argv holds the same).
+            if (
+                b"serve" in cmdline
+                and b"--port" in cmdline
+                and str(self.tmp / "repo").encode() in cmdline
+                and not any(part.endswith(b"proc_shim.py") for part in cmdline)
+            ):
                 return int(entry.name)
         raise RuntimeError(f"no server process for port {port}")
 

@@ -164,6 +164,7 @@ def create_dashboard(
     app.register_blueprint(api)
     _register_errors(app)
     _register_headers(app)
+    _version_static_urls(app)
 
     def authorized(environ: Mapping[str, Any], auth: Any) -> bool:
         given = auth.get("token") if isinstance(auth, dict) else None
@@ -218,6 +219,26 @@ def _register_headers(app: Flask) -> None:
         if request.path.startswith("/api/"):
             response.headers["Cache-Control"] = "no-store"
         return response
+
+
+def _version_static_urls(app: Flask) -> None:
+    """Static URLs carry a version of the file (`?v=`), so a browser that cached a script for an hour
+    (SEND_FILE_MAX_AGE_DEFAULT) never runs an old one against a newer server."""
+    static = Path(app.static_folder or UI_DIR / "static")
+    versions: dict[str, str] = {}
+
+    @app.url_defaults
+    def versioned(endpoint: str, values: dict[str, Any]) -> None:
+        filename = values.get("filename")
+        if endpoint != "static" or not isinstance(filename, str) or "v" in values:
+            return
+        if filename not in versions:
+            try:
+                stat = (static / filename).stat()
+                versions[filename] = f"{stat.st_mtime_ns:x}{stat.st_size:x}"[-12:]
+            except OSError:
+                versions[filename] = "0"
+        values["v"] = versions[filename]
 
 
 def _mount_metrics(app: Flask, store: Store) -> None:

@@ -5,8 +5,11 @@ bridge sends it every later event in order, in batches, one batch in flight per 
 client acknowledges each), so a slow client only falls behind in the log, it never grows the server.
 The snapshot and the subscription cannot leave a gap between them: there is only the cursor. A batch
 says which cursor it continues (`after`), so a client that sees anything else knows it has a gap and
-says so. A client that stops acknowledging is told to resync (its batch is dropped and it subscribes
-again from its cursor) rather than being sent more.
+says so. A client that stops acknowledging is told to resync (its batch is dropped, nothing more is
+sent until it subscribes again from its cursor) rather than being sent more. Run list changes are
+coalesced the same way: one `runs` message in flight per client; what changes meanwhile waits, one
+summary per run, and goes when the client acknowledges. So what the server holds for a client is
+bounded by the number of runs, however slow the client.
 
 The follower thread wakes when the store's files change (watchdog, see follower.py) and at least every
 `poll_s` seconds (the safety net for file systems without change notification).
@@ -24,7 +27,8 @@ from typing import Any
 from orchestrator.store import RunRecord, Store, StoredEvent
 
 BATCH = 500  # events per message
-RECENT = 4000  # events per run kept in memory, so followers of a live run do not each query the store
+RECENT = 1000  # events per run kept in memory (two batches), so followers of a live run do not each query
+# the store; a follower further behind reads the store. 4000 held ~38 MB for 8 busy runs.
 ACK_TIMEOUT_S = 20.0  # a batch not acknowledged by then: the client is told to resync
 RUNS_EVERY_S = 0.25  # how often the run list is compared for changes at most
 STALE_EVERY_S = 2.0  # how often runs whose owner died are looked for
@@ -44,6 +48,7 @@ class _Subscription:
     cursor: int  # the client holds every event up to here
     in_flight: int | None = None  # the last seq of the batch awaiting its ack
     sent_at: float = 0.0
+    resync: bool = False  # told to resync: nothing more until it subscribes again
 
 
 @dataclass
@@ -51,6 +56,9 @@ class _Client:
     sid: str
     subscriptions: dict[str, _Subscription] = field(default_factory=dict)
     follows_runs: bool = False
+    runs_in_flight: bool = False  # a `runs` message awaits its ack
+    runs_sent_at: float = 0.0
+    runs_pending: dict[str, dict[str, Any]] = field(default_factory=dict)  # run id -> latest summary
 
 
 class _Recent:
@@ -169,9 +177,16 @@ class Bridge:
                 time.sleep(0.05)
 
     def tick(self) -> None:
-        """One look at the store: new events to their followers, run list changes to everyone."""
+        """One look at the store: new events to their followers (first: they are what a page waits
+        for), then run list changes to everyone."""
         self.ticks += 1
         now = self.clock()
+        with self._lock:
+            subscriptions = [(c.sid, s) for c in self._clients.values() for s in c.subscriptions.values()]
+        for run_id in {s.run_id for _, s in subscriptions}:
+            self._refresh(run_id)
+        for sid, sub in subscriptions:
+            self._feed(sid, sub, now)
         if now - self._stale_checked >= STALE_EVERY_S:
             self._stale_checked = now
             self._mark_stale()
@@ -180,12 +195,7 @@ class Bridge:
             self._send_run_changes()
         else:
             self._runs_dirty = True
-        with self._lock:
-            subscriptions = [(c.sid, s) for c in self._clients.values() for s in c.subscriptions.values()]
-        for run_id in {s.run_id for _, s in subscriptions}:
-            self._refresh(run_id)
-        for sid, sub in subscriptions:
-            self._feed(sid, sub, now)
+        self._send_pending_runs(now)
 
     def _refresh(self, run_id: str) -> None:
         recent = self._recent.setdefault(run_id, _Recent())
@@ -199,10 +209,13 @@ class Bridge:
 
     def _feed(self, sid: str, sub: _Subscription, now: float) -> None:
         with self._lock:
+            if sub.resync:
+                return
             if sub.in_flight is not None:
                 if now - sub.sent_at < ACK_TIMEOUT_S:
                     return
-                sub.in_flight = None  # never acknowledged: tell the client to resync from its cursor
+                # Never acknowledged: tell the client to resync from its cursor, and wait for it.
+                sub.in_flight, sub.resync = None, True
                 resync = True
             else:
                 resync = False
@@ -237,11 +250,33 @@ class Bridge:
         self._runs_seen = {r.id: (r.updated_at, r.status) for r in runs}
         if not changed:
             return
-        data = {"runs": [self.run_summary(self.store, r) for r in changed]}
+        summaries = {r.id: self.run_summary(self.store, r) for r in changed}
         with self._lock:
-            sids = [c.sid for c in self._clients.values() if c.follows_runs]
-        for sid in sids:
-            self.send("runs", data, sid, None)
+            for client in self._clients.values():
+                if client.follows_runs:
+                    client.runs_pending.update(summaries)
+
+    def _send_pending_runs(self, now: float) -> None:
+        """Each client's waiting run list changes, in one message, when its last one was acknowledged."""
+        ready: list[tuple[_Client, list[dict[str, Any]]]] = []
+        with self._lock:
+            for client in self._clients.values():
+                if client.runs_in_flight and now - client.runs_sent_at < ACK_TIMEOUT_S:
+                    continue
+                if not client.runs_pending:
+                    continue
+                runs, client.runs_pending = list(client.runs_pending.values()), {}
+                client.runs_in_flight, client.runs_sent_at = True, now
+                ready.append((client, runs))
+        for client, runs in ready:
+
+            def acked(*_: Any, client: _Client = client) -> None:
+                with self._lock:
+                    client.runs_in_flight = False
+                if client.runs_pending:
+                    self.wake()
+
+            self.send("runs", {"runs": runs}, client.sid, acked)
 
     def _mark_stale(self) -> None:
         running = self.store.list_runs(limit=500, status="running")

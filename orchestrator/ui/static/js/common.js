@@ -13,11 +13,19 @@ const Orch = (() => {
       else if (key === "dataset") Object.assign(node.dataset, value);
       else node.setAttribute(key, value === true ? "" : String(value));
     }
-    for (const child of children.flat(Infinity)) {
-      if (child === null || child === undefined || child === false) continue;
+    append(node, children);
+    return node;
+  }
+
+  // Children nest in arrays at any depth (a row's parts, an optional group of parts): each array is
+  // walked, never turned into text (String([" commit ", code]) is " commit ,[object HTMLElement]").
+  function append(node, child) {
+    if (child === null || child === undefined || child === false || child === "") return;
+    if (Array.isArray(child)) {
+      for (const part of child) append(node, part);
+    } else {
       node.append(child instanceof Node ? child : document.createTextNode(String(child)));
     }
-    return node;
   }
 
   class ApiError extends Error {

@@ -29,6 +29,8 @@ const DiffView = (() => {
       this.step = null;
       this.format = "line-by-line";
       this.files = new Map(); // path -> {item, body, loaded}
+      this.chosen = new Map(); // path -> open, as the user left it (kept when the same diff reloads)
+      this.loads = 0; // the latest load wins: an earlier one still under way draws nothing
     }
 
     url(file) {
@@ -40,9 +42,12 @@ const DiffView = (() => {
     }
 
     async load(step) {
+      if ((step || null) !== this.step) this.chosen.clear();
       this.step = step || null;
+      const load = ++this.loads;
       this.title.textContent = this.step ? `of step ${this.step}` : "of the whole run";
       const data = await api("GET", this.url(null));
+      if (load !== this.loads) return;
       this.files.clear();
       const stats = new Map(data.stats.map((s) => [s.path, s]));
       const items = data.files.map((path) => {
@@ -67,20 +72,26 @@ const DiffView = (() => {
           ),
           body,
         );
-        const entry = { item, body, loaded: false, open: !stat.collapsed };
+        const open = this.chosen.has(path) ? this.chosen.get(path) : !stat.collapsed;
+        toggle.textContent = open ? "hide" : "show";
+        const entry = { item, body, loaded: false, open };
         toggle.addEventListener("click", () => {
           entry.open = !entry.open;
+          this.chosen.set(path, entry.open);
           toggle.textContent = entry.open ? "hide" : "show";
           body.hidden = !entry.open;
           if (entry.open) this.loadFile(path);
         });
-        body.hidden = stat.collapsed;
+        body.hidden = !open;
         this.files.set(path, entry);
         return item;
       });
       if (data.truncated) items.push(el("li", { class: "notice n-warning", text: "this diff was cut: see `orchestrator runs diff`" }));
       this.list.replaceChildren(...(items.length ? items : [el("li", { class: "dim", text: "no changes" })]));
-      for (const [path, entry] of this.files) if (entry.open) await this.loadFile(path);
+      for (const [path, entry] of this.files) {
+        if (load !== this.loads) return;
+        if (entry.open) await this.loadFile(path);
+      }
     }
 
     async loadFile(path) {
@@ -88,6 +99,7 @@ const DiffView = (() => {
       if (!entry || entry.loaded) return entry;
       entry.loaded = true;
       const [data, Diff2HtmlUI] = await Promise.all([api("GET", this.url(path)), diff2html()]);
+      if (this.files.get(path) !== entry) return entry; // the panel moved on meanwhile
       this.render(entry, data.diff, Diff2HtmlUI);
       return entry;
     }
@@ -101,6 +113,7 @@ const DiffView = (() => {
         highlight: true,
         fileContentToggle: false,
         synchronisedScroll: true,
+        colorScheme: "auto", // light or dark with the system, as the page
       });
       ui.draw();
       ui.highlightCode();
@@ -117,6 +130,7 @@ const DiffView = (() => {
       const entry = this.files.get(path);
       if (!entry) return false;
       entry.open = true;
+      this.chosen.set(path, true);
       entry.body.hidden = false;
       await this.loadFile(path);
       const numbers = [...entry.body.querySelectorAll(".line-num2, .d2h-code-side-linenumber")];

@@ -23,7 +23,6 @@
   let cursor = 0; // the last seq this page holds: every event up to it, once, in order
   let liveSince = null; // the log's last seq when the page subscribed: events after it are news
   let summary = null;
-  let notify = false;
   let refreshTimer = null;
 
   const say = (text, kind) => showMessage(message, text, kind);
@@ -52,8 +51,9 @@
     if (liveSince === null) liveSince = batch.latest;
     const types = new Set(fresh.map((e) => e.event.type));
     if (["step_started", "step_finished", "gate_finished", "run_finished", "run_started", "notice"].some((t) => types.has(t))) refreshSoon();
-    // A new commit changes the whole run's diff: show it if that is what the diff panel shows.
-    if (fresh.some((e) => e.event.type === "step_finished" && e.event.commit) && diffs.step === null) diffSoon();
+    // A new commit (a live one: the replayed ones are in the diff the page loaded) changes the whole
+    // run's diff: show it if that is what the diff panel shows.
+    if (fresh.some((e) => e.event.type === "step_finished" && e.event.commit && e.seq > liveSince) && diffs.step === null) diffSoon();
     const finished = fresh.find((e) => e.event.type === "run_finished" && e.seq > liveSince);
     if (finished) announce(finished.event);
     return Promise.resolve();
@@ -69,9 +69,12 @@
     gap.textContent = `recovered missed events up to ${upTo}`;
   }
 
+  // A run that ends while the page watches it: the title says so (a badge in the tab), and a browser
+  // notification once the user allowed them (with "Notify me", here or on an earlier visit).
+  const notifications = () => "Notification" in window && Notification.permission === "granted";
   function announce(ev) {
     document.title = `[${ev.status}] ${baseTitle}`;
-    if (notify && "Notification" in window && Notification.permission === "granted") {
+    if (notifications()) {
       new Notification(`Run ${ev.status}`, { body: `${summary ? summary.task : runId} (${ev.stop_reason})` });
     }
   }
@@ -94,8 +97,9 @@
     io_.on("resync", (data) => {
       if (data.run_id === runId) io_.emit("subscribe", { run_id: runId, after: cursor }, () => {});
     });
-    io_.on("runs", (data) => {
+    io_.on("runs", (data, ack) => {
       if (data.runs.some((r) => r.id === runId)) refreshSoon();
+      if (ack) ack();
     });
   }
 
@@ -104,7 +108,8 @@
   let diffTimer = null;
   function diffSoon() {
     clearTimeout(diffTimer);
-    diffTimer = setTimeout(() => diffs.load(null).catch(() => {}), 400);
+    // Only if the panel still shows the whole run when the time comes (the user may have opened a step's).
+    diffTimer = setTimeout(() => diffs.step === null && diffs.load(null).catch(() => {}), 400);
   }
 
   function refreshSoon() {
@@ -148,12 +153,13 @@
     const body = document.querySelector("#steps tbody");
     const byId = new Map(steps.map((st) => [st.step_id, st]));
     body.replaceChildren(
-      ...report.steps.map((st) => {
+      ...report.steps.flatMap((st) => {
         const used = st.usage;
         const record = byId.get(st.id);
-        return el(
+        const error = record && record.error_message;
+        const row = el(
           "tr",
-          { dataset: { step: st.id } },
+          { dataset: { step: st.id }, class: error ? "has-error" : null },
           el("td", { text: st.id }),
           el("td", { text: st.agent }),
           el("td", {}, el("span", { class: `status s-${st.status === "succeeded" ? "approved" : st.status}`, text: st.status })),
@@ -164,9 +170,10 @@
             {},
             st.commit ? el("button", { class: "link", text: "diff", onclick: () => diffs.load(st.id).catch(fail) }) : "",
             st.commit ? el("button", { class: "link", text: "roll back here", onclick: () => rollback(st.id) }) : "",
-            record && record.error_message ? el("span", { class: "dim", text: ` ${record.error_message}` }) : "",
           ),
         );
+        // Why a step failed, on a row of its own under it: as wide as the table, at any width.
+        return error ? [row, el("tr", { class: "step-error", dataset: { errorOf: st.id } }, el("td", { colspan: 6, class: "dim", text: error }))] : [row];
       }),
     );
   }
@@ -249,10 +256,14 @@
   document.getElementById("act-discard").addEventListener("click", () => {
     if (window.confirm("Remove the run's branch and worktree? Its commits stay under a backup ref.")) act("discard", {}, (r) => `discarded; commits kept at ${r.backup_ref}`);
   });
-  document.getElementById("act-notify").addEventListener("click", async () => {
-    if ("Notification" in window && Notification.permission !== "granted") await Notification.requestPermission();
-    notify = true;
-    say("you will be notified when the run ends");
+  const notifyButton = document.getElementById("act-notify");
+  if (notifications()) notifyButton.textContent = "Notifications on";
+  notifyButton.addEventListener("click", async () => {
+    if (!("Notification" in window)) return say("this browser has no notifications; the tab's title will say when the run ends");
+    if (Notification.permission !== "granted") await Notification.requestPermission();
+    const notify = notifications();
+    notifyButton.textContent = notify ? "Notifications on" : "Notify me";
+    say(notify ? "you will be notified when the run ends" : "notifications are blocked for this page; the tab's title will say when the run ends");
   });
 
   const mergePanel = document.getElementById("merge-panel");

@@ -17,12 +17,12 @@
       el("td", {}, statusBadge(run.status, run.stale)),
       el("td", {}, el("a", { href: `/runs/${encodeURIComponent(run.id)}`, text: run.id })),
       el("td", { class: "task", text: run.task, title: run.task }),
-      el("td", { text: short(run.repo), title: run.repo }),
-      el("td", { text: run.workflow_name }),
-      el("td", { text: (run.agents || []).join(", ") }),
+      el("td", { class: "opt", text: short(run.repo), title: run.repo }),
+      el("td", { class: "opt", text: run.workflow_name }),
+      el("td", { class: "opt", text: (run.agents || []).join(", ") }),
       el("td", { class: "num", text: run.iterations }),
       el("td", { class: "num", text: money(run.cost_usd) }),
-      el("td", { class: "num", text: duration(run.duration_s) }),
+      el("td", { class: "num opt", text: duration(run.duration_s) }),
     );
   }
 
@@ -50,9 +50,10 @@
   repoFilter.addEventListener("change", render);
   statusFilter.addEventListener("change", render);
   const io_ = socket(null);
-  io_.on("runs", (data) => {
+  io_.on("runs", (data, ack) => {
     for (const run of data.runs) runs.set(run.id, run);
     render();
+    if (ack) ack(); // the next change may come
   });
   io_.on("connect", load); // also after a reconnect: whatever changed meanwhile
 })();

@@ -6,6 +6,12 @@
 const Timeline = (() => {
   const { el, tokens } = Orch;
   const MAX_ROWS = 400;
+  // Rows made per frame: a long catch-up (a page opening on a long run's tail, a reconnect after many
+  // events) is drawn over a few frames, none of them a long task.
+  const PER_FRAME = 100;
+  // At most one DOM update per this many ms (about 30 a second): a steady stream repaints the list
+  // half as often as at every frame, for a few ms more of latency.
+  const MIN_UPDATE_MS = 33;
   const FAILURE = /(FAIL|Error|error:|Traceback|failed|AssertionError|✗)/;
 
   function gateRow(ev) {
@@ -22,8 +28,45 @@ const Timeline = (() => {
           })
         : null;
     return [
-      el("div", { class: "head" }, el("span", { class: `status s-${ev.passed ? "approved" : "failed"}`, text: ev.passed ? "passed" : "failed" }), ` gate ${ev.command}`, ev.exit_code !== null ? ` (exit ${ev.exit_code})` : "", " ", jump),
+      el(
+        "div",
+        { class: "head" },
+        el("span", { class: `status s-${ev.passed ? "approved" : "failed"}`, text: ev.passed ? "passed" : "failed" }),
+        " gate ",
+        el("code", { text: ev.command }),
+        ev.exit_code !== null ? ` (exit ${ev.exit_code})` : "",
+        " ",
+        jump,
+      ),
+      ev.cause_text ? el("div", { class: "dim", text: ev.cause_text }) : null,
       el("details", { open: !ev.passed }, el("summary", { text: "output" }), pre),
+    ];
+  }
+
+  // A gate once on the base, before any change; a `setup:` command: a line each, with why when it failed.
+  function baseGateRow(ev) {
+    const state = ev.passed === null ? "skipped" : ev.passed ? "passed" : "failed";
+    const cls = ev.passed === null ? "skipped" : ev.passed ? "approved" : "failed";
+    return [
+      el("span", { class: `status s-${cls}`, text: state }),
+      " gate on the base ",
+      el("code", { text: ev.command }),
+      ev.exit_code !== null ? ` (exit ${ev.exit_code})` : "",
+      ev.cause_text ? el("div", { class: "dim", text: ev.cause_text }) : null,
+      ev.failures && ev.failures.length ? el("div", { class: "dim", text: `failing there already: ${ev.failures.join(", ")}` }) : null,
+    ];
+  }
+
+  function setupRow(ev) {
+    const state = ev.ok === null ? "skipped" : ev.ok ? "done" : "failed";
+    const cls = ev.ok === null ? "skipped" : ev.ok ? "approved" : "failed";
+    return [
+      el("span", { class: `status s-${cls}`, text: state }),
+      ` setup (${ev.where}) `,
+      el("code", { text: ev.command }),
+      ev.exit_code !== null ? ` (exit ${ev.exit_code})` : "",
+      ev.note ? el("span", { class: "dim", text: ` ${ev.note}` }) : null,
+      !ev.ok && ev.output_tail ? el("details", {}, el("summary", { text: "output" }), el("pre", { class: "gate-output", text: ev.output_tail })) : null,
     ];
   }
 
@@ -33,8 +76,16 @@ const Timeline = (() => {
       case "message":
         return [el("div", { class: "who", text: ev.agent }), el("div", { class: "text", text: inner.text })];
       case "tool_use": {
-        const what = inner.command ? `$ ${inner.command}` : inner.path || inner.detail || "";
-        return [el("span", { class: `tool t-${inner.status}`, text: `${inner.tool}` }), " ", el("code", { text: what }), " ", el("span", { class: "dim", text: inner.status })];
+        const what = inner.command ? `$ ${inner.command}` : inner.path || "";
+        const detail = inner.detail && inner.detail !== what ? inner.detail : "";
+        return [
+          el("span", { class: `tool t-${inner.status}`, text: `${inner.tool}` }),
+          " ",
+          what ? el("code", { text: what }) : null,
+          " ",
+          el("span", { class: "dim", text: inner.status }),
+          detail ? el("div", { class: "dim tool-detail", text: detail }) : null,
+        ];
       }
       case "session":
         return [el("span", { class: "dim", text: `${ev.agent} session ${inner.session_id || ""} ${inner.model || ""}` })];
@@ -56,17 +107,23 @@ const Timeline = (() => {
         return [`run started: ${ev.workflow} on `, el("code", { text: ev.branch }), ` from ${ev.base}`];
       case "step_started":
         return [el("strong", { text: `▶ ${ev.step_id}` }), ev.agent === "gate" ? " gate" : ` ${ev.task} by ${ev.agent}`];
-      case "step_finished":
-        return [
+      case "step_finished": {
+        const parts = [
           el("strong", { text: `■ ${ev.step_id}` }),
           " ",
           el("span", { class: `status s-${ev.status === "succeeded" ? "approved" : ev.status}`, text: ev.status }),
-          ev.commit ? [" commit ", el("code", { text: ev.commit.slice(0, 10) })] : "",
-          ev.files_changed && ev.files_changed.length ? ` (${ev.files_changed.join(", ")})` : "",
-          ev.error ? ` ${ev.error}` : "",
         ];
+        if (ev.commit) parts.push(" commit ", el("code", { class: "commit", text: ev.commit.slice(0, 10), title: ev.commit }));
+        if (ev.files_changed && ev.files_changed.length) parts.push(" (", el("span", { class: "files", text: ev.files_changed.join(", ") }), ")");
+        if (ev.error) parts.push(" ", el("span", { class: "error", text: ev.error }));
+        return parts;
+      }
       case "gate_finished":
         return gateRow(ev);
+      case "base_gate_finished":
+        return baseGateRow(ev);
+      case "setup_finished":
+        return setupRow(ev);
       case "agent":
         return agentRow(ev);
       case "notice":
@@ -98,9 +155,10 @@ const Timeline = (() => {
       this.following = true;
       this.pending = [];
       this.scheduled = false;
+      this.flushedAt = -Infinity;
       earlier.addEventListener("click", () => this.back());
       latest.addEventListener("click", () => this.follow());
-      // Only the user's own scrolling stops following: rows laid out late (content-visibility) move
+      // Only the user's own scrolling stops following: rows laid out late (fonts, wrapping) move
       // the end as well, and then the view sticks to it again.
       this.userAt = -Infinity;
       const intent = () => {
@@ -117,6 +175,22 @@ const Timeline = (() => {
           list.scrollTop = list.scrollHeight;
         }
       });
+      new ResizeObserver(() => {
+        if (this.following) this.toEnd();
+      }).observe(list);
+    }
+
+    // To the end, and again on the next frames while rows laid out late or a
+    // resized window move it.
+    toEnd() {
+      this.list.scrollTop = this.list.scrollHeight;
+      let frames = 3;
+      const again = () => {
+        if (!this.following || frames-- <= 0) return;
+        if (this.list.scrollHeight - this.list.scrollTop - this.list.clientHeight > 1) this.list.scrollTop = this.list.scrollHeight;
+        requestAnimationFrame(again);
+      };
+      requestAnimationFrame(again);
     }
 
     setBase(base) {
@@ -130,30 +204,43 @@ const Timeline = (() => {
     // Events are kept at once; the DOM is updated once per frame, however many batches came meanwhile.
     append(batch) {
       this.events.push(...batch);
-      if (!this.scheduled) {
-        this.scheduled = true;
-        requestAnimationFrame(() => this.flush());
-      }
+      this.schedule();
+    }
+
+    schedule() {
+      if (this.scheduled) return;
+      this.scheduled = true;
+      const wait = this.flushedAt + MIN_UPDATE_MS - performance.now();
+      if (wait > 0) setTimeout(() => requestAnimationFrame(() => this.flush()), wait);
+      else requestAnimationFrame(() => this.flush());
     }
 
     flush() {
       this.scheduled = false;
+      this.flushedAt = performance.now();
       if (!this.following) {
         this.latest.hidden = false;
         this.latest.textContent = `↓ latest (${this.events.length - this.end} new)`;
         return;
       }
-      const fresh = this.events.slice(Math.max(this.end, this.events.length - MAX_ROWS));
+      if (this.events.length - this.end > MAX_ROWS) {
+        // Further behind than the window holds: start the window afresh.
+        this.list.replaceChildren();
+        this.end = this.events.length - MAX_ROWS;
+      }
+      const upTo = Math.min(this.events.length, this.end + PER_FRAME);
       const fragment = document.createDocumentFragment();
-      for (const stored of fresh) fragment.append(this.row(stored));
-      if (this.events.length - this.end > MAX_ROWS) this.list.replaceChildren();
+      for (let i = this.end; i < upTo; i++) fragment.append(this.row(this.events[i]));
       this.list.append(fragment);
-      this.end = this.events.length;
+      this.end = upTo;
+      if (this.end < this.events.length) this.schedule(); // the rest on the next frames
       let extra = this.list.childElementCount - MAX_ROWS;
       while (extra-- > 0) this.list.firstElementChild.remove();
-      this.start = this.end - this.list.childElementCount;
+      // The first event row (a local note, such as a follow-up sent, is no event of the log).
+      const first = this.list.querySelector("li[data-seq]");
+      this.start = first ? Number(first.dataset.seq) - this.base - 1 : this.end;
       this.earlier.hidden = this.start === 0 && this.base === 0;
-      this.list.scrollTop = this.list.scrollHeight;
+      this.toEnd();
     }
 
     async back() {
@@ -186,12 +273,12 @@ const Timeline = (() => {
       this.list.replaceChildren(...this.events.slice(this.start).map((s) => this.row(s)));
       this.earlier.hidden = this.start === 0 && this.base === 0;
       this.latest.hidden = true;
-      this.list.scrollTop = this.list.scrollHeight;
+      this.toEnd();
     }
 
     note(text, cls) {
       this.list.append(el("li", { class: `ev local ${cls || ""}` }, el("span", { class: "seq", text: "·" }), el("div", { class: "body", text })));
-      if (this.following) this.list.scrollTop = this.list.scrollHeight;
+      if (this.following) this.toEnd();
     }
   }
 
