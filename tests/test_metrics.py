@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import prometheus_client
 import pytest
@@ -245,3 +246,61 @@ def test_every_family_is_documented_and_exported():
         suffix = "_total" if family.type == "counter" else ""
         exported.add(family.name + suffix)
     assert exported == set(METRIC_FAMILIES)
+
+
+def test_the_dashboard_bridge_observes_the_delivery_lag_of_live_events_only(tmp_path):
+    """The Socket.IO bridge, on a real store: an event a follower gets is a lag sample, from the event's
+    own creation time; the history a client asks for when it subscribes is not (no lag: a replay), nor
+    is a batch sent again after a client failed to acknowledge it."""
+    from orchestrator.store import Store
+    from orchestrator.ui.bridge import ACK_TIMEOUT_S, Bridge
+
+    registry = CollectorRegistry()
+    metrics = run_metrics(registry)
+    sent: list[tuple[str, dict]] = []
+    now = [0.0]
+    with Store(tmp_path / "state.db") as store:
+        store.create_run(
+            run_id=RUN,
+            repo=tmp_path,
+            task="t",
+            workflow_name="default",
+            workflow={"name": "default", "steps": []},
+            base="main",
+            branch=f"orchestrator/{RUN}",
+        )
+        old = RunStarted(run_id=RUN, task="t", workflow="default", branch="b", base="main", ts=1000.0)
+        store.add_event(RUN, old)  # made long before anyone follows the run
+        bridge = Bridge(
+            store,
+            lambda event, data, sid, ack: sent.append((event, data)),
+            lambda _store, run: {"id": run.id},
+            clock=lambda: now[0],
+            on_delivered=metrics.observe_delivery,
+        )
+        bridge.subscribe("client", RUN, 0)
+        bridge.tick()
+        assert [e["seq"] for e in sent[-1][1]["events"]] == [1]
+        assert value(registry, "orchestrator_event_delivery_lag_seconds_count") == 0
+
+        # The client never acknowledged: the bridge tells it to resync, then sends the batch again.
+        now[0] += ACK_TIMEOUT_S + 1
+        bridge.tick()
+        assert sent[-1][0] == "resync"
+        live = StepStarted(
+            run_id=RUN, step_id="i1-s1-implement", agent="claude", task="implement", iteration=1
+        )
+        store.add_event(RUN, live)
+        bridge.tick()
+        assert [e["seq"] for e in sent[-1][1]["events"]] == [1, 2]
+        delivered_by = time.time()
+        assert value(registry, "orchestrator_event_delivery_lag_seconds_count") == 1
+        # From the live event's creation (its ts) to its sending, not from the old event's.
+        lag = value(registry, "orchestrator_event_delivery_lag_seconds_sum")
+        assert 0 <= lag <= delivered_by - live.ts
+
+        now[0] += ACK_TIMEOUT_S + 1
+        bridge.tick()  # resync again
+        bridge.tick()  # the same two events again: no new sample
+        assert [e["seq"] for e in sent[-1][1]["events"]] == [1, 2]
+        assert value(registry, "orchestrator_event_delivery_lag_seconds_count") == 1
