@@ -57,8 +57,20 @@ def exposed_name(family: Any) -> str:
 
 
 def with_samples(families: dict[str, Any]) -> set[str]:
-    """The families (as exposed) that have at least one sample."""
-    return {exposed_name(f) for f in families.values() if f.samples}
+    """The families (as exposed) that hold something: a gauge with a sample (0 is a value: no run
+    active), a counter with a sample above 0, a histogram with an observation (one without labels
+    shows empty buckets from the start)."""
+    held = set()
+    for family in families.values():
+        if family.type == "histogram":
+            values = [s.value for s in family.samples if s.name.endswith("_count")]
+        elif family.type == "counter":
+            values = [s.value for s in family.samples if s.name.endswith("_total")]
+        else:
+            values = [1.0 for _ in family.samples]
+        if any(v > 0 for v in values):
+            held.add(exposed_name(family))
+    return held
 
 
 def sample(families: dict[str, Any], name: str, **labels: str) -> float | None:
