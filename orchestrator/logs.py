@@ -251,8 +251,15 @@ def event_logger(name: str = "orchestrator.run") -> Any:
     )
 
     log = get_logger(name)
+    # run id -> (step id, agent) of the step under way: a notice (a fallback after a failed attempt,
+    # a retry) during a step is that step's. One logger per run's bus, so this stays small.
+    open_steps: dict[str, tuple[str, str]] = {}
 
     def on_event(event: RunEvent) -> None:
+        if isinstance(event, StepStarted):
+            open_steps[event.run_id] = (event.step_id, event.agent)
+        elif isinstance(event, StepFinished | RunFinished):
+            open_steps.pop(event.run_id, None)
         if isinstance(event, RunStarted):
             log.info("run started", run_id=event.run_id, workflow=event.workflow, branch=event.branch)
         elif isinstance(event, StepStarted):
@@ -279,10 +286,14 @@ def event_logger(name: str = "orchestrator.run") -> Any:
             )
         elif isinstance(event, Notice):
             message = {"fallback": "fallback", "retry": "retry"}.get(event.kind or "", "notice")
+            step = open_steps.get(event.run_id or "")
+            # Only when known: a None here would hide a step_id bound in the context.
+            known = {"step_id": step[0]} if step else {}
             log.info(
                 message,
                 run_id=event.run_id,
-                agent=event.agent,
+                **known,
+                agent=event.agent or (step[1] if step else None),
                 reason=event.reason,
                 text=event.text,
                 notice_level=event.level,
