@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -76,6 +77,36 @@ class _BoundLogger(structlog.stdlib.BoundLogger):
 
 # The handler configure_logging installed last, so a second call replaces it instead of adding one.
 _HANDLER_NAME = "orchestrator"
+
+# The dashboard's HTTP server (werkzeug) logs each request line itself, in colour, on a stream handler of
+# its own unless a handler takes its level: through ours instead, at the configured level, plain text,
+# with secret query values masked (the dashboard's sign-in URL carries its token, maybe a fresh one the
+# masker cannot know).
+SERVER_LOGGER = "werkzeug"
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_SECRET_QUERY = re.compile(r"([?&](?:token|access_token|key|api_key|secret|password)=)[^&\s\"]+", re.I)
+
+
+def _request_text(text: str) -> str:
+    return _SECRET_QUERY.sub(r"\1" + MASK, _ANSI.sub("", text))
+
+
+class _RequestLines(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = _request_text(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(_request_text(a) if isinstance(a, str) else a for a in record.args)
+        return True
+
+
+def _route_server_log(level: int) -> None:
+    server = logging.getLogger(SERVER_LOGGER)
+    server.setLevel(level)  # our handler's level: werkzeug then adds no handler of its own
+    for handler in [h for h in server.handlers if type(h).__module__.startswith("werkzeug")]:
+        server.removeHandler(handler)
+    if not any(isinstance(f, _RequestLines) for f in server.filters):
+        server.addFilter(_RequestLines())
 
 
 def _level_number(level: int | str) -> int:
@@ -149,6 +180,7 @@ def configure_logging(
     _remove_our_handlers(root)
     root.addHandler(handler)
     root.setLevel(min(number, RUN_LOG_LEVEL))
+    _route_server_log(number)
 
     structlog.configure(
         processors=[
@@ -186,6 +218,10 @@ def _remove_our_handlers(root: logging.Logger) -> None:
 def reset_logging() -> None:
     """Undoes configure_logging: removes (and closes) its handler and restores structlog's defaults."""
     _remove_our_handlers(logging.getLogger())
+    server = logging.getLogger(SERVER_LOGGER)
+    server.setLevel(logging.NOTSET)
+    for found in [f for f in server.filters if isinstance(f, _RequestLines)]:
+        server.removeFilter(found)
     structlog.reset_defaults()
 
 

@@ -274,3 +274,24 @@ def test_a_store_fault_under_a_run_is_a_line_bound_to_the_run(tmp_path):
     faults = [r for r in records if r["event"] == "store fault"]
     assert faults and faults[0]["run_id"] == record.id and faults[0]["problem"] == "disk_full"
     assert faults[0]["level"] == "error" and faults[0]["path"].endswith("state.db")
+
+
+def test_the_dashboards_request_lines_go_through_our_handler_masked_and_plain(tmp_path):
+    """werkzeug logs each request itself, in colour, on a handler of its own, token and all (the
+    dashboard's sign-in URL carries it); configured, its lines are ours: at our level, masked, plain."""
+    from werkzeug._internal import _log
+
+    log_file = tmp_path / "x.log"
+    configure_logging("info", json=True, file=log_file, env={})
+    fresh = "fresh-dashboard-token-nobody-knows-0123"  # not in any environment the masker read
+    line = f"\x1b[32mGET /?token={fresh}&run=r1 HTTP/1.1\x1b[0m"
+    _log("info", '%s - - [%s] "%s" %s %s', "127.0.0.1", "02/Dec/2026 10:00:00", line, "303", "-")
+    server = logging.getLogger("werkzeug")
+    assert not server.handlers  # none of werkzeug's own: ours (on the root) took the line
+    (record,) = [json.loads(x) for x in log_file.read_text().splitlines()]
+    assert record["event"] == '127.0.0.1 - - [02/Dec/2026 10:00:00] "GET /?token=***&run=r1 HTTP/1.1" 303 -'
+    assert record["logger"] == "werkzeug" and fresh not in log_file.read_text()
+    # At the default level (warning) request lines are not logged at all.
+    configure_logging("warning", json=True, file=log_file, env={})
+    _log("info", '"%s" %s %s', "GET /metrics HTTP/1.1", "200", "-")
+    assert len(log_file.read_text().splitlines()) == 1

@@ -13,6 +13,7 @@ samples, and every metric the alert rules and the Grafana panels query is export
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import socket
@@ -62,14 +63,18 @@ class Background:
 
     def __init__(self, argv: list[str], cwd: Path, env: dict[str, str], timeout_s: float = 600) -> None:
         self.lines: list[str] = []
+        self.stderr: list[str] = []
         self.cancel = threading.Event()
         self.result: ProcResult | None = None
         spec = ProcSpec(argv=argv, cwd=cwd, env=env, wall_timeout_s=timeout_s)
 
+        def on_line(stream: str, line: str) -> None:
+            self.lines.append(line)
+            if stream == "stderr":
+                self.stderr.append(line)
+
         def work() -> None:
-            self.result = SubprocessCommunicator().run(
-                spec, lambda _s, line: self.lines.append(line), self.cancel
-            )
+            self.result = SubprocessCommunicator().run(spec, on_line, self.cancel)
 
         self.thread = threading.Thread(target=work, daemon=True)
         self.thread.start()
@@ -208,6 +213,10 @@ def test_the_demo_scraped_from_a_live_orchestrator_serve_shows_every_metric_fami
         assert get(base, "/metrics", token=None)[0] == 401
         assert get(base, "/metrics", token="wrong")[0] == 401
         assert get(base, "/healthz", token=None)[0] == 200
+        signin = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        signin.request("GET", f"/?token={TOKEN}")  # the sign-in URL serve printed: a cookie, then /
+        assert signin.getresponse().status == 303
+        signin.close()
 
         # --- the demo, into the dashboard's state home -------------------------------------------
         demo = run_command(
@@ -295,5 +304,10 @@ def test_the_demo_scraped_from_a_live_orchestrator_serve_shows_every_metric_fami
     # machine's load decides), and its port is free again.
     assert ended is not None, serve.lines[-20:]
     assert any("stopping the dashboard" in line for line in serve.lines), serve.lines[-20:]
+    # Its stderr, at the default level, holds no request lines (the HTTP server's own, in colour, had
+    # the sign-in URL's token in them): with --log-level info they are JSON lines, masked
+    # (tests/test_logs.py).
+    assert not any("HTTP/1.1" in line for line in serve.stderr), serve.stderr[-20:]
+    assert not any(TOKEN in line for line in serve.stderr)
     with socket.socket() as s:
         assert s.connect_ex(("127.0.0.1", port)) != 0
