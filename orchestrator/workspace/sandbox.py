@@ -148,6 +148,25 @@ def _prepare(paths: Sequence[Path]) -> None:
             pass  # a read-only HOME: the CLI will say what it misses
 
 
+def cli_mount_points(agent: str | None) -> list[Path]:
+    """Folders a CLI's own nested sandbox mounts over, which must exist beforehand: inside ours the
+    root is read-only, so the CLI cannot make them itself. Codex (0.171) hides its app-server daemon's
+    socket folder, `/tmp/codex-daemon-<uid>` (always under /tmp, whatever TMPDIR says), from the
+    commands it sandboxes; when the folder is missing, every write and command fails as a sandbox
+    violation. Codex makes the same empty folder itself when it runs unsandboxed."""
+    if agent == "codex":
+        return [Path("/tmp") / f"codex-daemon-{os.geteuid()}"]
+    return []
+
+
+def _prepare_mount_points(paths: Sequence[Path]) -> None:
+    for path in paths:
+        try:
+            path.mkdir(mode=0o700, exist_ok=True)
+        except OSError:
+            pass  # /tmp not writable here: the CLI will report its sandbox failure
+
+
 def _prepare_protected(paths: Sequence[Path]) -> None:
     """A protected file that does not exist yet is made (empty: `{}` for JSON), so that it can be
     mounted read-only: a missing one could be created by an agent inside the writable folder."""
@@ -189,6 +208,7 @@ class Sandbox:
         _prepare(state)
         protected = cli_protected_paths(agent, env)
         _prepare_protected(protected)
+        _prepare_mount_points(cli_mount_points(agent))
         extra = [Path(env["TMPDIR"])] if env.get("TMPDIR") else []
         return bwrap_argv(
             argv,

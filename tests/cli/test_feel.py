@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import statistics
 import sys
 import threading
 from pathlib import Path
@@ -18,7 +17,6 @@ from orchestrator import __version__
 from orchestrator.cli.main import COMMANDS, cli, main
 from orchestrator.proc import child_env, run_command
 
-HELP_BUDGET_S = 0.3
 # Imported by `import orchestrator.cli.main` or `orchestrator --help`, these would cost more than the
 # whole budget allows. Measured here (best of three imports in a fresh interpreter, Python 3.11, a
 # loaded 2-core machine): pydantic (BaseModel) 166 ms, structlog 152 ms, flask 101 ms, flask_socketio
@@ -94,18 +92,13 @@ def heavy_in(modules: list[str]) -> list[str]:
     )
 
 
-def test_help_answers_in_under_0_3_s(tmp_path):
+def test_help_lists_every_command(tmp_path):
+    """How fast it answers is measured in benchmarks/bench_cli_start.py (not a timed test: the machines
+    are shared); what keeps it fast, importing nothing heavy, is the next test."""
     argv = [sys.executable, "-m", "orchestrator", "--help"]
-    env = fresh_env(tmp_path)
-    first = run_command(argv, tmp_path, env=env, timeout_s=60)  # also writes any missing .pyc files
-    assert first.returncode == 0 and "Usage: orchestrator" in first.stdout
-    assert all(name in first.stdout for name in COMMANDS)
-    times = [run_command(argv, tmp_path, env=env, timeout_s=60).duration_s for _ in range(7)]
-    baseline = [run_command([sys.executable, "-c", "pass"], tmp_path, env=env).duration_s for _ in range(3)]
-    assert statistics.median(times) < HELP_BUDGET_S, (
-        f"--help took {statistics.median(times):.3f} s (median of {sorted(times)}); "
-        f"a bare interpreter starts in {statistics.median(baseline):.3f} s"
-    )
+    result = run_command(argv, tmp_path, env=fresh_env(tmp_path), timeout_s=60)
+    assert result.returncode == 0 and "Usage: orchestrator" in result.stdout
+    assert all(name in result.stdout for name in COMMANDS)
 
 
 def test_importing_the_cli_pulls_in_nothing_heavy(tmp_path):

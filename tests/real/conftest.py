@@ -232,6 +232,7 @@ def expect_failure(run_agent, model_server):
         *,
         kind: str | set[str],
         within_s: float | None = None,
+        max_requests: int | None = None,
         timeout_s: float = 60,
         idle_timeout_s: float | None = None,
         prompt: str = "Do something.",
@@ -243,8 +244,12 @@ def expect_failure(run_agent, model_server):
         run.report(name)
         assert run.data["status"] == "failed", run.data
         assert run.data["error"]["kind"] in ({kind} if isinstance(kind, str) else kind), run.data
-        if within_s is not None:
+        if within_s is not None:  # a limit's own bound (limit + 5 s), which load only brings closer
             assert run.duration_s < within_s
+        if max_requests is not None:
+            # What keeps a failure fast is the CLI not retrying it for long: counted, not timed (a
+            # wall-clock bound failed on a loaded machine while the CLI did exactly the same).
+            assert len(server.main_requests()) <= max_requests, server.main_requests()
         return run, server
 
     return check

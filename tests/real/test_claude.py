@@ -100,7 +100,7 @@ def test_http_401_is_auth(expect_failure):
         "http_401",
         [{"error": {"status": 401, "message": "invalid x-api-key"}, "times": "always"}],
         kind="auth",
-        within_s=15,
+        max_requests=2,
         timeout_s=60,
     )
 
@@ -111,7 +111,7 @@ def test_http_429_is_rate_limit(expect_failure):
         "http_429",
         [{"error": {"status": 429, "message": "slow down", "retry_after": 1}, "times": "always"}],
         kind="rate_limit",
-        within_s=15,
+        max_requests=2,
         timeout_s=60,
     )
 
@@ -125,7 +125,6 @@ def test_http_500_fails_within_the_limit(expect_failure):
         timeout_s=20,
     )
     assert "500" in run.data["error"]["message"]
-    assert run.duration_s < 20
     # One quick retry (CLAUDE_CODE_MAX_RETRIES=1 in the testing config), then it gave up.
     assert len(server.main_requests("anthropic")) == 2
 

@@ -128,10 +128,10 @@ def test_http_401_is_auth(expect_failure):
         [{"error": {"status": 401, "message": "Incorrect API key provided"}, "times": "always"}],
         kind="auth",
         timeout_s=60,
+        max_requests=3,
         record_files=finish_files,
     )
     assert "COPILOT_PROVIDER_API_KEY" in run.data["error"]["message"]
-    assert run.duration_s < 15
 
 
 def test_http_429_is_rate_limit(expect_failure):
@@ -140,7 +140,7 @@ def test_http_429_is_rate_limit(expect_failure):
         "http_429",
         [{"error": {"status": 429, "message": "Rate limit reached", "retry_after": 1}, "times": "always"}],
         kind="rate_limit",
-        within_s=15,
+        max_requests=6,
         timeout_s=60,
         record_files=finish_files,
     )
@@ -190,5 +190,4 @@ def test_missing_login_is_auth(model_server, run_agent, tmp_path):
     assert run.data["status"] == "failed"
     assert run.data["error"]["kind"] == "auth", run.data
     assert "No authentication information found" in run.data["error"]["message"]
-    assert server.requests == []
-    assert run.duration_s < 15
+    assert server.requests == []  # nothing asked, nothing retried

