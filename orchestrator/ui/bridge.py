@@ -45,10 +45,10 @@ def event_json(stored: StoredEvent) -> dict[str, Any]:
 class _Subscription:
     run_id: str
     cursor: int  # the client holds every event up to here
-    in_flight: int | None = None  # the last seq of the batch awaiting its ack
-    sent_at: float = 0.0
     since: float = field(default_factory=time.time)  # when the client began to follow (wall clock)
     lag_seen: int = 0  # the last seq whose delivery lag was observed (a batch sent again is not)
+    in_flight: int | None = None  # the last seq of the batch awaiting its ack
+    sent_at: float = 0.0
 
 
 @dataclass
