@@ -7,7 +7,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -19,8 +19,10 @@ from orchestrator.engine.service import RunService
 from orchestrator.errors import EXIT_INTERRUPTED, RunNotFound, UsageError
 from orchestrator.events import Notice
 from orchestrator.store import RunRecord, Store, owner_alive
-from orchestrator.workspace.merge import MergeResult
 from orchestrator.workspace.run_workspace import UNCOMMITTED_STEP
+
+if TYPE_CHECKING:
+    from orchestrator.workspace.merge import MergeResult
 
 
 def _service(config_path: Path | None, *, runs_agents: bool = False) -> RunService:

@@ -65,14 +65,12 @@ def serve_dashboard(
     executes, each left resumable, and raises KeyboardInterrupt: exit 130)."""
     import secrets
 
-    from orchestrator.secrets import process_masker
     from orchestrator.store import Store
     from orchestrator.ui.app import create_dashboard
     from orchestrator.workspace.paths import state_home
 
     check_bind(host, env)
     token = env.get(TOKEN_VAR) or secrets.token_urlsafe(32)
-    process_masker().add([token])  # a fresh one too: never in a log line
     store = Store(state_home(env) / "state.db")
     extra_hosts = [*allowed_hosts, host] if host not in ("0.0.0.0", "::") else list(allowed_hosts)
     dashboard = create_dashboard(

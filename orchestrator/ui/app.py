@@ -30,6 +30,7 @@ from orchestrator.errors import InternalError, OrchestratorError, RunNotFound, U
 from orchestrator.logs import get_logger
 from orchestrator.metrics import daily_budget_from_env, render_metrics, run_metrics
 from orchestrator.metrics_follow import StoreMetricsFollower
+from orchestrator.secrets import process_masker
 from orchestrator.store import Store
 from orchestrator.ui.actions import Actions
 from orchestrator.ui.api import api
@@ -115,6 +116,7 @@ def create_dashboard(
     watch_files: bool = True,
 ) -> Dashboard:
     token = token or secrets.token_urlsafe(32)
+    process_masker().add([token])  # never in a log line, a fresh token neither
     hosts = allowed_host_names(allowed_hosts)
     app = Flask("orchestrator.ui", root_path=str(UI_DIR), static_folder="static", template_folder="templates")
     app.config.update(
