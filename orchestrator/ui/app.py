@@ -19,7 +19,6 @@ from typing import Any
 
 from flask import Flask, Response, jsonify, request
 from flask_socketio import SocketIO
-from prometheus_client import CollectorRegistry
 from werkzeug.exceptions import HTTPException
 from werkzeug.serving import BaseWSGIServer, make_server
 
@@ -28,8 +27,6 @@ from orchestrator.config import Settings
 from orchestrator.engine.service import RunService
 from orchestrator.errors import InternalError, OrchestratorError, RunNotFound, UsageError
 from orchestrator.logs import get_logger
-from orchestrator.metrics import daily_budget_from_env, render_metrics, run_metrics
-from orchestrator.metrics_follow import StoreMetricsFollower
 from orchestrator.secrets import process_masker
 from orchestrator.store import Store
 from orchestrator.ui.actions import Actions
@@ -144,10 +141,7 @@ def create_dashboard(
     def send(event: str, data: Any, sid: str, callback: Callable[..., None] | None) -> None:
         socketio.server.emit(event, data, to=sid, callback=callback)
 
-    # What /metrics serves: the store's runs, the bridge's event-delivery lag, the daily budget.
-    registry = CollectorRegistry()
-    metrics = run_metrics(registry, daily_budget_usd=daily_budget_from_env(env))
-    bridge = Bridge(store, send, run_summary_json, poll_s=poll_s, on_delivered=metrics.observe_delivery)
+    bridge = Bridge(store, send, run_summary_json, poll_s=poll_s)
     context = Context(
         store=store,
         settings=settings,
@@ -178,7 +172,7 @@ def create_dashboard(
     register_socket_handlers(socketio, bridge, authorized)
     # Outermost: every request, /socket.io included, passes the Host, Origin and token checks.
     app.wsgi_app = SecurityMiddleware(app.wsgi_app, token=token, allowed_hosts=hosts)  # type: ignore[method-assign]
-    _mount_metrics(app, store, registry)
+    _mount_metrics(app, store)
     watcher = StoreWatcher(store.path, bridge.wake) if watch_files else None
     return Dashboard(app, socketio, context, watcher)
 
@@ -215,9 +209,19 @@ def _register_headers(app: Flask) -> None:
         return response
 
 
-def _mount_metrics(app: Flask, store: Store, registry: CollectorRegistry) -> None:
+def _mount_metrics(app: Flask, store: Store) -> None:
     """GET /metrics: Prometheus metrics of every run in the store, whichever process made it (read
-    from the event log when scraped). Behind the token like the rest (Prometheus sends it as Bearer)."""
+    from the event log when scraped), the bridge's event-delivery lag, and the daily budget
+    ($ORCHESTRATOR_DAILY_BUDGET_USD). Behind the token like the rest (Prometheus sends it as Bearer)."""
+    from prometheus_client import CollectorRegistry
+
+    from orchestrator.metrics import daily_budget_from_env, render_metrics, run_metrics
+    from orchestrator.metrics_follow import StoreMetricsFollower
+
+    registry = CollectorRegistry()
+    context: Context = app.extensions["orchestrator"]
+    tracked = run_metrics(registry, daily_budget_usd=daily_budget_from_env(context.env))
+    context.bridge.on_delivered = tracked.observe_delivery  # before the bridge starts
     follower = StoreMetricsFollower(store, registry)
     lock = threading.Lock()
 
