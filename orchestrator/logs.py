@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -76,6 +77,36 @@ class _BoundLogger(structlog.stdlib.BoundLogger):
 
 # The handler configure_logging installed last, so a second call replaces it instead of adding one.
 _HANDLER_NAME = "orchestrator"
+
+# The dashboard's HTTP server (werkzeug) logs each request line itself, in colour, on a stream handler of
+# its own unless a handler takes its level: through ours instead, at the configured level, plain text,
+# with secret query values masked (the dashboard's sign-in URL carries its token, maybe a fresh one the
+# masker cannot know).
+SERVER_LOGGER = "werkzeug"
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_SECRET_QUERY = re.compile(r"([?&](?:token|access_token|key|api_key|secret|password)=)[^&\s\"]+", re.I)
+
+
+def _request_text(text: str) -> str:
+    return _SECRET_QUERY.sub(r"\1" + MASK, _ANSI.sub("", text))
+
+
+class _RequestLines(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = _request_text(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(_request_text(a) if isinstance(a, str) else a for a in record.args)
+        return True
+
+
+def _route_server_log(level: int) -> None:
+    server = logging.getLogger(SERVER_LOGGER)
+    server.setLevel(level)  # our handler's level: werkzeug then adds no handler of its own
+    for handler in [h for h in server.handlers if type(h).__module__.startswith("werkzeug")]:
+        server.removeHandler(handler)
+    if not any(isinstance(f, _RequestLines) for f in server.filters):
+        server.addFilter(_RequestLines())
 
 
 def _level_number(level: int | str) -> int:
@@ -149,6 +180,7 @@ def configure_logging(
     _remove_our_handlers(root)
     root.addHandler(handler)
     root.setLevel(min(number, RUN_LOG_LEVEL))
+    _route_server_log(number)
 
     structlog.configure(
         processors=[
@@ -186,6 +218,10 @@ def _remove_our_handlers(root: logging.Logger) -> None:
 def reset_logging() -> None:
     """Undoes configure_logging: removes (and closes) its handler and restores structlog's defaults."""
     _remove_our_handlers(logging.getLogger())
+    server = logging.getLogger(SERVER_LOGGER)
+    server.setLevel(logging.NOTSET)
+    for found in [f for f in server.filters if isinstance(f, _RequestLines)]:
+        server.removeFilter(found)
     structlog.reset_defaults()
 
 
@@ -251,8 +287,15 @@ def event_logger(name: str = "orchestrator.run") -> Any:
     )
 
     log = get_logger(name)
+    # run id -> (step id, agent) of the step under way: a notice (a fallback after a failed attempt,
+    # a retry) during a step is that step's. One logger per run's bus, so this stays small.
+    open_steps: dict[str, tuple[str, str]] = {}
 
     def on_event(event: RunEvent) -> None:
+        if isinstance(event, StepStarted):
+            open_steps[event.run_id] = (event.step_id, event.agent)
+        elif isinstance(event, StepFinished | RunFinished):
+            open_steps.pop(event.run_id, None)
         if isinstance(event, RunStarted):
             log.info("run started", run_id=event.run_id, workflow=event.workflow, branch=event.branch)
         elif isinstance(event, StepStarted):
@@ -279,10 +322,14 @@ def event_logger(name: str = "orchestrator.run") -> Any:
             )
         elif isinstance(event, Notice):
             message = {"fallback": "fallback", "retry": "retry"}.get(event.kind or "", "notice")
+            step = open_steps.get(event.run_id or "")
+            # Only when known: a None here would hide a step_id bound in the context.
+            known = {"step_id": step[0]} if step else {}
             log.info(
                 message,
                 run_id=event.run_id,
-                agent=event.agent,
+                **known,
+                agent=event.agent or (step[1] if step else None),
                 reason=event.reason,
                 text=event.text,
                 notice_level=event.level,

@@ -17,6 +17,7 @@ from __future__ import annotations
 import threading
 import time
 import weakref
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import get_args
@@ -46,6 +47,7 @@ DELIVERY_LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 TOKEN_KINDS = ("input", "output", "cached")
 AGENT_ERROR_KINDS = frozenset(get_args(AgentErrorKind))
 UNKNOWN = "unknown"
+MAX_SESSIONS = 10_000  # sessions whose usage is remembered (see RunMetrics._sessions)
 
 # name (as exposed) -> what it is for. The README's "Operating it" and the tests read this.
 METRIC_FAMILIES: dict[str, str] = {
@@ -76,6 +78,17 @@ class _StepState:
     # The step's usage so far (by the rule of events.Usage.scope) and what the counters already hold.
     current: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0, 0.0])  # in, out, cached, $
     counted: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0, 0.0])
+    # For a CLI whose usage covers its whole session (codex on resume): the session, and what earlier
+    # steps of it already counted (this step counts only what the session grew by).
+    session: tuple[str, str] | None = None
+    session_base: list[float] | None = None
+
+
+def _accumulates_over_session(agent: str) -> bool:
+    """Whether the agent's CLI reports the whole session's usage when a session is resumed."""
+    from orchestrator.adapters import AGENT_NAMES, get_adapter
+
+    return agent in AGENT_NAMES and get_adapter(agent).usage_accumulates_over_session
 
 
 class RunMetrics:
@@ -147,6 +160,10 @@ class RunMetrics:
         self._lock = threading.Lock()
         self._steps: dict[tuple[str, str], _StepState] = {}
         self._active: dict[str, str] = {}  # run id -> workflow
+        # (run id, session id) -> the session's usage counted so far, for CLIs that report it whole;
+        # kept past the run's end (a resumed run resumes its sessions), the oldest dropped.
+        self._sessions: OrderedDict[tuple[str, str], list[float]] = OrderedDict()
+        self._accumulates: dict[str, bool] = {}
 
     def set_daily_budget(self, usd: float | None) -> None:
         self.daily_budget.set(usd or 0.0)
@@ -189,19 +206,44 @@ class RunMetrics:
         state = self._steps.get(key)
         if state is None:  # usage for a step never announced (a replayed log, a late subscriber)
             state = self._steps[key] = _StepState(activity.agent, UNKNOWN, None)
-        if isinstance(inner, SessionStarted) and inner.model:
-            state.model = inner.model
+        if isinstance(inner, SessionStarted):
+            if inner.session_id:
+                self._join_session(state, (activity.run_id, inner.session_id))
+            if inner.model:
+                state.model = inner.model
+                self._count(state)  # what waited for the model's name
         elif isinstance(inner, Usage):
             if inner.model:
                 state.model = inner.model
             self._add_usage(state, inner)
 
+    def _join_session(self, state: _StepState, key: tuple[str, str]) -> None:
+        if state.agent not in self._accumulates:
+            self._accumulates[state.agent] = _accumulates_over_session(state.agent)
+        if not self._accumulates[state.agent]:
+            return
+        state.session = key
+        base = self._sessions.get(key)
+        if base is not None and state.counted == [0.0, 0.0, 0.0, 0.0]:
+            state.current, state.counted, state.session_base = list(base), list(base), list(base)
+
     def _add_usage(self, state: _StepState, usage: Usage) -> None:
         values = [usage.input_tokens, usage.output_tokens, usage.cached_tokens, usage.cost_usd or 0.0]
+        base = state.session_base
+        if base is not None and usage.scope == "total" and state.counted == base and values[0] < base[0]:
+            # Lower than the session's earlier total: not cumulative after all (as the runner judges
+            # a step's share, adapters/runner.py), so this step's numbers are its own.
+            state.counted, state.session_base = [0.0, 0.0, 0.0, 0.0], None
         if usage.scope == "total":
             state.current = [float(v) for v in values]
         else:
             state.current = [c + v for c, v in zip(state.current, values, strict=True)]
+        # Counted once the model is known (a CLI may name it only in a later event), so tokens and
+        # cost carry the same model; at the latest when the step ends.
+        if state.model != UNKNOWN:
+            self._count(state)
+
+    def _count(self, state: _StepState) -> None:
         # Counters only go up: count what the step's usage grew by since we last looked. A "total"
         # lower than before (a CLI restating its numbers) adds nothing.
         growth = [max(c - k, 0.0) for c, k in zip(state.current, state.counted, strict=True)]
@@ -211,9 +253,16 @@ class RunMetrics:
         if growth[3]:
             self.cost.labels(agent=state.agent, model=state.model).inc(growth[3])
         state.counted = [max(c, k) for c, k in zip(state.current, state.counted, strict=True)]
+        if state.session is not None:
+            self._sessions[state.session] = list(state.counted)
+            self._sessions.move_to_end(state.session)
+            while len(self._sessions) > MAX_SESSIONS:
+                self._sessions.popitem(last=False)
 
     def _finish_step(self, event: StepFinished) -> None:
         state = self._steps.pop((event.run_id, event.step_id), None)
+        if state is not None:
+            self._count(state)  # under "unknown" if the CLI never named its model
         task = state.task if state is not None else UNKNOWN
         self.steps.labels(agent=event.agent, task=task, status=event.status).inc()
         if state is not None and state.started is not None:
@@ -247,7 +296,7 @@ class RunMetrics:
         except KeyError:
             pass
         for key in [k for k in self._steps if k[0] == event.run_id]:
-            del self._steps[key]
+            self._count(self._steps.pop(key))
         self.steps_active.set(self._running_steps())
 
 

@@ -189,3 +189,109 @@ def test_event_logger_names_what_happens(tmp_path):
     assert records[2]["notice_level"] == "warning" and records[3]["status"] == "cancelled"
     # All at info: at the default level the console renderer alone tells people about the run.
     assert {r["level"] for r in records} == {"info"}
+
+
+def test_notices_during_a_step_are_bound_to_it(tmp_path):
+    from orchestrator.events import Notice, StepFinished, StepStarted
+
+    log_file = tmp_path / "x.log"
+    configure_logging("info", json=True, file=log_file, env=ENV)
+    on_event = event_logger()
+    step = "i1-s1-implement"
+    on_event(
+        Notice(run_id="r1", text="claude is not ready", kind="fallback", agent="claude", reason="not_ready")
+    )
+    on_event(StepStarted(run_id="r1", step_id=step, agent="fake", task="implement", iteration=1))
+    on_event(Notice(run_id="r1", text="rate limited; again in 1 s", kind="retry", reason="rate_limit"))
+    on_event(Notice(run_id="r2", text="another run's", kind="retry", reason="git_lock"))
+    on_event(StepFinished(run_id="r1", step_id=step, agent="fake", status="succeeded"))
+    on_event(Notice(run_id="r1", text="after the step"))
+    records = [json.loads(line) for line in log_file.read_text().splitlines()]
+    bound = [
+        (r["event"], r["run_id"], r.get("step_id"), r.get("agent"))
+        for r in records
+        if r["event"] != "step started"
+    ]
+    assert bound == [
+        ("fallback", "r1", None, "claude"),  # chosen before its step starts
+        ("retry", "r1", step, "fake"),
+        ("retry", "r2", None, None),
+        ("step finished", "r1", step, "fake"),
+        ("notice", "r1", None, None),
+    ]
+
+
+def test_a_store_fault_under_a_run_is_a_line_bound_to_the_run(tmp_path):
+    """The store fails while a run writes its events (a full disk, here made up by the store): the run
+    is stopped, and the log says so in a line of that run."""
+    import os
+
+    import yaml
+
+    from orchestrator.config import settings_from_data
+    from orchestrator.engine.service import RunService, RunSpec
+    from orchestrator.errors import OrchestratorError
+    from orchestrator.proc import run_command
+    from orchestrator.store import Store
+    from orchestrator.store.faults import store_error
+
+    class FillsUp(Store):
+        writes = 0
+
+        def add_event(self, run_id, event):  # type: ignore[no-untyped-def]
+            type(self).writes += 1
+            if type(self).writes > 6:
+                raise store_error("disk_full", self.path)
+            return super().add_event(run_id, event)
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    run_command(["git", "init", "-q", "-b", "main"], repo, check=True)
+    (repo / "README.md").write_text("# r\n")
+    run_command(["git", "add", "-A"], repo, check=True)
+    run_command(["git", "-c", "user.name=u", "-c", "user.email=u@u", "commit", "-qm", "i"], repo, check=True)
+    scenario = tmp_path / "scenario.yaml"
+    scenario.write_text(
+        yaml.safe_dump({"turns": [{"write_file": {"path": "a", "content": "a"}}, {"text": "ok"}]})
+    )
+    workflow = tmp_path / "wf.yaml"
+    workflow.write_text(yaml.safe_dump({"steps": [{"agent": "fake", "task": "implement"}]}))
+    settings = settings_from_data(
+        {"agents": {"fake": {"env": {"ORCHESTRATOR_FAKE_SCENARIO": str(scenario)}}}}
+    )
+    env = {**os.environ, "ORCHESTRATOR_HOME": str(tmp_path / "state")}
+    log_file = tmp_path / "orchestrator.log"
+    configure_logging("info", json=True, file=log_file, env=ENV)
+    (tmp_path / "state").mkdir()
+    service = RunService(settings=settings, env=env, store=FillsUp(tmp_path / "state" / "state.db"))
+    try:
+        record = service.create(RunSpec(task="t", cwd=repo, workflow=str(workflow)))
+        with pytest.raises(OrchestratorError, match="disk is full"):
+            service.execute(record.id)
+    finally:
+        service.close()
+    records = [json.loads(line) for line in log_file.read_text().splitlines()]
+    faults = [r for r in records if r["event"] == "store fault"]
+    assert faults and faults[0]["run_id"] == record.id and faults[0]["problem"] == "disk_full"
+    assert faults[0]["level"] == "error" and faults[0]["path"].endswith("state.db")
+
+
+def test_the_dashboards_request_lines_go_through_our_handler_masked_and_plain(tmp_path):
+    """werkzeug logs each request itself, in colour, on a handler of its own, token and all (the
+    dashboard's sign-in URL carries it); configured, its lines are ours: at our level, masked, plain."""
+    from werkzeug._internal import _log
+
+    log_file = tmp_path / "x.log"
+    configure_logging("info", json=True, file=log_file, env={})
+    fresh = "fresh-dashboard-token-nobody-knows-0123"  # not in any environment the masker read
+    line = f"\x1b[32mGET /?token={fresh}&run=r1 HTTP/1.1\x1b[0m"
+    _log("info", '%s - - [%s] "%s" %s %s', "127.0.0.1", "02/Dec/2026 10:00:00", line, "303", "-")
+    server = logging.getLogger("werkzeug")
+    assert not server.handlers  # none of werkzeug's own: ours (on the root) took the line
+    (record,) = [json.loads(x) for x in log_file.read_text().splitlines()]
+    assert record["event"] == '127.0.0.1 - - [02/Dec/2026 10:00:00] "GET /?token=***&run=r1 HTTP/1.1" 303 -'
+    assert record["logger"] == "werkzeug" and fresh not in log_file.read_text()
+    # At the default level (warning) request lines are not logged at all.
+    configure_logging("warning", json=True, file=log_file, env={})
+    _log("info", '"%s" %s %s', "GET /metrics HTTP/1.1", "200", "-")
+    assert len(log_file.read_text().splitlines()) == 1

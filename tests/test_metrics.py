@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import prometheus_client
 import pytest
@@ -155,6 +156,7 @@ def test_parallel_runs_count_exactly():
     def run(n: int) -> None:
         for k in range(200):
             observe(usage(f"s{k}", run_id=f"run-{n}", input_tokens=1, scope="delta"))
+            observe(StepFinished(run_id=f"run-{n}", step_id=f"s{k}", agent="claude", status="succeeded"))
 
     threads = [threading.Thread(target=run, args=(n,)) for n in range(4)]
     for thread in threads:
@@ -245,3 +247,112 @@ def test_every_family_is_documented_and_exported():
         suffix = "_total" if family.type == "counter" else ""
         exported.add(family.name + suffix)
     assert exported == set(METRIC_FAMILIES)
+
+
+def test_the_dashboard_bridge_observes_the_delivery_lag_of_live_events_only(tmp_path):
+    """The Socket.IO bridge, on a real store: an event a follower gets is a lag sample, from the event's
+    own creation time; the history a client asks for when it subscribes is not (no lag: a replay), nor
+    is a batch sent again after a client failed to acknowledge it."""
+    from orchestrator.store import Store
+    from orchestrator.ui.bridge import ACK_TIMEOUT_S, Bridge
+
+    registry = CollectorRegistry()
+    metrics = run_metrics(registry)
+    sent: list[tuple[str, dict]] = []
+    now = [0.0]
+    with Store(tmp_path / "state.db") as store:
+        store.create_run(
+            run_id=RUN,
+            repo=tmp_path,
+            task="t",
+            workflow_name="default",
+            workflow={"name": "default", "steps": []},
+            base="main",
+            branch=f"orchestrator/{RUN}",
+        )
+        old = RunStarted(run_id=RUN, task="t", workflow="default", branch="b", base="main", ts=1000.0)
+        store.add_event(RUN, old)  # made long before anyone follows the run
+        bridge = Bridge(
+            store,
+            lambda event, data, sid, ack: sent.append((event, data)),
+            lambda _store, run: {"id": run.id},
+            clock=lambda: now[0],
+            on_delivered=metrics.observe_delivery,
+        )
+        bridge.subscribe("client", RUN, 0)
+        bridge.tick()
+        assert [e["seq"] for e in sent[-1][1]["events"]] == [1]
+        assert value(registry, "orchestrator_event_delivery_lag_seconds_count") == 0
+
+        # The client never acknowledged: the bridge tells it to resync, then sends the batch again.
+        now[0] += ACK_TIMEOUT_S + 1
+        bridge.tick()
+        assert sent[-1][0] == "resync"
+        live = StepStarted(
+            run_id=RUN, step_id="i1-s1-implement", agent="claude", task="implement", iteration=1
+        )
+        store.add_event(RUN, live)
+        bridge.tick()
+        assert [e["seq"] for e in sent[-1][1]["events"]] == [1, 2]
+        delivered_by = time.time()
+        assert value(registry, "orchestrator_event_delivery_lag_seconds_count") == 1
+        # From the live event's creation (its ts) to its sending, not from the old event's.
+        lag = value(registry, "orchestrator_event_delivery_lag_seconds_sum")
+        assert 0 <= lag <= delivered_by - live.ts
+
+        now[0] += ACK_TIMEOUT_S + 1
+        bridge.tick()  # resync again
+        bridge.tick()  # the same two events again: no new sample
+        assert [e["seq"] for e in sent[-1][1]["events"]] == [1, 2]
+        assert value(registry, "orchestrator_event_delivery_lag_seconds_count") == 1
+
+
+def test_a_resumed_session_counts_only_what_it_grew_by_and_tokens_wait_for_the_model():
+    """Codex, as the demo records it: its usage covers the whole session when a review resumes it, and
+    its first usage event of a turn names no model (a second one does). Counted as the run report
+    counts it (adapters/runner.py: a step's share of its session), tokens and cost under one model."""
+    registry = CollectorRegistry()
+    observe = metrics_subscriber(registry)
+    observe(RunStarted(run_id=RUN, task="t", workflow="default", branch="b", base="main"))
+    for step, session_total in (("i1-s3-review", 123), ("i2-s3-review", 246)):
+        observe(StepStarted(run_id=RUN, step_id=step, agent="codex", task="review", iteration=1))
+        observe(
+            AgentActivity(run_id=RUN, step_id=step, agent="codex", event=SessionStarted(session_id="th1"))
+        )
+        observe(usage(step, agent="codex", input_tokens=session_total, output_tokens=session_total // 10))
+        # No model named yet: nothing counted under "unknown".
+        assert (
+            value(registry, "orchestrator_tokens_total", agent="codex", model="unknown", kind="input") is None
+        )
+        cost = session_total * 1e-6
+        observe(
+            usage(step, agent="codex", input_tokens=session_total, output_tokens=session_total // 10,
+                  cost_usd=cost, model="gpt-5-codex")
+        )  # fmt: skip
+        observe(StepFinished(run_id=RUN, step_id=step, agent="codex", status="succeeded"))
+    model = {"agent": "codex", "model": "gpt-5-codex"}
+    assert value(registry, "orchestrator_tokens_total", kind="input", **model) == 246  # not 123 + 246
+    assert value(registry, "orchestrator_tokens_total", kind="output", **model) == 24
+    assert value(registry, "orchestrator_cost_usd_total", **model) == pytest.approx(246e-6)
+    assert 'model="unknown"' not in generate_latest(registry).decode()
+
+    # A new session (or numbers lower than the session's: not cumulative after all) counts whole.
+    step = "i3-s3-review"
+    observe(StepStarted(run_id=RUN, step_id=step, agent="codex", task="review", iteration=3))
+    observe(AgentActivity(run_id=RUN, step_id=step, agent="codex", event=SessionStarted(session_id="th1")))
+    observe(usage(step, agent="codex", input_tokens=50, model="gpt-5-codex"))
+    assert value(registry, "orchestrator_tokens_total", kind="input", **model) == 296
+    # A CLI whose usage is per step (claude) is never netted against its session.
+    for step in ("i1-s1-implement", "i2-s1-implement"):
+        observe(
+            AgentActivity(run_id=RUN, step_id=step, agent="claude", event=SessionStarted(session_id="s9"))
+        )
+        observe(usage(step, input_tokens=100, model="claude-sonnet-4-5"))
+    assert (
+        value(registry, "orchestrator_tokens_total", agent="claude", model="claude-sonnet-4-5", kind="input")
+        == 200
+    )
+    # A step whose CLI never names its model is counted under "unknown" when it ends.
+    observe(usage("i4-s1-implement", agent="gemini", input_tokens=9))
+    observe(RunFinished(run_id=RUN, status="failed", stop_reason="step_failed", branch="b"))
+    assert value(registry, "orchestrator_tokens_total", agent="gemini", model="unknown", kind="input") == 9

@@ -7,7 +7,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -20,6 +20,9 @@ from orchestrator.errors import EXIT_INTERRUPTED, RunNotFound, UsageError
 from orchestrator.events import Notice
 from orchestrator.store import RunRecord, Store
 from orchestrator.workspace.run_workspace import UNCOMMITTED_STEP
+
+if TYPE_CHECKING:
+    from orchestrator.workspace.merge import MergeResult
 
 
 def _service(config_path: Path | None, *, runs_agents: bool = False) -> RunService:
@@ -102,6 +105,23 @@ def rollback_last_step(service: RunService, run: RunRecord) -> UndoneStep:
         to = before.sha if before is not None and before.step_id is None else "base"
     target, kept = rollback_run(service, run, to)
     return UndoneStep(last.step_id, last.agent, last.sha, last.files, to, target, kept)
+
+
+def merge_run_into(service: RunService, run: RunRecord, target: str | None) -> MergeResult:
+    """Merge the run branch into `target` (default: the checked-out branch), in the audit trail."""
+    result = service.workspace(run.id).merge_into(target)
+    if not result.up_to_date:
+        service.audit.repo_write(
+            "merge",
+            repo=run.repo,
+            ref=result.target_branch,
+            commit=result.after,
+            run_id=run.id,
+            run_branch=result.run_branch,
+            before=result.before,
+            fast_forward=result.fast_forward,
+        )
+    return result
 
 
 def discard_run(service: RunService, run: RunRecord) -> str:
@@ -250,18 +270,7 @@ def merge_cmd(run_ref: str, target: str | None, config_path: Path | None, as_jso
     """Merge the run branch into your branch. Refuses if that would overwrite uncommitted changes."""
     service = _service(config_path)
     run = find_run(service, run_ref)
-    result = service.workspace(run.id).merge_into(target)
-    if not result.up_to_date:
-        service.audit.repo_write(
-            "merge",
-            repo=run.repo,
-            ref=result.target_branch,
-            commit=result.after,
-            run_id=run.id,
-            run_branch=result.run_branch,
-            before=result.before,
-            fast_forward=result.fast_forward,
-        )
+    result = merge_run_into(service, run, target)
     if as_json:
         print_json(asdict(result))
     elif result.up_to_date:

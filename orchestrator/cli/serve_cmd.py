@@ -98,6 +98,9 @@ def serve_dashboard(
         if open_browser:
             _open_browser(url, env)
         server.serve_forever()
+        # Werkzeug's serve_forever ends quietly on the KeyboardInterrupt that Ctrl-C (and SIGTERM, by
+        # `stop`) raise in it: nothing else ends it here, so stop as on Ctrl-C.
+        raise KeyboardInterrupt
     except KeyboardInterrupt:
         click.echo("stopping the dashboard (its runs stop and stay resumable)...", err=True)
         server.server_close()

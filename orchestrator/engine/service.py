@@ -265,6 +265,7 @@ class RunService:
             try:
                 self.store.add_event(run_id, event)
             except StoreError as exc:
+                log.error("store fault", problem=exc.problem, path=exc.path, error=exc.message)
                 failures.append(exc)
                 cancel.set()
                 raise

@@ -14,7 +14,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from orchestrator.cli.runs_cmd import discard_run, rollback_run
+from orchestrator.cli.runs_cmd import discard_run, merge_run_into, rollback_run
 from orchestrator.engine.service import RunService, RunSpec
 from orchestrator.errors import UsageError
 from orchestrator.events import Notice
@@ -153,7 +153,7 @@ class Actions:
 
     def merge(self, run_id: str, into: str | None) -> dict[str, Any]:
         run = self.store.get_run(run_id)
-        return asdict(self.service.workspace(run.id).merge_into(into))
+        return asdict(merge_run_into(self.service, run, into))
 
     def discard(self, run_id: str) -> dict[str, Any]:
         run = self.store.get_run(run_id)

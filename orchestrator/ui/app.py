@@ -27,6 +27,7 @@ from orchestrator.config import Settings
 from orchestrator.engine.service import RunService
 from orchestrator.errors import InternalError, OrchestratorError, RunNotFound, UsageError
 from orchestrator.logs import get_logger
+from orchestrator.secrets import process_masker
 from orchestrator.store import Store
 from orchestrator.store.listen import ChangeListener
 from orchestrator.ui.actions import Actions
@@ -119,6 +120,7 @@ def create_dashboard(
     watch_files: bool = True,
 ) -> Dashboard:
     token = token or secrets.token_urlsafe(32)
+    process_masker().add([token])  # never in a log line, a fresh token neither
     hosts = allowed_host_names(allowed_hosts)
     app = Flask("orchestrator.ui", root_path=str(UI_DIR), static_folder="static", template_folder="templates")
     app.config.update(
@@ -243,13 +245,17 @@ def _version_static_urls(app: Flask) -> None:
 
 def _mount_metrics(app: Flask, store: Store) -> None:
     """GET /metrics: Prometheus metrics of every run in the store, whichever process made it (read
-    from the event log when scraped). Behind the token like the rest (Prometheus sends it as Bearer)."""
+    from the event log when scraped), the bridge's event-delivery lag, and the daily budget
+    ($ORCHESTRATOR_DAILY_BUDGET_USD). Behind the token like the rest (Prometheus sends it as Bearer)."""
     from prometheus_client import CollectorRegistry
 
-    from orchestrator.metrics import render_metrics
+    from orchestrator.metrics import daily_budget_from_env, render_metrics, run_metrics
     from orchestrator.metrics_follow import StoreMetricsFollower
 
     registry = CollectorRegistry()
+    context: Context = app.extensions["orchestrator"]
+    tracked = run_metrics(registry, daily_budget_usd=daily_budget_from_env(context.env))
+    context.bridge.on_delivered = tracked.observe_delivery  # before the bridge starts
     follower = StoreMetricsFollower(store, registry)
     lock = threading.Lock()
 

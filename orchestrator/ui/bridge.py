@@ -13,6 +13,9 @@ bounded by the number of runs, however slow the client.
 
 The follower thread wakes when the store's files change (watchdog, see follower.py) and at least every
 `poll_s` seconds (the safety net for file systems without change notification).
+
+`on_delivered(ts)` (the metrics' event-delivery lag) hears the creation time of each event sent to a
+client that was already following the run when the event was made: a replay of older events is no lag.
 """
 
 from __future__ import annotations
@@ -46,6 +49,8 @@ def event_json(stored: StoredEvent) -> dict[str, Any]:
 class _Subscription:
     run_id: str
     cursor: int  # the client holds every event up to here
+    since: float = field(default_factory=time.time)  # when the client began to follow (wall clock)
+    lag_seen: int = 0  # the last seq whose delivery lag was observed (a batch sent again is not)
     in_flight: int | None = None  # the last seq of the batch awaiting its ack
     sent_at: float = 0.0
     resync: bool = False  # told to resync: nothing more until it subscribes again
@@ -88,8 +93,10 @@ class Bridge:
         *,
         poll_s: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
+        on_delivered: Callable[[float], None] | None = None,
     ) -> None:
         self.store = store
+        self.on_delivered = on_delivered
         self.send = send
         self.run_summary = run_summary
         self.poll_s = poll_s
@@ -243,6 +250,16 @@ class Bridge:
         self.send(
             "events", {"run_id": sub.run_id, "after": cursor, "events": batch, "latest": latest}, sid, acked
         )
+        self._observe_lag(sub, batch)
+
+    def _observe_lag(self, sub: _Subscription, batch: list[dict[str, Any]]) -> None:
+        if self.on_delivered is None:
+            return
+        for item in batch:
+            ts = item["event"].get("ts")
+            if item["seq"] > sub.lag_seen and isinstance(ts, int | float) and ts >= sub.since:
+                self.on_delivered(float(ts))
+        sub.lag_seen = max(sub.lag_seen, batch[-1]["seq"])
 
     def _send_run_changes(self) -> None:
         runs = self.store.list_runs(limit=500)

@@ -1,32 +1,24 @@
 """monitoring/: the Prometheus config and alert rules through the real promtool (check config, check
-rules, the alerts' unit tests), the Grafana dashboard's queries parsed by promtool too, and every metric
-the rules and panels query exported by the code after a real run scraped over HTTP.
+rules, the alerts' unit tests), the Grafana dashboard's queries parsed by promtool too, and what a run's
+metrics subscriber (`orchestrator run --metrics-file / --pushgateway`) and the store follower (the
+dashboard's /metrics) count for a run. The live scrape of a real `orchestrator serve` after the demo, with
+every family and every queried metric, is test_live_serve.py.
 
 promtool comes from Debian's `prometheus` package (scripts/setup.sh installs it for the tests).
-
-The live server here is a minimal WSGI app answering /metrics with `orchestrator.metrics.render_metrics`,
-the function `orchestrator serve` mounts. Once the dashboard lands, this test is to scrape the real
-`orchestrator serve` instead (see tests/deploy/ for its start command).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import sys
-import threading
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import pytest
 import yaml
 from prometheus_client import CollectorRegistry
-from prometheus_client.parser import text_string_to_metric_families
 
 from orchestrator.config import settings_from_data
 from orchestrator.engine.service import RunService, RunSpec
@@ -34,10 +26,18 @@ from orchestrator.events import GateFinished, RunEvent
 from orchestrator.metrics import METRIC_FAMILIES, metrics_subscriber, render_metrics
 from orchestrator.proc import run_command
 
-ROOT = Path(__file__).resolve().parents[2]
-MONITORING = ROOT / "monitoring"
-DASHBOARD = MONITORING / "grafana" / "dashboards" / "orchestrator.json"
-METRIC_NAME = re.compile(r"\borchestrator_[a-z_]+\b")
+from .queries import (
+    DASHBOARD,
+    MONITORING,
+    ROOT,
+    alert_rules,
+    dashboard_queries,
+    exported_names,
+    exposed_name,
+    parse,
+    queried_metrics,
+    sample,
+)
 
 APPROVE = 'Looks good.\n```json\n{"verdict": "approve", "findings": []}\n```'
 CHANGES = (
@@ -56,16 +56,6 @@ def promtool(*args: str, cwd: Path = MONITORING) -> str:
     result = run_command([exe, *args], cwd, timeout_s=120)
     assert result.ok, f"promtool {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
     return result.stdout + result.stderr
-
-
-def alert_rules() -> list[dict[str, Any]]:
-    data = yaml.safe_load((MONITORING / "alerts.yml").read_text())
-    return [rule for group in data["groups"] for rule in group["rules"]]
-
-
-def dashboard_queries() -> list[str]:
-    data = json.loads(DASHBOARD.read_text())
-    return [target["expr"] for panel in data["panels"] for target in panel["targets"]]
 
 
 # --- promtool ---------------------------------------------------------------------------------------
@@ -136,56 +126,16 @@ def test_grafana_provisioning_points_at_the_dashboard_and_the_datasource():
 # --- what the queries name is what the code exports ---------------------------------------------------
 
 
-class _Quiet(WSGIRequestHandler):
-    def log_message(self, *args: Any) -> None:
-        pass
+def rendered(registry: CollectorRegistry) -> dict[str, Any]:
+    body, content_type = render_metrics(registry)
+    assert content_type.startswith("text/plain; version=0.0.4")
+    return parse(body.decode())
 
 
-@pytest.fixture
-def metrics_server() -> Iterator[tuple[CollectorRegistry, str]]:
-    registry = CollectorRegistry()
-
-    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
-        if environ["PATH_INFO"] != "/metrics":
-            start_response("404 Not Found", [("Content-Type", "text/plain")])
-            return [b"not found"]
-        body, content_type = render_metrics(registry, environ.get("HTTP_ACCEPT"))
-        start_response("200 OK", [("Content-Type", content_type)])
-        return [body]
-
-    server: WSGIServer = make_server("127.0.0.1", 0, app, handler_class=_Quiet)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield registry, f"http://127.0.0.1:{server.server_port}/metrics"
-    server.shutdown()
-    server.server_close()
-    thread.join()
-
-
-def scrape(url: str) -> dict[str, Any]:
-    with urllib.request.urlopen(url, timeout=10) as response:
-        assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
-        text = response.read().decode()
-    return {family.name: family for family in text_string_to_metric_families(text)}
-
-
-def exported_names(families: dict[str, Any]) -> set[str]:
-    """Every name a query may use: sample names (with _total, _bucket, _sum, _count) and families."""
-    names = set()
-    for family in families.values():
-        names.add(family.name + ("_total" if family.type == "counter" else ""))
-        names |= {sample.name for sample in family.samples}
-        if family.type == "histogram":
-            names |= {family.name + s for s in ("_bucket", "_sum", "_count")}
-    return names
-
-
-def demo_like_run(
-    tmp_path: Path, registry: CollectorRegistry | None, url: str | None
-) -> tuple[dict[str, Any], str]:
+def demo_like_run(tmp_path: Path, registry: CollectorRegistry | None) -> tuple[dict[str, Any], str]:
     """The demo's shape with the fake agent: implement (claude is not ready here: fake takes it), a gate
     that fails, review asks for changes, refine, the gate passes, the second review approves. Scrapes
-    once mid-run (at the first gate) and returns that scrape and the run id."""
+    what the registry held mid-run (at the first gate) and the run id."""
     repo = tmp_path / "repo"
     repo.mkdir()
     run_command(["git", "init", "-q", "-b", "main"], repo, check=True)
@@ -227,8 +177,8 @@ def demo_like_run(
     mid_run: dict[str, Any] = {}
 
     def scrape_at_first_gate(event: RunEvent) -> None:
-        if url is not None and isinstance(event, GateFinished) and not mid_run:
-            mid_run.update(scrape(url))
+        if registry is not None and isinstance(event, GateFinished) and not mid_run:
+            mid_run.update(rendered(registry))
 
     try:
         record = service.create(RunSpec(task="greet() returns Hello", cwd=repo, workflow=str(workflow)))
@@ -242,29 +192,14 @@ def demo_like_run(
     return mid_run, record.id
 
 
-def test_a_real_run_scraped_over_http_shows_every_family_and_every_queried_metric(tmp_path, metrics_server):
-    registry, url = metrics_server
-    mid_run, run_id = demo_like_run(tmp_path, registry, url)
-    families = scrape(url)
-
-    # Every family the code defines is on the scrape.
-    on_scrape = {f.name + ("_total" if f.type == "counter" else "") for f in families.values()}
-    assert set(METRIC_FAMILIES) <= on_scrape
-
-    # Every metric an alert or a panel queries is one the code exports.
-    queried = set()
-    for expr in [rule["expr"] for rule in alert_rules()] + dashboard_queries():
-        queried |= set(METRIC_NAME.findall(expr))
-    missing = queried - exported_names(families)
+def test_a_runs_metrics_subscriber_counts_what_the_run_did(tmp_path):
+    """The subscriber `orchestrator run --metrics-file / --pushgateway` puts on its run's bus."""
+    registry = CollectorRegistry()
+    mid_run, run_id = demo_like_run(tmp_path, registry)
+    families = rendered(registry)
+    assert set(METRIC_FAMILIES) <= {exposed_name(f) for f in families.values()}
+    missing = queried_metrics() - exported_names(families)
     assert not missing, f"queried but never exported: {sorted(missing)}"
-    assert len(queried) >= 12
-
-    def sample(fams: dict[str, Any], name: str, **labels: str) -> float | None:
-        for family in fams.values():
-            for s in family.samples:
-                if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
-                    return float(s.value)
-        return None
 
     # The run's numbers, as a scraper sees them.
     assert sample(families, "orchestrator_runs_total", status="approved", workflow="wf") == 1
@@ -293,14 +228,14 @@ def test_metrics_follow_the_store_event_log_of_runs_made_elsewhere(tmp_path):
     from orchestrator.store import Store
 
     # The run writes its events to the store only (no metrics subscriber on its bus).
-    demo_like_run(tmp_path, None, None)
+    demo_like_run(tmp_path, None)
     registry = CollectorRegistry()
     with Store(tmp_path / "state" / "state.db") as store:
         follower = StoreMetricsFollower(store, registry, since=0)
         fed = follower.poll()
         assert fed > 10
         assert follower.poll() == 0  # nothing new: nothing counted twice
-    families = {f.name: f for f in text_string_to_metric_families(render_metrics(registry)[0].decode())}
+    families = rendered(registry)
     samples = {
         (s.name, tuple(sorted(s.labels.items()))): s.value for f in families.values() for s in f.samples
     }
