@@ -94,6 +94,13 @@
       if (batch.run_id !== runId) return ack && ack();
       take(batch).then(() => ack && ack(), () => ack && ack());
     });
+    // Back after a lost connection: what the panels show may be older than the log (a refresh that
+    // failed while the server went away): read them again.
+    let connectedBefore = false;
+    io_.on("connect", () => {
+      if (connectedBefore) refreshSoon();
+      connectedBefore = true;
+    });
     io_.on("resync", (data) => {
       if (data.run_id === runId) io_.emit("subscribe", { run_id: runId, after: cursor }, () => {});
     });
