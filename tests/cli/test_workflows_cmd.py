@@ -130,7 +130,7 @@ def test_validate_reports_every_invalid_file_and_exits_2(capsys):
     assert f"ok {good}: thorough, custom" in out
     assert (
         f"invalid {unknown_key}: steps[1].retries: unknown key 'retries' "
-        "(allowed: agent, task, description, optional, timeout_s, model)"
+        "(allowed: agent, task, description, optional, timeout_s, model, when)"
     ) in err
     assert (
         f"{bad_task}: workflows.security_focused.steps[1].task: 'security_review' is not allowed here" in err
