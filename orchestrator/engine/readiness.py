@@ -21,7 +21,7 @@ from orchestrator.adapters import get_adapter
 from orchestrator.adapters.base import Availability, credential_vars_for
 from orchestrator.adapters.versions import CACHE_FILE, VersionCache
 from orchestrator.config import Settings, agent_child_vars
-from orchestrator.engine.workflow import Step, Workflow
+from orchestrator.engine.workflow import AttemptsStep, Step, Workflow
 from orchestrator.proc import child_env
 
 
@@ -85,9 +85,12 @@ class AgentReadiness:
     def authors(self, workflow: Workflow) -> list[str]:
         """The agents that will write the code: those that take the workflow's editing steps."""
         found: list[str] = []
-        for step in workflow.agent_steps:
-            if not step.read_only:
-                agent = self.pick(step.agent)
+        for step in workflow.task_steps:
+            if step.read_only:
+                continue
+            # Each attempt of a best of N is its own agent's; a plain step may fall back to another.
+            picked = step.agents if isinstance(step, AttemptsStep) else (self.pick(step.agents[0]),)
+            for agent in picked:
                 if agent is not None and agent not in found:
                     found.append(agent)
         return found

@@ -397,6 +397,17 @@ class RunWorkspace:
         self._publish(target)
         return kept
 
+    def advance_to(self, sha: str) -> None:
+        """Move the run forward to `sha`, a descendant of its tip made in another repository of the
+        run (the winner of a best of N, whose commits are in the user's repository already)."""
+        user = self._user()
+        target = user.commit_of(sha)
+        if not user.is_ancestor(self.head(), target):
+            raise GitError(f"{target[:12]} does not follow the run's tip {self.head()[:12]}")
+        self.ensure_worktree()
+        self._clean(target)
+        self._publish(target)
+
     def rollback(self, to_sha: str) -> str:
         """Move the run branch back to `to_sha` (a commit of the run, or the base). The removed
         commits, and any uncommitted work, stay reachable under the returned backup ref."""

@@ -39,12 +39,16 @@ class StepKind(Protocol):
 def _kinds() -> dict[type, StepKind]:
     # Imported here: each kind's module imports this one (StepAt).
     from orchestrator.engine.steps.agent import AgentStepKind
+    from orchestrator.engine.steps.attempts import AttemptsKind
+    from orchestrator.engine.steps.consensus import ConsensusKind
     from orchestrator.engine.steps.gate import GateKind
-    from orchestrator.engine.workflow import Step
+    from orchestrator.engine.workflow import AttemptsStep, ConsensusStep, Step
 
     return {
         Step: AgentStepKind(),
         GateStep: GateKind(),
+        AttemptsStep: AttemptsKind(),
+        ConsensusStep: ConsensusKind(),
     }
 
 
