@@ -1,0 +1,290 @@
+"""Attempts, consensus reviews, `when:` and `limits:` end to end: real git repositories and the fake
+agent (a real process), each group member playing a scenario of its own (<scenario>.<member>.yaml)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from orchestrator.config import settings_from_data
+from orchestrator.engine.service import RunService, RunSpec
+from orchestrator.proc import run_command
+from orchestrator.testing.checkout import snapshot_checkout
+from orchestrator.workspace.git import Git
+
+CHECK = "import sys; sys.exit(0 if 'Hello' in open('app.py').read() else 1)\n"
+
+
+def verdict(kind: str, *findings: dict) -> str:
+    return "```json\n" + json.dumps({"verdict": kind, "findings": list(findings)}) + "\n```"
+
+
+APPROVE = verdict("approve")
+
+
+def finding(message: str, severity: str = "medium", line: int | None = 2) -> dict:
+    return {"severity": severity, "file": "app.py", "line": line, "message": message}
+
+
+def make_repo(path: Path) -> Path:
+    path.mkdir(parents=True)
+    run_command(["git", "init", "-q", "-b", "main"], path, check=True)
+    (path / "app.py").write_text("def greet():\n    return 'hi'\n")
+    (path / "check.py").write_text(CHECK)
+    run_command(["git", "add", "-A"], path, check=True)
+    run_command(
+        ["git", "-c", "user.name=u", "-c", "user.email=u@u", "commit", "-qm", "initial"], path, check=True
+    )
+    return path
+
+
+class Harness:
+    def __init__(self, tmp_path: Path, steps: list, *, turns=(), members=None, **workflow_extra):
+        self.repo = make_repo(tmp_path / "repo")
+        self.scenario = tmp_path / "scenario.yaml"
+        self.scenario.write_text(yaml.safe_dump({"turns": list(turns)}))
+        for member, member_turns in (members or {}).items():
+            (tmp_path / f"scenario.{member}.yaml").write_text(yaml.safe_dump({"turns": member_turns}))
+        self.workflow = tmp_path / "wf.yaml"
+        self.workflow.write_text(yaml.safe_dump({"max_iterations": 1, **workflow_extra, "steps": steps}))
+        data = {
+            "agents": {
+                "fake": {
+                    "env": {"ORCHESTRATOR_FAKE_SCENARIO": str(self.scenario)},
+                    "timeout_s": 60,
+                    "idle_timeout_s": 60,
+                }
+            },
+            "fallback_order": ["fake"],
+        }
+        self.env = {**os.environ, "ORCHESTRATOR_HOME": str(tmp_path / "state")}
+        self.service = RunService(settings=settings_from_data(data), env=self.env)
+        self.events: list = []
+
+    def run(self):
+        record = self.service.create(
+            RunSpec(task="make greet() return Hello", cwd=self.repo, workflow=str(self.workflow))
+        )
+        report = self.service.execute(record.id, subscribers=[self.events.append])
+        return record, report
+
+    def step(self, run_id: str, step_id: str):
+        found = self.service.store.step(run_id, step_id)
+        assert found is not None, step_id
+        return found
+
+
+@pytest.fixture
+def harness(tmp_path):
+    made = []
+
+    def make(*args, **kwargs):
+        h = Harness(tmp_path, *args, **kwargs)
+        made.append(h)
+        return h
+
+    yield make
+    for h in made:
+        h.service.close()
+
+
+GATE = {"run": f"{sys.executable} check.py", "name": "check"}
+
+
+def write_app(body: str, *, extra: str = "") -> list:
+    turns: list = [{"write_file": {"path": "app.py", "content": f"def greet():\n    return {body}\n"}}]
+    if extra:
+        turns.append({"write_file": {"path": "notes.txt", "content": extra}})
+    return [*turns, {"text": "done"}]
+
+
+def test_best_of_three_picks_the_attempt_that_passes_with_the_smallest_diff(harness):
+    h = harness(
+        [
+            {
+                "task": "implement",
+                "attempts": ["fake", "fake", "fake"],
+                "select": ["gates", "smallest_diff", "cost"],
+            },
+            GATE,
+        ],
+        members={
+            "fake": write_app("'Hi'"),  # fails the gate
+            "fake-2": write_app("'Hello'", extra="".join(f"line {i}\n" for i in range(20))),  # passes, big
+            "fake-3": write_app("'Hello'"),  # passes, small
+        },
+    )
+    before = snapshot_checkout(h.repo)
+    record, report = h.run()
+    assert report.status == "approved", report.stop_reason
+    parent = h.step(record.id, "i1-s1-implement")
+    detail = parent.detail
+    assert detail["winner"] == "fake-3" and detail["ranking"] == ["fake-3", "fake-2", "fake"]
+    by_name = {a["name"]: a for a in detail["attempts"]}
+    assert by_name["fake"]["gates_passed"] == 0 and by_name["fake"]["gates_total"] == 1
+    assert (
+        by_name["fake-2"]["gates_passed"] == 1
+        and by_name["fake-2"]["diff_lines"] > by_name["fake-3"]["diff_lines"]
+    )
+    assert all(a["completed"] and a["cost_usd"] is not None for a in detail["attempts"])
+    # The winner's commit is the run branch; every attempt stays on its own branch.
+    user = Git(h.repo)
+    run_tip = user.rev_parse(f"refs/heads/orchestrator/{record.id}")
+    assert run_tip == by_name["fake-3"]["commit"] == parent.commit
+    for name in ("fake", "fake-2", "fake-3"):
+        assert user.rev_parse(f"refs/heads/orchestrator/{record.id}-{name}") == by_name[name]["commit"]
+        assert by_name[name]["branch"] == f"orchestrator/{record.id}-{name}"
+    assert user.out("show", f"{run_tip}:app.py") == "def greet():\n    return 'Hello'"
+    # Each attempt is a step of its own, with its usage; the gate then ran on the winner's tree.
+    statuses = {s.id: s.status for s in report.steps}
+    assert statuses["i1-s1-implement-fake"] == "succeeded" and statuses["i1-s2-gate"] == "succeeded"
+    assert snapshot_checkout(h.repo) == before
+
+
+def test_no_attempt_usable_fails_the_step_and_keeps_the_run_where_it_was(harness):
+    h = harness(
+        [{"task": "implement", "attempts": ["fake", "fake"]}, GATE],
+        members={"fake": [{"text": "nothing to do"}], "fake-2": [{"text": "nothing either"}]},
+    )
+    record, report = h.run()
+    assert report.status == "failed" and report.stop_reason == "step_failed"
+    parent = h.step(record.id, "i1-s1-implement")
+    assert parent.status == "failed" and parent.detail["winner"] is None
+    assert "changed nothing" in (parent.error_message or "")
+    assert h.service.workspace(record.id).head() == h.service.workspace(record.id).first
+
+
+def test_consensus_counts_a_finding_two_reviewers_raise_and_drops_a_lone_low_one(harness):
+    raised = finding("greet() must return Hello, not hi")
+    h = harness(
+        [{"task": "review", "reviewers": ["fake", "fake", "fake"], "quorum": 2}],
+        members={
+            "fake": [{"text": verdict("request_changes", raised)}],
+            "fake-2": [
+                {
+                    "text": verdict(
+                        "request_changes",
+                        finding("greet returns hi; it must return Hello", line=3),
+                        finding("rename greet", "low", 1),
+                    )
+                }
+            ],
+            "fake-3": [{"text": APPROVE}],
+        },
+    )
+    record, report = h.run()
+    parent = h.step(record.id, "i1-s1-review")
+    detail = parent.detail
+    assert detail["verdict"] == "request_changes"
+    assert [f["message"] for f in detail["findings"]] == [raised["message"]]
+    statuses = sorted((c["status"], tuple(c["reviewers"])) for c in detail["clusters"])
+    assert statuses == [("below_quorum", ("fake-2",)), ("counts", ("fake", "fake-2"))]
+    assert {r["reviewer"]: r["verdict"] for r in detail["reviews"]} == {
+        "fake": "request_changes",
+        "fake-2": "request_changes",
+        "fake-3": "approve",
+    }
+    # Every reviewer is a step of its own, read-only: nothing was committed.
+    assert {s.id for s in report.steps} >= {"i1-s1-review-fake", "i1-s1-review-fake-2", "i1-s1-review-fake-3"}
+    assert h.service.workspace(record.id).log() == []
+    assert report.status != "approved"
+
+
+def test_a_lone_high_finding_is_put_to_a_second_reviewer_before_it_counts(harness):
+    high = finding("SQL injection: user input is interpolated into the query", "high")
+    h = harness(
+        [{"task": "review", "reviewers": ["fake", "fake", "fake"], "quorum": 2}],
+        members={
+            "fake": [{"text": verdict("request_changes", high)}],
+            "fake-2": [{"text": APPROVE}, {"text": verdict("request_changes", high)}],  # then confirms it
+            "fake-3": [{"text": APPROVE}],
+        },
+    )
+    record, _ = h.run()
+    detail = h.step(record.id, "i1-s1-review").detail
+    assert detail["verdict"] == "request_changes"
+    [cluster] = detail["clusters"]
+    assert cluster["status"] == "counts" and cluster["confirmed_by"] == "fake-2"
+    assert h.step(record.id, "i1-s1-review-confirm1-fake-2").status == "succeeded"
+
+
+def test_a_lone_high_finding_nobody_confirms_does_not_count(harness):
+    high = finding("SQL injection: user input is interpolated into the query", "high")
+    h = harness(
+        [{"task": "review", "reviewers": ["fake", "fake"], "quorum": 2}],
+        members={
+            "fake": [{"text": verdict("request_changes", high)}],
+            "fake-2": [{"text": APPROVE}, {"text": APPROVE}],
+        },
+    )
+    record, report = h.run()
+    detail = h.step(record.id, "i1-s1-review").detail
+    assert detail["verdict"] == "approve" and detail["findings"] == []
+    assert detail["clusters"][0]["status"] == "not_confirmed"
+    assert report.status == "approved"
+
+
+def test_the_author_s_cli_never_reviews_its_own_work(harness):
+    h = harness(
+        [
+            {"agent": "fake", "task": "implement"},
+            {"task": "review", "reviewers": ["fake", "fake"], "quorum": 1},
+        ],
+        turns=write_app("'Hello'"),
+    )
+    record, report = h.run()
+    review = h.step(record.id, "i1-s2-review")
+    assert review.status == "failed" and "fake wrote the change" in (review.error_message or "")
+    assert report.stop_reason == "step_failed"
+    assert not [s for s in report.steps if s.id.startswith("i1-s2-review-")]
+
+
+def test_when_skips_a_step_whose_condition_is_false_and_runs_one_whose_condition_holds(harness):
+    h = harness(
+        [
+            {"agent": "fake", "task": "implement"},
+            {"agent": "fake", "task": "review"},
+            {
+                "agent": "fake",
+                "task": "refine",
+                "when": "review.verdict == 'request_changes' and review.high > 0",
+            },
+            {"agent": "fake", "task": "document", "when": "iteration > 1"},
+        ],
+        turns=[
+            *write_app("'Hi'"),
+            {"text": verdict("request_changes", finding("must say Hello", "high"))},
+            *write_app("'Hello'"),
+        ],
+    )
+    record, report = h.run()
+    statuses = {s.id: s.status for s in report.steps}
+    assert statuses["i1-s3-refine"] == "succeeded"
+    assert statuses["i1-s4-document"] == "skipped"
+    assert h.step(record.id, "i1-s4-document").detail["notes"] == ["when: iteration > 1 is false"]
+
+
+def test_concurrency_one_runs_the_attempts_one_after_another(harness):
+    h = harness(
+        [{"task": "implement", "attempts": ["fake", "fake", "fake"], "select": ["smallest_diff"]}],
+        members={m: write_app(f"'Hello {m}'") for m in ("fake", "fake-2", "fake-3")},
+        limits={"concurrency": 1},
+    )
+    record, _ = h.run()
+    running = peak = sessions = 0
+    for event in h.events:
+        if type(event).__name__ != "AgentActivity" or not event.step_id.startswith("i1-s1-implement-"):
+            continue
+        kind = type(event.event).__name__
+        if kind == "SessionStarted":
+            running, sessions = running + 1, sessions + 1
+        elif kind == "Result":
+            running -= 1
+        peak = max(peak, running)
+    assert sessions == 3 and peak == 1
+    assert h.step(record.id, "i1-s1-implement").detail["winner"] == "fake"
