@@ -120,4 +120,11 @@ class AgentReadiness:
             if availability.fix:
                 line += f"; fix: {availability.fix}"
             blocked.append(line)
+        for group in workflow.task_steps:
+            if isinstance(group, Step) or group.optional:
+                continue
+            self.probe(group.agents)
+            if not any(self.of(agent).ready for agent in group.agents):
+                reasons = "; ".join(f"{a}: {self.of(a).reason}" for a in group.agents)
+                blocked.append(f"{group.label}: none of its agents is ready ({reasons})")
         return list(dict.fromkeys(blocked))
