@@ -9,9 +9,11 @@ from __future__ import annotations
 import html
 import time
 from collections.abc import Iterable
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from orchestrator.engine.report_groups import attempts_of, reviews_of
 from orchestrator.engine.review import Finding
 from orchestrator.errors import EXIT_INTERRUPTED, EXIT_NOT_APPROVED, EXIT_OK
 from orchestrator.events import BaseGateFinished, GateFinished, Notice, SetupFinished
@@ -103,6 +105,8 @@ class RunReport(BaseModel):
     notes: list[str]  # fallbacks taken, warnings, costs that could not be priced
     base_gates: list[BaseGateReport] = []  # every gate's result on the base (when the base run ran)
     setup: list[SetupReport] = []
+    attempts: list[dict[str, Any]] = []  # best-of-N steps, attempts side by side (report_groups.py)
+    reviews: list[dict[str, Any]] = []  # consensus reviews: each reviewer's verdict, the clusters
 
     def to_json(self) -> str:
         return self.model_dump_json(indent=2)
@@ -213,6 +217,8 @@ def build_report(store: Store, run_id: str, *, now: float | None = None) -> RunR
         notes=_notes(steps, notices),
         base_gates=[base[i] for i in sorted(base)],
         setup=setup,
+        attempts=attempts_of(steps),
+        reviews=reviews_of(steps),
     )
 
 

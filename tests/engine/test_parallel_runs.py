@@ -144,6 +144,15 @@ def test_best_of_three_picks_the_attempt_that_passes_with_the_smallest_diff(harn
     statuses = {s.id: s.status for s in report.steps}
     assert statuses["i1-s1-implement-fake"] == "succeeded" and statuses["i1-s2-gate"] == "succeeded"
     assert snapshot_checkout(h.repo) == before
+    # The report JSON shows the attempts side by side, with each one's cost.
+    [group] = json.loads(report.to_json())["attempts"]
+    assert group["step"] == "i1-s1-implement" and group["winner"] == "fake-3"
+    assert [(a["name"], a["gates_passed"]) for a in group["attempts"]] == [
+        ("fake", 0),
+        ("fake-2", 1),
+        ("fake-3", 1),
+    ]
+    assert all(isinstance(a["cost_usd"], float) for a in group["attempts"])
 
 
 def test_no_attempt_usable_fails_the_step_and_keeps_the_run_where_it_was(harness):
@@ -193,6 +202,10 @@ def test_consensus_counts_a_finding_two_reviewers_raise_and_drops_a_lone_low_one
     assert {s.id for s in report.steps} >= {"i1-s1-review-fake", "i1-s1-review-fake-2", "i1-s1-review-fake-3"}
     assert h.service.workspace(record.id).log() == []
     assert report.status != "approved"
+    [review] = json.loads(report.to_json())["reviews"]
+    assert review["verdict"] == "request_changes" and review["quorum"] == 2
+    assert [r["reviewer"] for r in review["reviewers"]] == ["fake", "fake-2", "fake-3"]
+    assert [f.message for f in report.findings] == [raised["message"]]
 
 
 def test_a_lone_high_finding_is_put_to_a_second_reviewer_before_it_counts(harness):
