@@ -301,3 +301,94 @@ def test_concurrency_one_runs_the_attempts_one_after_another(harness):
         peak = max(peak, running)
     assert sessions == 3 and peak == 1
     assert h.step(record.id, "i1-s1-implement").detail["winner"] == "fake"
+
+
+def test_sigkill_during_a_best_of_n_then_resume_does_not_redo_a_finished_attempt(tmp_path):
+    """Kill the orchestrator while one attempt hangs and the other has finished: `runs resume` runs the
+    unfinished attempt again (from the run's tip) and keeps the finished one as it was."""
+    import signal
+    import subprocess
+    import threading
+    import time
+
+    from orchestrator.proc import child_env, kill_leftovers
+    from orchestrator.store import Store
+
+    repo = make_repo(tmp_path / "repo")
+    scenario = tmp_path / "scenario.yaml"
+    scenario.write_text(yaml.safe_dump({"turns": []}))
+    (tmp_path / "scenario.fake.yaml").write_text(yaml.safe_dump({"turns": write_app("'Hello'")}))
+    (tmp_path / "scenario.fake-2.yaml").write_text(
+        yaml.safe_dump(
+            {"turns": [{"shell": 'touch "$TMPDIR/reached" && sleep 60'}, *write_app("'Hello there'")]}
+        )
+    )
+    workflow = tmp_path / "wf.yaml"
+    workflow.write_text(
+        yaml.safe_dump(
+            {
+                "max_iterations": 1,
+                "steps": [
+                    {"task": "implement", "attempts": ["fake", "fake"], "select": ["gates", "smallest_diff"]}
+                ],
+            }
+        )
+    )
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        yaml.safe_dump({"agents": {"fake": {"env": {"ORCHESTRATOR_FAKE_SCENARIO": str(scenario)}}}})
+    )
+    state = tmp_path / "state"
+    env = child_env(os.environ, {"ORCHESTRATOR_HOME": str(state)})
+    before = snapshot_checkout(repo)
+    argv = [sys.executable, "-m", "orchestrator", "run", "greet", "--repo", str(repo)]
+    argv += ["--workflow", str(workflow), "--config", str(config)]
+    proc = subprocess.Popen(
+        argv,
+        cwd=str(repo),
+        env={**env, "ORCHESTRATOR_PARENT_PID": str(os.getpid())},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+    )
+
+    def finished_first() -> bool:
+        if not list(state.glob("runs/*/agents/fake-2/tmp/reached")) or not (state / "state.db").exists():
+            return False
+        with Store(state / "state.db") as store:
+            runs = store.list_runs()
+            step = store.step(runs[0].id, "i1-s1-implement-fake") if runs else None
+            return step is not None and step.status == "succeeded"
+
+    def killer() -> None:
+        deadline = time.monotonic() + 60
+        while not finished_first() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        os.kill(proc.pid, signal.SIGKILL)
+
+    threading.Thread(target=killer, daemon=True).start()
+    assert proc.wait(timeout=90) == -signal.SIGKILL
+    time.sleep(0.5)
+    kill_leftovers()
+    with Store(state / "state.db") as store:
+        run_id = store.list_runs()[0].id
+        first = store.step(run_id, "i1-s1-implement-fake")
+    assert first is not None and first.status == "succeeded" and first.attempts == 1
+    resumed = run_command(
+        [sys.executable, "-m", "orchestrator", "runs", "resume", run_id, "--json", "--config", str(config)],
+        repo,
+        env=env,
+        timeout_s=120,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    report = json.loads(resumed.stdout)
+    assert report["status"] == "approved"
+    [group] = report["attempts"]
+    assert group["winner"] == "fake" and all(a["completed"] for a in group["attempts"])
+    with Store(state / "state.db") as store:
+        again = store.step(run_id, "i1-s1-implement-fake")
+        second = store.step(run_id, "i1-s1-implement-fake-2")
+    assert again is not None and again.attempts == 1 and again.commit == first.commit  # not run again
+    assert second is not None and second.attempts == 2 and second.status == "succeeded"
+    assert Git(repo).out("show", f"{report['branch']}:app.py") == "def greet():\n    return 'Hello'"
+    assert snapshot_checkout(repo) == before
