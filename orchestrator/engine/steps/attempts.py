@@ -14,15 +14,13 @@ import functools
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from orchestrator.engine.consensus import choose_attempt_reviewer
 from orchestrator.engine.gates import build_run_gates
-from orchestrator.engine.prompts import PromptContext, render_step
 from orchestrator.engine.rate_limits import call_with_rate_limit_retries
-from orchestrator.engine.review import ReviewVerdict
-from orchestrator.engine.run_state import DIFF_BUDGET_BYTES, Cancelled, step_id_for, usage_of
+from orchestrator.engine.run_state import Cancelled, step_id_for, usage_of
 from orchestrator.engine.scheduler import Task, run_group
-from orchestrator.engine.selection import AttemptResult, rank_attempts, review_score
+from orchestrator.engine.selection import AttemptResult, rank_attempts
 from orchestrator.engine.steps import StepAt
+from orchestrator.engine.steps.attempt_review import review_attempts
 from orchestrator.engine.workflow import AttemptsStep, GateStep
 from orchestrator.errors import RunNotFound
 from orchestrator.events import Notice, StepStarted
@@ -133,7 +131,7 @@ class AttemptsKind:
             )
             raise Cancelled
         if "review" in step.select:
-            results = _review_attempts(engine, at, parent_id, results, base)
+            results = review_attempts(engine, at, results, base)
         ranking = rank_attempts([r.result() for r in results], step.select)
         winner = next((r for r in results if ranking.winner and r.name == ranking.winner.name), None)
         engine.state.attempts_total = len(results)
@@ -344,76 +342,3 @@ def _failed(engine: RunEngine, parent_id: str, name: str, agent: str, error: str
         Notice(run_id=engine.run_id, level="error", text=f"{parent_id}: attempt {name}: {error}")
     )
     return AttemptOutcome(**{**asdict(outcome), "error": error})
-
-
-def _review_attempts(
-    engine: RunEngine, at: StepAt, parent_id: str, results: list[AttemptOutcome], base: str
-) -> list[AttemptOutcome]:
-    """One read-only review of each usable attempt, at once, by a CLI that wrote none of them where the
-    pool has one (consensus.choose_attempt_reviewer); the pool is the workflow's agents, ready ones."""
-    step = at.step
-    assert isinstance(step, AttemptsStep)
-    pool = [
-        a for a in (*engine.workflow.agents, *engine.settings.fallback_order) if engine.readiness.of(a).ready
-    ]
-    pool = list(dict.fromkeys(pool))
-    authors = [r.agent for r in results]
-
-    def review(outcome: AttemptOutcome) -> AttemptOutcome:
-        if not outcome.completed or outcome.commit is None:
-            return outcome
-        review_id = f"{outcome.step_id}-review"
-        known = engine.store.step(engine.run_id, review_id)
-        if known is not None and known.status in COMPLETED_STEP_STATUSES and "attempt_review" in known.detail:
-            return AttemptOutcome(**{**asdict(outcome), **known.detail["attempt_review"]})  # resume
-        reviewer = choose_attempt_reviewer(pool, author=outcome.agent, all_authors=authors)
-        if reviewer is None:
-            return outcome
-        member = f"{reviewer}-on-{outcome.name}"
-        engine.store.start_step(
-            engine.run_id, review_id, iteration=at.iteration, index=at.index, agent=reviewer, task="review"
-        )
-        ws = RunWorkspace.open(
-            engine.ws.repo, member_run_id(engine.run_id, outcome.name), engine.state_home, environ=engine.env
-        )
-        diff = ws.diff(since=base, max_bytes=DIFF_BUDGET_BYTES, committed_only=True)
-        ctx = PromptContext(task=engine.run.task, iteration=at.iteration, diff=diff.text, files=diff.files)
-        result = engine.call_agent(
-            reviewer,
-            "review",
-            review_id,
-            render_step("review", ctx),
-            read_only=True,
-            cwd=ws.worktree,
-            instance=member,
-        )
-        verdict: ReviewVerdict | None = None
-        usage = usage_of(result)
-        if result.success:
-            verdict, extra = engine.review_verdict(reviewer, review_id, result, instance=member)
-            usage = usage + extra
-        ws.discard_uncommitted(step_start=outcome.commit)
-        found = {
-            "reviewer": reviewer,
-            "review_verdict": verdict.verdict if verdict else None,
-            "review_score": review_score(verdict),
-        }
-        engine.end_step(
-            review_id,
-            reviewer,
-            "succeeded" if result.success else "failed",
-            usage=usage,
-            error_kind=None if result.success else result.summary.error_kind,
-            error_message=None if result.success else result.summary.error_message,
-            detail={
-                "attempt_review": found,
-                "review_findings": [f.model_dump(mode="json") for f in (verdict.findings if verdict else ())],
-            },
-        )
-        return AttemptOutcome(**{**asdict(outcome), **found})
-
-    group = [Task(r.name, functools.partial(review, r)) for r in results]
-    done = run_group(
-        group, max_workers=engine.run_slots.concurrency, cancel=engine.cancel, name="attempt-review"
-    )
-    return [done[r.name].value or r for r in results]
