@@ -12,8 +12,10 @@ import click
 from orchestrator.engine.workflow import (
     AttemptsStep,
     ConsensusStep,
+    ForEachStep,
     GateStep,
     LoadedWorkflow,
+    MergeStep,
     TaskStep,
     WorkflowListing,
     list_workflows,
@@ -151,6 +153,8 @@ def _render_step(step: TaskStep | GateStep) -> str:
         command = "auto (the repository's tests)" if step.is_auto else step.run
         flags = ", optional" if step.optional else ""
         return f"gate {step.label}: {command}  (timeout {step.timeout_s:g}s{flags})"
+    if isinstance(step, MergeStep):
+        return "merge the subtasks into the run branch, in dependency order"
     extras = [f"timeout {step.timeout_s:g}s"] if step.timeout_s is not None else []
     extras += [f"model {step.model}"] if step.model else []
     extras += ["optional"] if step.optional else []
@@ -158,6 +162,8 @@ def _render_step(step: TaskStep | GateStep) -> str:
     extras += [f"when {step.when}"] if step.when else []
     if isinstance(step, AttemptsStep):
         text = f"{step.task}, best of {len(step.attempts)}: {', '.join(step.attempts)} (select by {', '.join(step.select)})"
+    elif isinstance(step, ForEachStep):
+        text = f"{step.task} each subtask of the plan, by {', '.join(step.agents)} in turn"
     elif isinstance(step, ConsensusStep):
         text = f"{step.task} by {', '.join(step.reviewers)} at once (quorum {step.quorum})"
     else:

@@ -103,7 +103,7 @@ class AgentCalls:
     def call_agent(
         self,
         agent: str,
-        task: TaskKind,
+        task: str,
         step_id: str,
         prompt: str,
         *,

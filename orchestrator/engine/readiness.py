@@ -21,7 +21,7 @@ from orchestrator.adapters import get_adapter
 from orchestrator.adapters.base import Availability, credential_vars_for
 from orchestrator.adapters.versions import CACHE_FILE, VersionCache
 from orchestrator.config import Settings, agent_child_vars
-from orchestrator.engine.workflow import AttemptsStep, Step, Workflow
+from orchestrator.engine.workflow import AttemptsStep, ForEachStep, Step, Workflow
 from orchestrator.proc import child_env
 
 
@@ -86,10 +86,12 @@ class AgentReadiness:
         """The agents that will write the code: those that take the workflow's editing steps."""
         found: list[str] = []
         for step in workflow.task_steps:
-            if step.read_only:
+            if step.read_only or not step.agents:
                 continue
-            # Each attempt of a best of N is its own agent's; a plain step may fall back to another.
-            picked = step.agents if isinstance(step, AttemptsStep) else (self.pick(step.agents[0]),)
+            # Each attempt and subtask is its own agent's; a plain step may fall back to another.
+            picked = (
+                step.agents if isinstance(step, AttemptsStep | ForEachStep) else (self.pick(step.agents[0]),)
+            )
             for agent in picked:
                 if agent is not None and agent not in found:
                     found.append(agent)
@@ -121,7 +123,7 @@ class AgentReadiness:
                 line += f"; fix: {availability.fix}"
             blocked.append(line)
         for group in workflow.task_steps:
-            if isinstance(group, Step) or group.optional:
+            if isinstance(group, Step) or group.optional or not group.agents:
                 continue
             self.probe(group.agents)
             if not any(self.of(agent).ready for agent in group.agents):

@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from orchestrator.engine.report_groups import attempts_of, reviews_of
+from orchestrator.engine.report_groups import attempts_of, reviews_of, subtasks_of
 from orchestrator.engine.review import Finding
 from orchestrator.errors import EXIT_INTERRUPTED, EXIT_NOT_APPROVED, EXIT_OK
 from orchestrator.events import BaseGateFinished, GateFinished, Notice, SetupFinished
@@ -107,6 +107,7 @@ class RunReport(BaseModel):
     setup: list[SetupReport] = []
     attempts: list[dict[str, Any]] = []  # best-of-N steps, attempts side by side (report_groups.py)
     reviews: list[dict[str, Any]] = []  # consensus reviews: each reviewer's verdict, the clusters
+    subtasks: list[dict[str, Any]] = []  # for_each over a plan: the subtask graph and its state
 
     def to_json(self) -> str:
         return self.model_dump_json(indent=2)
@@ -219,6 +220,7 @@ def build_report(store: Store, run_id: str, *, now: float | None = None) -> RunR
         setup=setup,
         attempts=attempts_of(steps),
         reviews=reviews_of(steps),
+        subtasks=subtasks_of(steps),
     )
 
 

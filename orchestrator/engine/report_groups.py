@@ -60,3 +60,18 @@ def reviews_of(steps: Iterable[StepRecord]) -> list[dict[str, Any]]:
         for step in steps
         if isinstance(step.detail.get("reviews"), list)
     ]
+
+
+def subtasks_of(steps: Iterable[StepRecord]) -> list[dict[str, Any]]:
+    """One entry per for_each over a plan: the subtask graph (depends_on) with each subtask's state,
+    branch and commits, and the order the merges went in."""
+    return [
+        {
+            "step": step.step_id,
+            "merge_order": step.detail.get("merge_order", []),
+            "serialized": step.detail.get("serialized", []),
+            "subtasks": step.detail["subtasks"],
+        }
+        for step in steps
+        if isinstance(step.detail.get("subtasks"), list)
+    ]

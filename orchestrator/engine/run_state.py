@@ -7,6 +7,7 @@ from typing import Any
 
 from orchestrator.adapters.runner import AgentStepResult
 from orchestrator.engine.gates import GateResult
+from orchestrator.engine.plan import Plan
 from orchestrator.engine.review import Finding, ReviewVerdict
 from orchestrator.engine.workflow import GateStep, TaskStep
 from orchestrator.store import TokenUsage
@@ -46,6 +47,7 @@ class RunState:
     attempts_total: int | None = None  # of the last best-of-N step
     attempts_passed: int | None = None
     plan_size: int | None = None
+    plan: Plan | None = None  # the plan step's valid plan; None: none, or the plain loop instead
 
 
 class Cancelled(Exception):

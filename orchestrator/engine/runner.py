@@ -377,4 +377,4 @@ class RunEngine(AgentCalls, ResumeState):
 
 def _agent_label(step: TaskStep) -> str:
     """The agent a step record names: its one agent, or the group's first (the others are sub-steps)."""
-    return step.agents[0]
+    return step.agents[0] if step.agents else step.task

@@ -45,21 +45,21 @@ from orchestrator.engine.workflow_model import (
     apply_agent_overrides,
     parse_agent_overrides,
 )
+from orchestrator.engine.workflow_plan_steps import ForEachStep, MergeStep, PlanStep
 from orchestrator.engine.workflow_steps import (
     DEFAULT_GATE_TIMEOUT_S,
     DEFAULT_SETUP_TIMEOUT_S,
     READ_ONLY_TASKS,
     TASKS,
-    AnyStep,
     AttemptsStep,
     ConsensusStep,
     GateStep,
     SetupStep,
     Step,
     TaskKind,
-    TaskStep,
     instance_names,
 )
+from orchestrator.engine.workflow_union import AnyStep, TaskStep
 
 __all__ = [
     "AUTO_GATE",
@@ -79,10 +79,13 @@ __all__ = [
     "ConsensusStep",
     "DiffBase",
     "FileWorkflow",
+    "ForEachStep",
     "GateStep",
     "LegacyAgent",
     "LegacySettings",
     "LoadedWorkflow",
+    "MergeStep",
+    "PlanStep",
     "Problem",
     "RunLimits",
     "SetupStep",

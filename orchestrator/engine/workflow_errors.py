@@ -9,7 +9,7 @@ from typing import Annotated, Any, Union, get_args, get_origin
 
 from pydantic import BaseModel, Tag, ValidationError
 
-from orchestrator.engine.workflow_steps import STEP_KIND_ALLOWED, STEP_TAGS
+from orchestrator.engine.workflow_union import STEP_KIND_ALLOWED, STEP_TAGS
 from orchestrator.errors import ConfigError
 
 # What is allowed where a discriminator found neither shape (its own error context cannot carry it:

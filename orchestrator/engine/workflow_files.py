@@ -35,7 +35,8 @@ from orchestrator.engine.workflow_model import (
     RunLimits,
     Workflow,
 )
-from orchestrator.engine.workflow_steps import AnyStep, GateStep, SetupEntry, Step, TaskStep, _Strict
+from orchestrator.engine.workflow_steps import GateStep, SetupEntry, Step, _Strict
+from orchestrator.engine.workflow_union import AnyStep, TaskStep
 from orchestrator.errors import ConfigError, UsageError
 from orchestrator.files import read_config_text
 

@@ -12,15 +12,14 @@ from orchestrator.engine.gate_commands import AUTO_GATE
 from orchestrator.engine.workflow_steps import (
     TASKS,
     AgentName,
-    AnyStep,
     GateStep,
     SetupEntry,
     SetupStep,
     Step,
     TaskKind,
-    TaskStep,
     _Strict,
 )
+from orchestrator.engine.workflow_union import AnyStep, TaskStep
 from orchestrator.errors import UsageError
 
 # What the reviewer compares against: the commit the run started from (the run's own changes), or the
@@ -32,6 +31,8 @@ DEFAULT_MIN_SUGGESTIONS_THRESHOLD = 0  # 0: the rule is off unless a workflow se
 MAX_ITERATIONS_LIMIT = 50
 DEFAULT_CONCURRENCY = 4
 MAX_CONCURRENCY = 64
+# Steps of these tasks run in the first iteration only: later ones work on the findings instead.
+FIRST_ITERATION_TASKS = frozenset({"implement", "plan", "merge"})
 
 
 class RunLimits(_Strict):
@@ -103,7 +104,7 @@ class Workflow(_Strict):
         return tuple(
             (index, step)
             for index, step in enumerate(self.steps)
-            if iteration == 1 or isinstance(step, GateStep) or step.task != "implement"
+            if iteration == 1 or isinstance(step, GateStep) or step.task not in FIRST_ITERATION_TASKS
         )
 
     @property

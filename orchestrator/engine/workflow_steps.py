@@ -16,9 +16,7 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
-    Discriminator,
     Field,
-    Tag,
     field_validator,
     model_validator,
 )
@@ -260,40 +258,3 @@ def _setup_entry(value: Any) -> Any:
 
 
 SetupEntry = Annotated[SetupStep, BeforeValidator(_setup_entry)]
-
-# A step that an agent (or several) takes; everything but a gate.
-TaskStep = Step | AttemptsStep | ConsensusStep
-
-
-def _step_kind(value: Any) -> str | None:
-    if isinstance(value, GateStep) or (isinstance(value, dict) and "run" in value):
-        return "gate step"
-    if isinstance(value, AttemptsStep) or (isinstance(value, dict) and "attempts" in value):
-        return "attempts step"
-    if isinstance(value, ConsensusStep) or (isinstance(value, dict) and "reviewers" in value):
-        return "consensus step"
-    if isinstance(value, Step) or (isinstance(value, dict) and ("agent" in value or "task" in value)):
-        return "agent step"
-    return None
-
-
-AnyStep = Annotated[
-    Annotated[Step, Tag("agent step")]
-    | Annotated[GateStep, Tag("gate step")]
-    | Annotated[AttemptsStep, Tag("attempts step")]
-    | Annotated[ConsensusStep, Tag("consensus step")],
-    Discriminator(
-        _step_kind,
-        custom_error_type="step_kind",
-        custom_error_message=(
-            "a step is an agent step (agent, task), attempts (task, attempts), "
-            "a consensus review (task, reviewers) or a gate (run)"
-        ),
-    ),
-]
-
-STEP_TAGS = frozenset({"agent step", "gate step", "attempts step", "consensus step"})
-STEP_KIND_ALLOWED = (
-    "agent + task (+ description, optional, timeout_s, model, when); task + attempts (+ select); "
-    "task: review + reviewers (+ quorum); or run (+ name, timeout_s, optional)"
-)

@@ -408,6 +408,34 @@ class RunWorkspace:
         self._clean(target)
         self._publish(target)
 
+    def merge_in(
+        self, sha: str, *, subject: str, trailers: Mapping[str, str]
+    ) -> tuple[str | None, list[str]]:
+        """Merge `sha` (made in another repository of the run: a subtask's) into the run branch as a
+        merge commit, computed without any work tree (`git merge-tree`). (the new tip, []) when it
+        merges, or (None, the conflicted paths) when it does not; then nothing is changed."""
+        user = self._user()
+        head = self.head()
+        target = user.commit_of(sha)
+        if user.is_ancestor(target, head):
+            return head, []
+        if user.is_ancestor(head, target):
+            self.advance_to(target)
+            return target, []
+        result = user.run(
+            "merge-tree", "--write-tree", "--name-only", "--no-messages", head, target, check=False
+        )
+        lines = [line for line in result.stdout.splitlines() if line]
+        if result.returncode == 1:
+            return None, sorted(set(lines[1:]))
+        if not result.ok or not lines:
+            raise GitError(f"git merge-tree failed: {(result.stderr or result.stdout).strip()[-500:]}")
+        merged = trees.commit_tree(
+            user, lines[0], [head, target], trees.commit_message(subject, dict(trailers))
+        )
+        self.advance_to(merged)
+        return merged, []
+
     def rollback(self, to_sha: str) -> str:
         """Move the run branch back to `to_sha` (a commit of the run, or the base). The removed
         commits, and any uncommitted work, stay reachable under the returned backup ref."""

@@ -392,3 +392,105 @@ def test_sigkill_during_a_best_of_n_then_resume_does_not_redo_a_finished_attempt
     assert second is not None and second.attempts == 2 and second.status == "succeeded"
     assert Git(repo).out("show", f"{report['branch']}:app.py") == "def greet():\n    return 'Hello'"
     assert snapshot_checkout(repo) == before
+
+
+# --- plan / for_each / merge ------------------------------------------------------------------------
+
+
+def plan_answer(*subtasks: dict) -> dict:
+    return {"text": "The plan.\n```json\n" + json.dumps({"subtasks": list(subtasks)}) + "\n```"}
+
+
+def subtask(sid: str, depends_on=(), files=()) -> dict:
+    return {"id": sid, "prompt": f"do {sid}", "depends_on": list(depends_on), "files": list(files)}
+
+
+PLAN_STEPS = [
+    {"task": "plan", "agent": "fake", "max_subtasks": 4},
+    {"task": "implement", "for_each": "subtask", "agents": ["fake"]},
+    {"merge": "subtasks"},
+    {
+        "run": f"{sys.executable} -c \"import os, sys; sys.exit(0 if os.path.exists('c.txt') else 1)\"",
+        "name": "c",
+    },
+    {"agent": "fake", "task": "review"},
+]
+
+
+def test_a_plan_runs_its_subtasks_on_branches_of_their_own_and_merges_them_in_dependency_order(harness):
+    h = harness(
+        PLAN_STEPS,
+        turns=[
+            plan_answer(subtask("a"), subtask("b"), subtask("c", depends_on=["a", "b"])),
+            {"text": APPROVE},
+        ],
+        members={
+            "a": [{"write_file": {"path": "a.txt", "content": "a\n"}}, {"text": "a done"}],
+            "b": [{"write_file": {"path": "b.txt", "content": "b\n"}}, {"text": "b done"}],
+            # c starts from the run branch with a and b merged in: it finds their files
+            "c": [{"shell": "test -f a.txt && test -f b.txt && echo c > c.txt"}, {"text": "c done"}],
+        },
+    )
+    record, report = h.run()
+    assert report.status == "approved", [(s.id, s.status, s.error) for s in report.steps]
+    plan = h.step(record.id, "i1-s1-plan")
+    assert [s["id"] for s in plan.detail["plan"]["subtasks"]] == ["a", "b", "c"]
+    [graph] = json.loads(report.to_json())["subtasks"]
+    assert graph["merge_order"][-1] == "c" and sorted(graph["merge_order"][:2]) == ["a", "b"]
+    by_id = {s["id"]: s for s in graph["subtasks"]}
+    assert all(s["state"] == "merged" and s["commit"] for s in by_id.values())
+    assert by_id["c"]["depends_on"] == ["a", "b"]
+    user = Git(h.repo)
+    for sid, s in by_id.items():
+        assert s["branch"] == f"orchestrator/{record.id}-st-{sid}"
+        assert user.rev_parse(f"refs/heads/{s['branch']}") == s["commit"]  # every subtask's work stays
+        assert user.is_ancestor(s["commit"], report.branch)
+    tree = user.out("ls-tree", "--name-only", report.branch).split()
+    assert {"a.txt", "b.txt", "c.txt"} <= set(tree)
+    assert h.step(record.id, "i1-s3-merge").status == "succeeded"
+
+
+def test_an_unusable_plan_gets_one_repair_round_then_the_run_takes_the_plain_loop(harness):
+    h = harness(
+        PLAN_STEPS,
+        turns=[
+            plan_answer(subtask("a", depends_on=["zz"])),  # an unknown dependency
+            plan_answer(subtask("a"), subtask("a")),  # repaired, still invalid: the id twice
+            {"write_file": {"path": "c.txt", "content": "c\n"}},
+            {"text": "implemented in one go"},
+            {"text": APPROVE},
+        ],
+    )
+    record, report = h.run()
+    assert report.status == "approved", [(s.id, s.status, s.error) for s in report.steps]
+    plan = h.step(record.id, "i1-s1-plan")
+    assert plan.detail["plan"] is None and len(plan.detail["plan_problems"]) == 2
+    assert "zz" in plan.detail["plan_problems"][0]
+    assert any("plain loop" in n for n in plan.detail["notes"])
+    assert h.step(record.id, "i1-s2-implement").commit is not None  # one plain step
+    assert h.step(record.id, "i1-s3-merge").status == "skipped"
+    assert json.loads(report.to_json())["subtasks"] == []
+
+
+def test_two_subtasks_editing_one_line_conflict_and_the_run_stops_with_both_branches_kept(harness):
+    h = harness(
+        PLAN_STEPS,
+        turns=[plan_answer(subtask("a"), subtask("b"))],  # no files declared: nothing serializes them
+        members={
+            "a": write_app("'Hello from a'"),
+            "b": [{"shell": "sleep 1"}, *write_app("'Hello from b'")],
+        },
+    )
+    record, report = h.run()
+    assert report.status == "failed" and report.stop_reason == "step_failed"
+    merge = h.step(record.id, "i1-s3-merge")
+    assert merge.status == "failed" and merge.error_kind == "merge_conflict"
+    assert "app.py" in (merge.error_message or "")
+    [graph] = json.loads(report.to_json())["subtasks"]
+    states = {s["id"]: s["state"] for s in graph["subtasks"]}
+    assert sorted(states.values()) == ["conflict", "merged"]
+    user = Git(h.repo)
+    for s in graph["subtasks"]:  # zero commits lost: each subtask's commit stays on its branch
+        assert s["commit"] and user.rev_parse(f"refs/heads/{s['branch']}") == s["commit"]
+    merged = next(s for s in graph["subtasks"] if s["state"] == "merged")
+    assert user.is_ancestor(merged["commit"], report.branch)

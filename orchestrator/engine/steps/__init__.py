@@ -41,14 +41,27 @@ def _kinds() -> dict[type, StepKind]:
     from orchestrator.engine.steps.agent import AgentStepKind
     from orchestrator.engine.steps.attempts import AttemptsKind
     from orchestrator.engine.steps.consensus import ConsensusKind
+    from orchestrator.engine.steps.for_each import ForEachKind
     from orchestrator.engine.steps.gate import GateKind
-    from orchestrator.engine.workflow import AttemptsStep, ConsensusStep, Step
+    from orchestrator.engine.steps.merge import MergeKind
+    from orchestrator.engine.steps.plan_step import PlanKind
+    from orchestrator.engine.workflow import (
+        AttemptsStep,
+        ConsensusStep,
+        ForEachStep,
+        MergeStep,
+        PlanStep,
+        Step,
+    )
 
     return {
         Step: AgentStepKind(),
         GateStep: GateKind(),
         AttemptsStep: AttemptsKind(),
         ConsensusStep: ConsensusKind(),
+        PlanStep: PlanKind(),
+        ForEachStep: ForEachKind(),
+        MergeStep: MergeKind(),
     }
 
 
