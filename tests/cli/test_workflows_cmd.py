@@ -41,6 +41,7 @@ def test_list_json(capsys, repo):
         ("consensus-review", "builtin", False),
         ("default", "builtin", True),
         ("document", "builtin", False),
+        ("plan", "builtin", False),
         ("quick", "builtin", False),
         ("review-only", "builtin", False),
         ("thorough", "builtin", False),
@@ -105,7 +106,7 @@ def test_show_unknown_name_exits_2(capsys, tmp_path):
     assert (code, out) == (2, "")
     assert (
         "no workflow named 'nope'" in err
-        and "best-of-3, consensus-review, default, document, quick, review-only, thorough" in err
+        and "best-of-3, consensus-review, default, document, plan, quick, review-only, thorough" in err
     )
 
 

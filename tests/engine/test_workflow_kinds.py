@@ -166,3 +166,46 @@ def test_a_step_of_no_kind_says_every_kind():
     assert "attempts" in (error.problems[0].allowed or "") and "reviewers" in (
         error.problems[0].allowed or ""
     )
+
+
+def test_the_issue_s_plan_workflow_loads_as_written():
+    from orchestrator.engine.workflow import ForEachStep, MergeStep, PlanStep
+
+    wf = load(
+        {
+            "steps": [
+                {"task": "plan", "agent": "claude", "max_subtasks": 6},
+                {"task": "implement", "for_each": "subtask", "agents": ["claude", "codex"]},
+                {"merge": "subtasks"},
+                {"run": "auto"},
+                {"task": "review", "agent": "codex"},
+            ]
+        }
+    )
+    plan, each, merge, _, review = wf.steps
+    assert isinstance(plan, PlanStep) and plan.max_subtasks == 6 and plan.read_only
+    assert isinstance(each, ForEachStep) and each.agents == ("claude", "codex") and not each.read_only
+    assert isinstance(merge, MergeStep) and merge.agents == () and merge.task == "merge"
+    assert isinstance(review, Step)
+    # Planning, subtasks and the merge happen once; later iterations work on the findings.
+    assert [i for i, _ in wf.steps_for_iteration(2)] == [3, 4]
+    assert type(wf).model_validate(wf.model_dump(mode="json")) == wf
+
+
+@pytest.mark.parametrize(
+    ("step", "key_path", "message_part"),
+    [
+        ({"task": "plan", "agent": "claude", "max_subtasks": 0}, "steps[0].max_subtasks", "greater than"),
+        ({"task": "plan", "agent": "claude", "subtasks": 3}, "steps[0].subtasks", "unknown key"),
+        ({"task": "review", "for_each": "subtask", "agents": ["codex"]}, "steps[0].task", "edits files"),
+        ({"task": "implement", "for_each": "file", "agents": ["codex"]}, "steps[0].for_each", "not allowed"),
+        ({"task": "implement", "for_each": "subtask", "agents": []}, "steps[0].agents", "at least 1"),
+        ({"merge": "everything"}, "steps[0].merge", "not allowed"),
+        ({"merge": "subtasks", "agent": "codex"}, "steps[0].agent", "unknown key"),
+    ],
+)
+def test_invalid_plan_steps_are_refused_at_load(step, key_path, message_part):
+    error = problem({"steps": [step]})
+    first = error.problems[0]
+    assert first.key_path == key_path, error.message
+    assert message_part in first.message, error.message
