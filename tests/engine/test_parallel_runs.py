@@ -494,3 +494,38 @@ def test_two_subtasks_editing_one_line_conflict_and_the_run_stops_with_both_bran
         assert s["commit"] and user.rev_parse(f"refs/heads/{s['branch']}") == s["commit"]
     merged = next(s for s in graph["subtasks"] if s["state"] == "merged")
     assert user.is_ancestor(merged["commit"], report.branch)
+
+
+def test_per_agent_caps_hold_under_a_429_and_the_machine_slots_are_lowered(harness, tmp_path):
+    from orchestrator.limits import MachineSlots
+
+    limited = [{"kind": "error", "status": 429, "retry_after": 0.1}]
+    h = harness(
+        [{"task": "implement", "attempts": ["fake"] * 4, "select": ["smallest_diff"]}],
+        # Each attempt takes a while, so that without the cap all four would run at once.
+        members={
+            "fake": [{"shell": "sleep 2"}, *write_app("'Hello'")],
+            "fake-2": [*limited, {"shell": "sleep 2"}, *write_app("'Hello 2'")],
+            "fake-3": [{"shell": "sleep 2"}, *write_app("'Hello 3'")],
+            "fake-4": [{"shell": "sleep 2"}, *write_app("'Hello 4'")],
+        },
+        limits={"concurrency": 4, "per_agent": {"fake": 2}},
+    )
+    record, _ = h.run()
+    active: set[str] = set()
+    peak = sessions = 0
+    for event in h.events:
+        if type(event).__name__ != "AgentActivity" or not event.step_id.startswith("i1-s1-implement-"):
+            continue
+        kind = type(event.event).__name__
+        if kind == "SessionStarted":
+            assert event.step_id not in active
+            active.add(event.step_id)
+            sessions += 1
+        elif kind in ("Result", "AgentErrorEvent"):
+            active.discard(event.step_id)
+        peak = max(peak, len(active))
+    assert sessions == 5 and peak <= 2  # four attempts, one of them twice (after its 429)
+    assert all(a["completed"] for a in h.step(record.id, "i1-s1-implement").detail["attempts"])
+    # The 429 halved fake's slots for every run on the machine, for the cool-down.
+    assert MachineSlots(tmp_path / "state").cap("fake") == 2
