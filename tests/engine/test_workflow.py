@@ -26,7 +26,16 @@ from orchestrator.engine.workflow import (
 from orchestrator.errors import EXIT_USAGE, ConfigError, UsageError
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "workflows"
-BUILTINS = ("default", "quick", "thorough", "review-only", "document", "best-of-3", "consensus-review", "plan")
+BUILTINS = (
+    "default",
+    "quick",
+    "thorough",
+    "review-only",
+    "document",
+    "best-of-3",
+    "consensus-review",
+    "plan",
+)
 
 
 def agents_by_task(workflow: Workflow) -> list[tuple[str, str]]:
@@ -303,7 +312,8 @@ def test_unknown_names_and_missing_files_are_usage_errors(tmp_path):
         load_workflow("nope", repo=tmp_path)
     assert (
         info.value.exit_code == EXIT_USAGE
-        and "best-of-3, consensus-review, default, document, plan, quick, review-only, thorough" in str(info.value)
+        and "best-of-3, consensus-review, default, document, plan, quick, review-only, thorough"
+        in str(info.value)
     )
     with pytest.raises(UsageError, match="does not exist"):
         load_workflow("../elsewhere.yaml", repo=tmp_path)
