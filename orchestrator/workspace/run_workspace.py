@@ -436,6 +436,41 @@ class RunWorkspace:
         self.advance_to(merged)
         return merged, []
 
+    def start_merge(self, sha: str) -> list[str]:
+        """Begin merging `sha` into this repository's branch in its work tree (`git merge --no-commit`),
+        for an agent to resolve: the conflicted paths, their files holding both sides between markers
+        ([] when it merged cleanly). `finish_merge` commits the result, `abort_merge` drops it."""
+        wt = self._wt()
+        self._clean(self._clone_tip() or self.head())
+        wt.run("merge", "--no-ff", "--no-commit", "--no-edit", sha, check=False)
+        out = wt.out("diff", "--name-only", "--diff-filter=U")
+        return sorted(line for line in out.splitlines() if line)
+
+    def finish_merge(self, sha: str, *, step_id: str, agent: str, message: str) -> str:
+        """Commit the work tree as the merge of `sha` (started by `start_merge`), and publish it."""
+        wt = self._wt()
+        tip = self._clone_tip() or self.head()
+        wt.run("add", "-A", "--", ".")
+        tree = wt.out("write-tree")
+        trailer_values = {
+            "Orchestrator-Run": self.run_id,
+            "Orchestrator-Step": step_id,
+            "Orchestrator-Agent": agent,
+            "Orchestrator-Task": "merge",
+        }
+        merged = trees.commit_tree(wt, tree, [tip, sha], trees.commit_message(message, trailer_values))
+        wt.run("merge", "--quit", check=False)
+        self._move_clone_branch(merged)
+        self._attach_head(merged)
+        self._clean(merged)
+        self._publish(merged)
+        return merged
+
+    def abort_merge(self) -> None:
+        """Drop a merge `start_merge` began (what the work tree held is kept under a backup ref)."""
+        self._wt().run("merge", "--abort", check=False)
+        self.reset_to(self._clone_tip() or self.head())
+
     def rollback(self, to_sha: str) -> str:
         """Move the run branch back to `to_sha` (a commit of the run, or the base). The removed
         commits, and any uncommitted work, stay reachable under the returned backup ref."""

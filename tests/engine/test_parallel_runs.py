@@ -529,3 +529,29 @@ def test_per_agent_caps_hold_under_a_429_and_the_machine_slots_are_lowered(harne
     assert all(a["completed"] for a in h.step(record.id, "i1-s1-implement").detail["attempts"])
     # The 429 halved fake's slots for every run on the machine, for the cool-down.
     assert MachineSlots(tmp_path / "state").cap("fake") == 2
+
+
+def test_a_conflict_goes_back_to_the_subtask_s_agent_with_both_sides_and_its_resolution_is_merged(harness):
+    resolved = "def greet():\n    return 'Hello from a and b'\n"
+    resolve = [{"write_file": {"path": "app.py", "content": resolved}}, {"text": "resolved"}]
+    h = harness(
+        PLAN_STEPS[:3],
+        turns=[plan_answer(subtask("a"), subtask("b"))],
+        members={
+            "a": write_app("'Hello from a'"),
+            "b": [{"shell": "sleep 1"}, *write_app("'Hello from b'")],
+            # whichever of the two is merged second gets the conflict to resolve
+            "a-resolve": resolve,
+            "b-resolve": resolve,
+        },
+    )
+    record, report = h.run()
+    assert report.status == "approved", [(s.id, s.status, s.error) for s in report.steps]
+    [graph] = json.loads(report.to_json())["subtasks"]
+    assert {s["state"] for s in graph["subtasks"]} == {"merged"}
+    user = Git(h.repo)
+    assert user.out("show", f"{report.branch}:app.py") == resolved.rstrip("\n")
+    # The resolution is a merge of the subtask's work and the run branch: both sides stay in history.
+    for s in graph["subtasks"]:
+        assert user.is_ancestor(s["commit"], report.branch)
+    assert any("resolve them" in e.text for e in h.events if type(e).__name__ == "Notice")

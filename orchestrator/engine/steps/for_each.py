@@ -5,9 +5,10 @@ other).
 
 A subtask starts once everything it waits for is in the run branch, from the run's tip then, so it
 builds on that work. When it is done it is merged into the run branch at once (one merge at a time,
-`git merge-tree`, no work tree touched), so the merges go in dependency order. A subtask that fails or
-does not merge cleanly stops what depends on it; its branch keeps its commits, and the merge step then
-stops the run for a human. Without a usable plan the step is one plain agent step (the plain loop).
+`git merge-tree`, no work tree touched), so the merges go in dependency order. A conflict goes back to
+the subtask's agent with both sides, then to a third CLI (conflicts.py). A subtask that fails or still
+does not merge stops what depends on it; its branch keeps its commits, and the merge step then stops
+the run for a human. Without a usable plan the step is one plain agent step (the plain loop).
 
 Resume: a subtask already merged is not run again; one that finished but was not merged is merged; the
 rest start over.
@@ -28,6 +29,7 @@ from orchestrator.engine.run_state import Cancelled, step_id_for, usage_of
 from orchestrator.engine.scheduler import Task, run_group
 from orchestrator.engine.steps import StepAt
 from orchestrator.engine.steps.agent import run_agent_step_kind
+from orchestrator.engine.steps.conflicts import merged_order_add, resolve_conflicts
 from orchestrator.engine.workflow import ForEachStep, Step
 from orchestrator.errors import RunNotFound
 from orchestrator.events import Notice, StepStarted
@@ -239,14 +241,18 @@ def _subtask(
             "Orchestrator-Agent": agent,
             "Orchestrator-Task": "merge",
         }
+        subject = f"merge subtask {subtask.id} ({agent}) into run {engine.run_id}"
         with merging:
-            merge_commit, conflicts = engine.ws.merge_in(
-                commit,
-                subject=f"merge subtask {subtask.id} ({agent}) into run {engine.run_id}",
-                trailers=trailers,
-            )
+            merge_commit, conflicts = engine.ws.merge_in(commit, subject=subject, trailers=trailers)
             if merge_commit is not None:
                 merged_order.append(subtask.id)
+        if merge_commit is None:
+            merge_commit, conflicts, more = resolve_conflicts(
+                engine, step, ws, outcome.step_id, subtask.id, agent, conflicts, merging, subject, trailers
+            )
+            usage = usage + more
+            if merge_commit is not None:
+                merged_order_add(merging, merged_order, subtask.id)
         if merge_commit is None:
             conflicted = replace(outcome, commit=commit, conflicts=tuple(conflicts))
             return _fail(engine, conflicted, usage, "conflict", f"does not merge: {', '.join(conflicts)}")
