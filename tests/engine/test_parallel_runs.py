@@ -303,9 +303,9 @@ def test_concurrency_one_runs_the_attempts_one_after_another(harness):
     assert h.step(record.id, "i1-s1-implement").detail["winner"] == "fake"
 
 
-def test_sigkill_during_a_best_of_n_then_resume_does_not_redo_a_finished_attempt(tmp_path):
-    """Kill the orchestrator while one attempt hangs and the other has finished: `runs resume` runs the
-    unfinished attempt again (from the run's tip) and keeps the finished one as it was."""
+def kill_then_resume(tmp_path, steps, members, *, finished_step, hanging_member):
+    """Run `steps` in an `orchestrator run` process, SIGKILL it once `finished_step` has succeeded and
+    `hanging_member` is hanging, then `runs resume` it; (run id, the step record before, the report)."""
     import signal
     import subprocess
     import threading
@@ -316,24 +316,11 @@ def test_sigkill_during_a_best_of_n_then_resume_does_not_redo_a_finished_attempt
 
     repo = make_repo(tmp_path / "repo")
     scenario = tmp_path / "scenario.yaml"
-    scenario.write_text(yaml.safe_dump({"turns": []}))
-    (tmp_path / "scenario.fake.yaml").write_text(yaml.safe_dump({"turns": write_app("'Hello'")}))
-    (tmp_path / "scenario.fake-2.yaml").write_text(
-        yaml.safe_dump(
-            {"turns": [{"shell": 'touch "$TMPDIR/reached" && sleep 60'}, *write_app("'Hello there'")]}
-        )
-    )
+    scenario.write_text(yaml.safe_dump({"turns": members.pop("", [])}))
+    for member, turns in members.items():
+        (tmp_path / f"scenario.{member}.yaml").write_text(yaml.safe_dump({"turns": turns}))
     workflow = tmp_path / "wf.yaml"
-    workflow.write_text(
-        yaml.safe_dump(
-            {
-                "max_iterations": 1,
-                "steps": [
-                    {"task": "implement", "attempts": ["fake", "fake"], "select": ["gates", "smallest_diff"]}
-                ],
-            }
-        )
-    )
+    workflow.write_text(yaml.safe_dump({"max_iterations": 1, "steps": steps}))
     config = tmp_path / "config.yaml"
     config.write_text(
         yaml.safe_dump({"agents": {"fake": {"env": {"ORCHESTRATOR_FAKE_SCENARIO": str(scenario)}}}})
@@ -352,17 +339,20 @@ def test_sigkill_during_a_best_of_n_then_resume_does_not_redo_a_finished_attempt
         stdin=subprocess.DEVNULL,
     )
 
-    def finished_first() -> bool:
-        if not list(state.glob("runs/*/agents/fake-2/tmp/reached")) or not (state / "state.db").exists():
+    def ready_to_kill() -> bool:
+        if (
+            not list(state.glob(f"runs/*/agents/{hanging_member}/tmp/reached"))
+            or not (state / "state.db").exists()
+        ):
             return False
         with Store(state / "state.db") as store:
             runs = store.list_runs()
-            step = store.step(runs[0].id, "i1-s1-implement-fake") if runs else None
+            step = store.step(runs[0].id, finished_step) if runs else None
             return step is not None and step.status == "succeeded"
 
     def killer() -> None:
         deadline = time.monotonic() + 60
-        while not finished_first() and time.monotonic() < deadline:
+        while not ready_to_kill() and time.monotonic() < deadline:
             time.sleep(0.1)
         os.kill(proc.pid, signal.SIGKILL)
 
@@ -372,7 +362,7 @@ def test_sigkill_during_a_best_of_n_then_resume_does_not_redo_a_finished_attempt
     kill_leftovers()
     with Store(state / "state.db") as store:
         run_id = store.list_runs()[0].id
-        first = store.step(run_id, "i1-s1-implement-fake")
+        first = store.step(run_id, finished_step)
     assert first is not None and first.status == "succeeded" and first.attempts == 1
     resumed = run_command(
         [sys.executable, "-m", "orchestrator", "runs", "resume", run_id, "--json", "--config", str(config)],
@@ -381,17 +371,32 @@ def test_sigkill_during_a_best_of_n_then_resume_does_not_redo_a_finished_attempt
         timeout_s=120,
     )
     assert resumed.returncode == 0, resumed.stderr
-    report = json.loads(resumed.stdout)
+    assert snapshot_checkout(repo) == before
+    return run_id, first, json.loads(resumed.stdout), Store(state / "state.db"), repo
+
+
+HANG = {"shell": 'touch "$TMPDIR/reached" && sleep 60'}
+
+
+def test_sigkill_during_a_best_of_n_then_resume_does_not_redo_a_finished_attempt(tmp_path):
+    """Kill the orchestrator while one attempt hangs and the other has finished: `runs resume` runs the
+    unfinished attempt again (from the run's tip) and keeps the finished one as it was."""
+    run_id, first, report, store, repo = kill_then_resume(
+        tmp_path,
+        [{"task": "implement", "attempts": ["fake", "fake"], "select": ["gates", "smallest_diff"]}],
+        {"fake": write_app("'Hello'"), "fake-2": [HANG, *write_app("'Hello there'")]},
+        finished_step="i1-s1-implement-fake",
+        hanging_member="fake-2",
+    )
+    with store:
+        again = store.step(run_id, "i1-s1-implement-fake")
+        second = store.step(run_id, "i1-s1-implement-fake-2")
     assert report["status"] == "approved"
     [group] = report["attempts"]
     assert group["winner"] == "fake" and all(a["completed"] for a in group["attempts"])
-    with Store(state / "state.db") as store:
-        again = store.step(run_id, "i1-s1-implement-fake")
-        second = store.step(run_id, "i1-s1-implement-fake-2")
     assert again is not None and again.attempts == 1 and again.commit == first.commit  # not run again
     assert second is not None and second.attempts == 2 and second.status == "succeeded"
     assert Git(repo).out("show", f"{report['branch']}:app.py") == "def greet():\n    return 'Hello'"
-    assert snapshot_checkout(repo) == before
 
 
 # --- plan / for_each / merge ------------------------------------------------------------------------
@@ -555,3 +560,26 @@ def test_a_conflict_goes_back_to_the_subtask_s_agent_with_both_sides_and_its_res
     for s in graph["subtasks"]:
         assert user.is_ancestor(s["commit"], report.branch)
     assert any("resolve them" in e.text for e in h.events if type(e).__name__ == "Notice")
+
+
+def test_sigkill_during_subtasks_then_resume_does_not_redo_a_merged_subtask(tmp_path):
+    run_id, first, report, store, repo = kill_then_resume(
+        tmp_path,
+        PLAN_STEPS[:3],
+        {
+            "": [plan_answer(subtask("a"), subtask("b"))],
+            "a": [{"write_file": {"path": "a.txt", "content": "a\n"}}, {"text": "a done"}],
+            "b": [HANG, {"write_file": {"path": "b.txt", "content": "b\n"}}, {"text": "b done"}],
+        },
+        finished_step="i1-s2-implement-a",
+        hanging_member="b",
+    )
+    with store:
+        again = store.step(run_id, "i1-s2-implement-a")
+        second = store.step(run_id, "i1-s2-implement-b")
+    assert report["status"] == "approved", [(s["id"], s["status"]) for s in report["steps"]]
+    assert again is not None and again.attempts == 1 and again.commit == first.commit  # not run again
+    assert second is not None and second.attempts == 2
+    [graph] = report["subtasks"]
+    assert {s["id"]: s["state"] for s in graph["subtasks"]} == {"a": "merged", "b": "merged"}
+    assert {"a.txt", "b.txt"} <= set(Git(repo).out("ls-tree", "--name-only", report["branch"]).split())
