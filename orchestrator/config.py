@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from orchestrator.adapters import AGENT_NAMES, get_adapter
 from orchestrator.errors import ConfigError
 from orchestrator.files import read_config_text
+from orchestrator.limits.ledger import Budgets
 from orchestrator.trust import require_trust, trust_state, untrusted_config_keys, without_trust_keys
 
 
@@ -80,6 +81,8 @@ class Settings(BaseModel):
     workflow: str = "default"
     # The OS sandbox for agents and gates (orchestrator/workspace/sandbox.py): auto, bwrap or off.
     sandbox: Literal["auto", "bwrap", "off"] = "auto"
+    # Money across every run on the machine, by the hour and the day (orchestrator/limits/ledger.py).
+    budgets: Budgets = Field(default_factory=Budgets)
 
     @field_validator("sandbox", mode="before")
     @classmethod

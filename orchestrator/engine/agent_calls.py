@@ -233,6 +233,36 @@ class AgentCalls:
             self.bus.publish(Notice(run_id=self.run_id, level="error", text=f"{label}: {withheld.message()}"))
         return withheld
 
+    # --- what a step leaves ------------------------------------------------------------------------
+
+    def commit(
+        self, step_id: str, agent: str, task: str, head_before: str, notes: list[str]
+    ) -> tuple[str | None, list[str]]:
+        """Commit what an editing step left on the run branch (and bring it into the user's repository)."""
+        subject = f"{task} by {agent} (run {self.run_id}, {step_id})"
+        made = self.ws.commit_step(
+            step_id=step_id, agent=agent, task=task, message=subject, step_start=head_before
+        )
+        self.moved()
+        if made.changed:
+            self.audit.repo_write(
+                "fetch_branch", repo=self.run.repo, ref=self.run.branch, commit=made.sha, run_id=self.run_id
+            )
+        if not made.changed:
+            notes.append("no files changed")
+        elif self.state.verdict is not None:
+            self.state.verdict_head = None  # the verdict no longer describes the tree
+        return made.sha, made.files
+
+    def undo_read_only(self, step_id: str, agent: str, head_before: str, notes: list[str]) -> None:
+        """Undo whatever a read-only step changed (kept under a backup ref), saying so."""
+        undone = self.ws.discard_uncommitted(step_start=head_before)
+        self.moved()
+        if undone:
+            note = f"{agent} changed {', '.join(undone.files)} in a read-only step; undone (kept at {undone.backup_ref})"
+            notes.append(note)
+            self.bus.publish(Notice(run_id=self.run_id, level="warning", text=f"{step_id}: {note}"))
+
     # --- the tree and the prompt --------------------------------------------------------------------
 
     def head(self) -> str:

@@ -25,15 +25,23 @@ import structlog
 from orchestrator.audit import AuditLog
 from orchestrator.config import Settings, agent_environments
 from orchestrator.engine.agent_calls import AgentCalls
+from orchestrator.engine.budgets import BudgetExceeded, RunBudget
 from orchestrator.engine.expressions import WhenState, parse_expression
 from orchestrator.engine.gates import RunGates, build_run_gates
 from orchestrator.engine.readiness import AgentReadiness
 from orchestrator.engine.report import RunReport, build_report
 from orchestrator.engine.resume import ResumeState
 from orchestrator.engine.run_state import STATUS_FOR_REASON, Cancelled, RunState, step_id_for
-from orchestrator.engine.steps import StepAt, kind_for
+from orchestrator.engine.steps import StepAt, StepKind, kind_for
 from orchestrator.engine.stop import StopDecision, StopState, decide_stop, gates_passing
-from orchestrator.engine.workflow import GateStep, TaskStep, Workflow
+from orchestrator.engine.workflow import (
+    AttemptsStep,
+    ConsensusStep,
+    ForEachStep,
+    GateStep,
+    TaskStep,
+    Workflow,
+)
 from orchestrator.events import BaseGateFinished, EventBus, Notice, RunFinished, StepFinished
 from orchestrator.limits import MachineSlots, RunSlots
 from orchestrator.secrets import SecretMasker
@@ -88,6 +96,7 @@ class RunEngine(AgentCalls, ResumeState):
         self.run_slots = RunSlots(limits.concurrency, limits.per_agent)
         self.machine_slots = MachineSlots(state_home)
         self.max_iterations = self.workflow.max_iterations
+        self.budget = RunBudget(state_home, settings.budgets, run_id, bus.publish)
 
     # --- the walk -----------------------------------------------------------------------------------
 
@@ -142,11 +151,34 @@ class RunEngine(AgentCalls, ResumeState):
             self.record_skip(at, "the review approved; nothing left to refine")
         elif not isinstance(step, GateStep) and step.when is not None and not self.when_holds(step.when, at):
             self.record_skip(at, f"when: {step.when} is false")
+        elif not isinstance(step, GateStep):  # gates cost nothing: only agent steps are budgeted
+            stopped = self._run_within_budget(kind, at, follow_up)
+            if stopped is not None:
+                return stopped
         else:
             kind.run(self, at, follow_up)
         self.store.set_iterations(self.run_id, max(at.iteration, self.run.iterations))
         just_reviewed = not isinstance(step, GateStep) and step.task == "review"
         return decide_stop(self.stop_state(at.iteration, just_reviewed=just_reviewed))
+
+    def _run_within_budget(self, kind: StepKind, at: StepAt, follow_up: str | None) -> StopDecision | None:
+        """Run the step unless the machine's hour or day budget says it may not start (budgets.py);
+        a group reserves its expected cost first."""
+        step_id = step_id_for(at.iteration, at.index, at.step)
+        spent_before = self.store.usage_total(self.run_id).cost_usd or 0.0
+        try:
+            reservation = self.budget.before(
+                step_id, _members(at.step, self.state), spent_before / max(self.state.steps_run, 1)
+            )
+        except BudgetExceeded as exc:
+            self.record_skip(at, exc.message)
+            return StopDecision("budget_exceeded", exc.message)
+        try:
+            kind.run(self, at, follow_up)
+        finally:
+            spent = (self.store.usage_total(self.run_id).cost_usd or 0.0) - spent_before
+            self.budget.after(step_id, spent, reservation)
+        return None
 
     def _skip_after_approval(self, iteration: int) -> bool:
         """After an approving review of the current tree, only gates still run in this iteration."""
@@ -226,34 +258,6 @@ class RunEngine(AgentCalls, ResumeState):
         return max(time.time() - self.run.created_at, time.monotonic() - self.started)
 
     # --- what the step kinds share ------------------------------------------------------------------
-
-    def commit(
-        self, step_id: str, agent: str, task: str, head_before: str, notes: list[str]
-    ) -> tuple[str | None, list[str]]:
-        """Commit what an editing step left on the run branch (and bring it into the user's repository)."""
-        subject = f"{task} by {agent} (run {self.run_id}, {step_id})"
-        made = self.ws.commit_step(
-            step_id=step_id, agent=agent, task=task, message=subject, step_start=head_before
-        )
-        self.moved()
-        if made.changed:
-            self.audit.repo_write(
-                "fetch_branch", repo=self.run.repo, ref=self.run.branch, commit=made.sha, run_id=self.run_id
-            )
-        if not made.changed:
-            notes.append("no files changed")
-        elif self.state.verdict is not None:
-            self.state.verdict_head = None  # the verdict no longer describes the tree
-        return made.sha, made.files
-
-    def undo_read_only(self, step_id: str, agent: str, head_before: str, notes: list[str]) -> None:
-        """Undo whatever a read-only step changed (kept under a backup ref), saying so."""
-        undone = self.ws.discard_uncommitted(step_start=head_before)
-        self.moved()
-        if undone:
-            note = f"{agent} changed {', '.join(undone.files)} in a read-only step; undone (kept at {undone.backup_ref})"
-            notes.append(note)
-            self.bus.publish(Notice(run_id=self.run_id, level="warning", text=f"{step_id}: {note}"))
 
     def end_step(
         self,
@@ -373,6 +377,17 @@ class RunEngine(AgentCalls, ResumeState):
         report_path.parent.mkdir(parents=True, exist_ok=True)
         report_path.write_text(report.to_json(), encoding="utf-8")
         return report
+
+
+def _members(step: TaskStep | GateStep, state: RunState) -> int:
+    """How many agents a step runs at once (what a group reserves budget for)."""
+    if isinstance(step, AttemptsStep):
+        return len(step.attempts)
+    if isinstance(step, ConsensusStep):
+        return len(step.reviewers)
+    if isinstance(step, ForEachStep) and state.plan is not None:
+        return state.plan.size
+    return 1
 
 
 def _agent_label(step: TaskStep) -> str:

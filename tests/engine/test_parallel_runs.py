@@ -44,7 +44,9 @@ def make_repo(path: Path) -> Path:
 
 
 class Harness:
-    def __init__(self, tmp_path: Path, steps: list, *, turns=(), members=None, **workflow_extra):
+    def __init__(
+        self, tmp_path: Path, steps: list, *, turns=(), members=None, settings_extra=None, **workflow_extra
+    ):
         self.repo = make_repo(tmp_path / "repo")
         self.scenario = tmp_path / "scenario.yaml"
         self.scenario.write_text(yaml.safe_dump({"turns": list(turns)}))
@@ -61,6 +63,7 @@ class Harness:
                 }
             },
             "fallback_order": ["fake"],
+            **(settings_extra or {}),
         }
         self.env = {**os.environ, "ORCHESTRATOR_HOME": str(tmp_path / "state")}
         self.service = RunService(settings=settings_from_data(data), env=self.env)
@@ -583,3 +586,21 @@ def test_sigkill_during_subtasks_then_resume_does_not_redo_a_merged_subtask(tmp_
     [graph] = report["subtasks"]
     assert {s["id"]: s["state"] for s in graph["subtasks"]} == {"a": "merged", "b": "merged"}
     assert {"a.txt", "b.txt"} <= set(Git(repo).out("ls-tree", "--name-only", report["branch"]).split())
+
+
+def test_a_step_past_the_machine_s_hour_budget_does_not_start_in_this_run_or_the_next(harness):
+    h = harness(
+        [{"agent": "fake", "task": "implement"}, {"agent": "fake", "task": "refine"}],
+        turns=[*write_app("'Hello'"), *write_app("'Hello again'")],
+        settings_extra={"budgets": {"hour_usd": 1e-9}},  # the first step's cost passes it
+    )
+    record, report = h.run()
+    assert report.status == "budget_exceeded" and report.stop_reason == "budget_exceeded"
+    statuses = {s.id: s.status for s in report.steps}
+    assert statuses == {"i1-s1-implement": "succeeded", "i1-s2-refine": "skipped"}
+    assert "hour budget" in h.step(record.id, "i1-s2-refine").detail["notes"][0]
+    alerts = [e for e in h.events if type(e).__name__ == "Notice" and "hour budget" in e.text]
+    assert alerts and alerts[0].level == "warning"
+    # The ledger holds across runs: the next run on this machine does not start its first step.
+    _, again = h.run()
+    assert again.status == "budget_exceeded" and [s.status for s in again.steps] == ["skipped"]
