@@ -108,6 +108,7 @@ class RunReport(BaseModel):
     attempts: list[dict[str, Any]] = []  # best-of-N steps, attempts side by side (report_groups.py)
     reviews: list[dict[str, Any]] = []  # consensus reviews: each reviewer's verdict, the clusters
     subtasks: list[dict[str, Any]] = []  # for_each over a plan: the subtask graph and its state
+    routing: list[dict[str, Any]] = []  # what `agent: auto` chose for each step, and why
 
     def to_json(self) -> str:
         return self.model_dump_json(indent=2)
@@ -221,6 +222,7 @@ def build_report(store: Store, run_id: str, *, now: float | None = None) -> RunR
         attempts=attempts_of(steps),
         reviews=reviews_of(steps),
         subtasks=subtasks_of(steps),
+        routing=list(run.workflow.get("routing", [])),
     )
 
 

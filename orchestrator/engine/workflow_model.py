@@ -47,6 +47,15 @@ class RunLimits(_Strict):
                 raise ValueError(f"limits.per_agent.{agent} must be from 1 to {MAX_CONCURRENCY}, not {cap}")
 
 
+class RoutingChoice(_Strict):
+    """What `agent: auto` chose for a step when the run started, and why (routing.py)."""
+
+    task: str
+    agent: str
+    reason: str
+    records: str = ""  # every candidate's record, one clause each
+
+
 class Workflow(_Strict):
     """One workflow with every default applied: what the engine runs and the store keeps as JSON."""
 
@@ -62,6 +71,7 @@ class Workflow(_Strict):
     base_gates: bool = True
     limits: RunLimits = Field(default_factory=RunLimits)
     steps: tuple[AnyStep, ...] = Field(min_length=1)
+    routing: tuple[RoutingChoice, ...] = ()  # filled when the run starts, for `agent: auto`
 
     @property
     def setup_steps(self) -> tuple[SetupStep, ...]:

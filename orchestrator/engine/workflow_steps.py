@@ -51,7 +51,13 @@ def _known_agent(value: str) -> str:
     return value
 
 
+def _known_agent_or_auto(value: str) -> str:
+    return value if value == "auto" else _known_agent(value)
+
+
 AgentName = Annotated[str, AfterValidator(_known_agent)]
+# `auto`: the CLI is chosen when the run starts, by its record in the store (routing.py).
+AgentOrAuto = Annotated[str, AfterValidator(_known_agent_or_auto)]
 When = Annotated[str, AfterValidator(validate_when)]
 
 
@@ -68,7 +74,7 @@ def instance_names(agents: tuple[str, ...]) -> tuple[str, ...]:
 class Step(_Strict):
     """An agent step: `agent` does `task`."""
 
-    agent: AgentName
+    agent: AgentOrAuto
     task: TaskKind
     description: str = ""
     optional: bool = False  # when it fails or no agent can take it, the run goes on without it

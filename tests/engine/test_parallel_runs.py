@@ -604,3 +604,13 @@ def test_a_step_past_the_machine_s_hour_budget_does_not_start_in_this_run_or_the
     # The ledger holds across runs: the next run on this machine does not start its first step.
     _, again = h.run()
     assert again.status == "budget_exceeded" and [s.status for s in again.steps] == ["skipped"]
+
+
+def test_agent_auto_is_chosen_when_the_run_starts_and_the_report_says_why(harness):
+    h = harness([{"agent": "auto", "task": "implement"}, GATE], turns=write_app("'Hello'"))
+    record, report = h.run()
+    assert report.status == "approved"
+    assert h.step(record.id, "i1-s1-implement").agent == "fake"
+    [choice] = json.loads(report.to_json())["routing"]
+    assert choice["task"] == "implement" and choice["agent"] == "fake"
+    assert choice["reason"].startswith("exploring: fake has 0 recorded implement step(s)")
