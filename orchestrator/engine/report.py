@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from orchestrator.engine.report_groups import attempts_of, reviews_of, subtasks_of
+from orchestrator.engine.report_groups import attempts_of, group_lines, reviews_of, subtasks_of
 from orchestrator.engine.review import Finding
 from orchestrator.errors import EXIT_INTERRUPTED, EXIT_NOT_APPROVED, EXIT_OK
 from orchestrator.events import BaseGateFinished, GateFinished, Notice, SetupFinished
@@ -290,6 +290,7 @@ def render_text(report: RunReport) -> str:
         lines.append(f"findings (last review): {len(report.findings)}")
         for severity, where, message in map(_finding_line, report.findings):
             lines.append(f"  [{severity}] {where + ' ' if where else ''}{message}")
+    lines += group_lines(report.attempts, report.reviews, report.subtasks, report.routing)
     lines += _setup_lines(report)
     lines += _gate_lines(report)
     lines.append(f"total: {_usage_line(report.usage)}")
