@@ -619,3 +619,64 @@ def test_agent_auto_is_chosen_when_the_run_starts_and_the_report_says_why(harnes
     [choice] = json.loads(report.to_json())["routing"]
     assert choice["task"] == "implement" and choice["agent"] == "fake"
     assert choice["reason"].startswith("exploring: fake has 0 recorded implement step(s)")
+
+
+# --- faults around merges -------------------------------------------------------------------------
+
+
+def test_an_agent_killed_while_resolving_a_conflict_leaves_every_commit_and_a_stated_stop(harness):
+    steps = [dict(PLAN_STEPS[0]), {**PLAN_STEPS[1], "timeout_s": 4}, PLAN_STEPS[2]]
+    hang = [{"kind": "hang"}]
+    h = harness(
+        steps,
+        turns=[plan_answer(subtask("a"), subtask("b"))],
+        members={
+            "a": write_app("'Hello from a'"),
+            "b": [{"shell": "sleep 1"}, *write_app("'Hello from b'")],
+            "a-resolve": hang,  # the resolver hangs until its timeout ends it
+            "b-resolve": hang,
+        },
+    )
+    record, report = h.run()
+    assert report.status == "failed" and report.stop_reason == "step_failed"
+    merge = h.step(record.id, "i1-s3-merge")
+    assert merge.error_kind == "merge_conflict" and "nothing was lost" in (merge.error_message or "")
+    [graph] = json.loads(report.to_json())["subtasks"]
+    user = Git(h.repo)
+    for s in graph["subtasks"]:
+        assert s["commit"] and user.rev_parse(f"refs/heads/{s['branch']}") == s["commit"]
+    conflicted = next(s for s in graph["subtasks"] if s["state"] == "conflict")
+    # What the killed resolver left in the subtask's repository is kept under its backup refs.
+    backups = user.out(
+        "for-each-ref", "--format=%(refname)", f"refs/orchestrator/backups/{record.id}-st-{conflicted['id']}/"
+    )
+    assert backups.strip()
+
+
+def test_a_gate_failing_after_the_merges_goes_to_refine_and_the_run_ends_approved(harness):
+    check = f"{sys.executable} -c \"import sys; sys.exit(0 if 'fixed' in open('a.txt').read() else 1)\""
+    h = harness(
+        [
+            *PLAN_STEPS[:3],
+            {"run": check, "name": "a fixed"},
+            {"agent": "fake", "task": "review"},
+            {"agent": "fake", "task": "refine"},
+        ],
+        turns=[
+            plan_answer(subtask("a"), subtask("b")),
+            {"text": verdict("request_changes", finding("a.txt must say fixed"))},  # review 1
+            {"write_file": {"path": "a.txt", "content": "a fixed\n"}},  # refine
+            {"text": "fixed"},
+            {"text": APPROVE},  # review 2
+        ],
+        members={
+            "a": [{"write_file": {"path": "a.txt", "content": "a\n"}}, {"text": "a done"}],
+            "b": [{"write_file": {"path": "b.txt", "content": "b\n"}}, {"text": "b done"}],
+        },
+        max_iterations=2,
+    )
+    record, report = h.run()
+    assert report.status == "approved", [(s.id, s.status) for s in report.steps]
+    statuses = {s.id: s.status for s in report.steps}
+    assert statuses["i1-s4-gate"] == "failed" and statuses["i2-s4-gate"] == "succeeded"
+    assert "i2-s1-plan" not in statuses and "i2-s3-merge" not in statuses  # planned and merged once
