@@ -680,3 +680,28 @@ def test_a_gate_failing_after_the_merges_goes_to_refine_and_the_run_ends_approve
     statuses = {s.id: s.status for s in report.steps}
     assert statuses["i1-s4-gate"] == "failed" and statuses["i2-s4-gate"] == "succeeded"
     assert "i2-s1-plan" not in statuses and "i2-s3-merge" not in statuses  # planned and merged once
+
+
+def test_a_follow_up_s_best_of_n_starts_from_the_run_s_tip_on_branches_of_its_own(harness):
+    h = harness(
+        [{"task": "implement", "attempts": ["fake", "fake"], "select": ["smallest_diff"]}],
+        members={
+            "fake": [*write_app("'Hello'"), *write_app("'Hello, world'")],
+            "fake-2": [
+                *write_app("'Hello there'", extra="x\n"),
+                *write_app("'Hello, big world'", extra="y\n"),
+            ],
+        },
+    )
+    record, report = h.run()
+    first = h.step(record.id, "i1-s1-implement")
+    assert report.status == "approved" and first.detail["winner"] == "fake"
+    again = h.service.execute(record.id, follow_up="say hello to the world")
+    assert again.status == "approved"
+    second = h.step(record.id, "i2-s1-implement")
+    assert second.detail["winner"] == "fake"
+    user = Git(h.repo)
+    for attempt in second.detail["attempts"]:
+        assert attempt["branch"] == f"orchestrator/{record.id}-i2-{attempt['name']}"
+        assert user.is_ancestor(first.commit, attempt["commit"])  # built on the first winner
+    assert user.out("show", f"{again.branch}:app.py") == "def greet():\n    return 'Hello, world'"

@@ -58,7 +58,10 @@ def review_attempts(
             engine.run_id, review_id, iteration=at.iteration, index=at.index, agent=reviewer, task="review"
         )
         ws = RunWorkspace.open(
-            engine.ws.repo, member_run_id(engine.run_id, outcome.name), engine.state_home, environ=engine.env
+            engine.ws.repo,
+            member_run_id(engine.run_id, outcome.name, at.iteration),
+            engine.state_home,
+            environ=engine.env,
         )
         diff = ws.diff(since=base, max_bytes=DIFF_BUDGET_BYTES, committed_only=True)
         ctx = PromptContext(task=engine.run.task, iteration=at.iteration, diff=diff.text, files=diff.files)

@@ -76,9 +76,10 @@ class AttemptOutcome:
         return cls(**fields)
 
 
-def member_run_id(run_id: str, name: str) -> str:
-    """The attempt's own run id: its repository, branch and refs are named after it."""
-    return f"{run_id}-{name}"
+def member_run_id(run_id: str, name: str, iteration: int = 1) -> str:
+    """A group member's own run id: its repository, branch and refs are named after it. In a later
+    iteration (a follow-up's best of N) the iteration is in it too, so each starts from that tip."""
+    return f"{run_id}-{name}" if iteration == 1 else f"{run_id}-i{iteration}-{name}"
 
 
 class AttemptsKind:
@@ -124,7 +125,7 @@ class AttemptsKind:
                     if not outcome.started
                     else f"{type(outcome.error).__name__}: {outcome.error}"
                 )
-                results.append(_failed(engine, parent_id, name, agent, error))
+                results.append(_failed(engine, at, parent_id, name, agent, error))
         if engine.cancel.is_set():
             engine.end_step(
                 parent_id, step.attempts[0], "cancelled", error_kind="other", error_message="cancelled"
@@ -198,7 +199,7 @@ def _attempt(
     known = engine.store.step(engine.run_id, step_id)
     if known is not None and known.status in COMPLETED_STEP_STATUSES and "attempt" in known.detail:
         return AttemptOutcome.from_json(known.detail["attempt"])  # resume: done before
-    child = member_run_id(engine.run_id, name)
+    child = member_run_id(engine.run_id, name, at.iteration)
     outcome = AttemptOutcome(name=name, agent=agent, step_id=step_id, branch=branch_name(child))
     engine.store.start_step(
         engine.run_id, step_id, iteration=at.iteration, index=at.index, agent=agent, task=step.task
@@ -335,8 +336,10 @@ def _end_attempt(
     return final
 
 
-def _failed(engine: RunEngine, parent_id: str, name: str, agent: str, error: str) -> AttemptOutcome:
-    child = member_run_id(engine.run_id, name)
+def _failed(
+    engine: RunEngine, at: StepAt, parent_id: str, name: str, agent: str, error: str
+) -> AttemptOutcome:
+    child = member_run_id(engine.run_id, name, at.iteration)
     outcome = AttemptOutcome(name=name, agent=agent, step_id=f"{parent_id}-{name}", branch=branch_name(child))
     engine.bus.publish(
         Notice(run_id=engine.run_id, level="error", text=f"{parent_id}: attempt {name}: {error}")

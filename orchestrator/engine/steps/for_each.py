@@ -29,6 +29,7 @@ from orchestrator.engine.run_state import Cancelled, step_id_for, usage_of
 from orchestrator.engine.scheduler import Task, run_group
 from orchestrator.engine.steps import StepAt
 from orchestrator.engine.steps.agent import run_agent_step_kind
+from orchestrator.engine.steps.attempts import member_run_id
 from orchestrator.engine.steps.conflicts import merged_order_add, resolve_conflicts
 from orchestrator.engine.workflow import ForEachStep, Step
 from orchestrator.errors import RunNotFound
@@ -128,7 +129,9 @@ class ForEachKind:
             else:
                 error = None if outcome.error is None else f"{type(outcome.error).__name__}: {outcome.error}"
                 state = "failed" if outcome.started else "not_started"
-                results.append(_pending(engine, parent_id, s, agent_of[s.id], state=state, error=error))
+                results.append(
+                    _pending(engine, at.iteration, parent_id, s, agent_of[s.id], state=state, error=error)
+                )
         if engine.cancel.is_set():
             engine.end_step(
                 parent_id, step.agents[0], "cancelled", error_kind="other", error_message="cancelled"
@@ -164,6 +167,7 @@ class ForEachKind:
 
 def _pending(
     engine: RunEngine,
+    iteration: int,
     parent_id: str,
     subtask: Subtask,
     agent: str,
@@ -175,7 +179,7 @@ def _pending(
         id=subtask.id,
         agent=agent,
         step_id=f"{parent_id}-{subtask.id}",
-        branch=branch_name(f"{engine.run_id}-st-{subtask.id}"),
+        branch=branch_name(member_run_id(engine.run_id, f"st-{subtask.id}", iteration)),
         depends_on=subtask.depends_on,
         state=state,
         error=error,
@@ -193,7 +197,7 @@ def _subtask(
 ) -> SubtaskOutcome:
     step = at.step
     assert isinstance(step, ForEachStep)
-    outcome = _pending(engine, parent_id, subtask, agent)
+    outcome = _pending(engine, at.iteration, parent_id, subtask, agent)
     known = engine.store.step(engine.run_id, outcome.step_id)
     if known is not None and known.status in COMPLETED_STEP_STATUSES and "subtask" in known.detail:
         done = SubtaskOutcome.from_json(known.detail["subtask"])
@@ -201,7 +205,7 @@ def _subtask(
             with merging:
                 merged_order.append(done.id)
             return done  # resume: done and merged before
-    child = f"{engine.run_id}-st-{subtask.id}"
+    child = member_run_id(engine.run_id, f"st-{subtask.id}", at.iteration)
     with merging:
         base = engine.ws.head()  # everything it waits for is in by now
     engine.store.start_step(
