@@ -122,9 +122,7 @@ class Git:
         full_env = {**self._env, **(env or {})}
 
         def attempt() -> CommandResult:
-            return run_command(
-                argv, self.path, env=full_env, input=input, timeout_s=timeout_s or self.timeout_s
-            )
+            return run_command(argv, self.path, env=full_env, input=input, timeout_s=timeout_s or self.timeout_s)
 
         result = attempt()
         if not result.ok and _is_lock_collision(result):
