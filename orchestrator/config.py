@@ -71,6 +71,24 @@ class AgentConfig(BaseModel):
         return value
 
 
+class MachineLimits(BaseModel):
+    """The config's `limits:`: `per_agent: {claude: 2}` caps a CLI on the whole machine (default 4)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    per_agent: dict[str, int] = Field(default_factory=dict)
+
+    @field_validator("per_agent")
+    @classmethod
+    def _caps(cls, value: dict[str, int]) -> dict[str, int]:
+        for name, cap in value.items():
+            if name not in AGENT_NAMES:
+                raise ValueError(f"unknown agent {name!r}")
+            if not 1 <= cap <= 64:
+                raise ValueError(f"limits.per_agent.{name} must be from 1 to 64, not {cap}")
+        return value
+
+
 class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -83,6 +101,8 @@ class Settings(BaseModel):
     sandbox: Literal["auto", "bwrap", "off"] = "auto"
     # Money across every run on the machine, by the hour and the day (orchestrator/limits/ledger.py).
     budgets: Budgets = Field(default_factory=Budgets)
+    # Agent steps of one CLI at once across every run on the machine (orchestrator/limits/slots.py).
+    limits: MachineLimits = Field(default_factory=lambda: MachineLimits())
 
     @field_validator("sandbox", mode="before")
     @classmethod

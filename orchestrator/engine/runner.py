@@ -94,7 +94,7 @@ class RunEngine(AgentCalls, ResumeState):
         self.audit = AuditLog.for_state_home(state_home, masker=self.masker)
         limits = self.workflow.limits
         self.run_slots = RunSlots(limits.concurrency, limits.per_agent)
-        self.machine_slots = MachineSlots(state_home)
+        self.machine_slots = MachineSlots(state_home, settings.limits.per_agent)
         self.max_iterations = self.workflow.max_iterations
         self.budget = RunBudget(state_home, settings.budgets, run_id, bus.publish)
 

@@ -705,3 +705,23 @@ def test_a_follow_up_s_best_of_n_starts_from_the_run_s_tip_on_branches_of_its_ow
         assert attempt["branch"] == f"orchestrator/{record.id}-i2-{attempt['name']}"
         assert user.is_ancestor(first.commit, attempt["commit"])  # built on the first winner
     assert user.out("show", f"{again.branch}:app.py") == "def greet():\n    return 'Hello, world'"
+
+
+def test_the_config_s_per_agent_cap_holds_on_the_machine(harness):
+    h = harness(
+        [{"task": "implement", "attempts": ["fake"] * 3, "select": ["smallest_diff"]}],
+        members={m: [{"shell": "sleep 1"}, *write_app(f"'Hello {m}'")] for m in ("fake", "fake-2", "fake-3")},
+        settings_extra={"limits": {"per_agent": {"fake": 1}}},
+    )
+    record, _ = h.run()
+    active: set[str] = set()
+    peak = 0
+    for event in h.events:
+        if type(event).__name__ == "AgentActivity" and event.step_id.startswith("i1-s1-implement-"):
+            if type(event.event).__name__ == "SessionStarted":
+                active.add(event.step_id)
+            elif type(event.event).__name__ in ("Result", "AgentErrorEvent"):
+                active.discard(event.step_id)
+            peak = max(peak, len(active))
+    assert peak == 1
+    assert all(a["completed"] for a in h.step(record.id, "i1-s1-implement").detail["attempts"])
