@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from orchestrator.adapters import AGENT_NAMES, get_adapter
 from orchestrator.errors import ConfigError
 from orchestrator.files import read_config_text
+from orchestrator.limits.ledger import Budgets
 from orchestrator.trust import require_trust, trust_state, untrusted_config_keys, without_trust_keys
 
 
@@ -85,6 +86,24 @@ class ClusterConfig(BaseModel):
         return value
 
 
+class MachineLimits(BaseModel):
+    """The config's `limits:`: `per_agent: {claude: 2}` caps a CLI on the whole machine (default 4)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    per_agent: dict[str, int] = Field(default_factory=dict)
+
+    @field_validator("per_agent")
+    @classmethod
+    def _caps(cls, value: dict[str, int]) -> dict[str, int]:
+        for name, cap in value.items():
+            if name not in AGENT_NAMES:
+                raise ValueError(f"unknown agent {name!r}")
+            if not 1 <= cap <= 64:
+                raise ValueError(f"limits.per_agent.{name} must be from 1 to 64, not {cap}")
+        return value
+
+
 class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -96,6 +115,10 @@ class Settings(BaseModel):
     # The OS sandbox for agents and gates (orchestrator/workspace/sandbox.py): auto, bwrap or off.
     sandbox: Literal["auto", "bwrap", "off"] = "auto"
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
+    # Money across every run on the machine, by the hour and the day (orchestrator/limits/ledger.py).
+    budgets: Budgets = Field(default_factory=Budgets)
+    # Agent steps of one CLI at once across every run on the machine (orchestrator/limits/slots.py).
+    limits: MachineLimits = Field(default_factory=lambda: MachineLimits())
 
     @field_validator("sandbox", mode="before")
     @classmethod
@@ -131,7 +154,7 @@ class LoadedSettings:
 
 
 _ALLOWED = {
-    "": "agents, fallback_order, workspace_dir, workflow, sandbox, cluster",
+    "": "agents, fallback_order, workspace_dir, workflow, sandbox, cluster, budgets, limits",
     "cluster": "database",
     "agents": ", ".join(AGENT_NAMES),
     "agent": "command, args, env, model, timeout_s, idle_timeout_s, inherit_credentials, communicator,"

@@ -31,7 +31,8 @@ TRUST_FILE = "trusted-config.json"
 # Keys of an agent block that run programs or pass environment.
 AGENT_TRUST_KEYS: tuple[str, ...] = ("command", "args", "env")
 # `cluster` names the store every run is written to: a repository may not send them elsewhere.
-TOP_TRUST_KEYS: tuple[str, ...] = ("sandbox", "cluster")
+# `budgets` is how much of your money runs may spend: a repository may not raise it.
+TOP_TRUST_KEYS: tuple[str, ...] = ("sandbox", "cluster", "budgets")
 
 
 class UntrustedConfig(ConfigError):

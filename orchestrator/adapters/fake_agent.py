@@ -3,7 +3,8 @@
     python -m orchestrator.adapters.fake_agent --permission edit [--resume ID] PROMPT|-   (-: stdin)
 
 It takes turns from the scenario named by $ORCHESTRATOR_FAKE_SCENARIO (the scripted model server's
-format), keeping its place in a state file beside it, until a text turn ends the step. Without a
+format; a group member named by $ORCHESTRATOR_INSTANCE plays `<scenario>.<member>.yaml` when it
+exists), keeping its place in a state file beside it, until a text turn ends the step. Without a
 scenario it edits `orchestrator-fake.txt` (edit mode) or approves (read-only). It prints one JSON object
 per line, read by orchestrator/adapters/fake.py.
 """
@@ -151,6 +152,17 @@ def play(turn: Turn, permission: str, scenario: Scenario) -> bool:
     return False
 
 
+def _member_scenario(path: Path, instance: str | None) -> Path:
+    """A member of a group (an attempt, a reviewer: $ORCHESTRATOR_INSTANCE, e.g. "fake-2") plays
+    `<scenario>.<member>.yaml` beside the scenario when there is one, with a cursor of its own, so that
+    members running at once each follow their own script."""
+    if instance:
+        own = path.with_name(f"{path.stem}.{instance}{path.suffix}")
+        if own.is_file():
+            return own
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="fake-agent")
     parser.add_argument("--permission", default="edit", choices=["edit", "read_only", "bypass"])
@@ -164,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     emit({"type": "session", "session_id": session_id, "model": args.model or "scripted-model"})
     scenario_file = os.environ.get("ORCHESTRATOR_FAKE_SCENARIO")
     if scenario_file:
-        path = Path(scenario_file)
+        path = _member_scenario(Path(scenario_file), os.environ.get("ORCHESTRATOR_INSTANCE"))
         scenario = load_scenario(path)
         cursor = _Cursor(path)
         turns_left: list[Turn] | None = None

@@ -10,9 +10,13 @@ from typing import Any
 import click
 
 from orchestrator.engine.workflow import (
+    AttemptsStep,
+    ConsensusStep,
+    ForEachStep,
     GateStep,
     LoadedWorkflow,
-    Step,
+    MergeStep,
+    TaskStep,
     WorkflowListing,
     list_workflows,
     load_workflow,
@@ -137,23 +141,33 @@ def _render_loaded(loaded: LoadedWorkflow) -> str:
     lines.append("steps:")
     for number, step in enumerate(wf.steps, 1):
         lines.append(f"  {number}. {_render_step(step)}")
-    if any(step.task == "implement" for step in wf.agent_steps):
+    if any(step.task == "implement" for step in wf.task_steps):
         lines.append("later iterations skip implement and re-run the rest with the findings")
     for note in loaded.notes:
         lines.append(f"note: {note}")
     return "\n".join(lines)
 
 
-def _render_step(step: Step | GateStep) -> str:
+def _render_step(step: TaskStep | GateStep) -> str:
     if isinstance(step, GateStep):
         command = "auto (the repository's tests)" if step.is_auto else step.run
         flags = ", optional" if step.optional else ""
         return f"gate {step.label}: {command}  (timeout {step.timeout_s:g}s{flags})"
+    if isinstance(step, MergeStep):
+        return "merge the subtasks into the run branch, in dependency order"
     extras = [f"timeout {step.timeout_s:g}s"] if step.timeout_s is not None else []
     extras += [f"model {step.model}"] if step.model else []
     extras += ["optional"] if step.optional else []
     extras += ["read-only"] if step.read_only else []
-    text = f"{step.task} by {step.agent}"
+    extras += [f"when {step.when}"] if step.when else []
+    if isinstance(step, AttemptsStep):
+        text = f"{step.task}, best of {len(step.attempts)}: {', '.join(step.attempts)} (select by {', '.join(step.select)})"
+    elif isinstance(step, ForEachStep):
+        text = f"{step.task} each subtask of the plan, by {', '.join(step.agents)} in turn"
+    elif isinstance(step, ConsensusStep):
+        text = f"{step.task} by {', '.join(step.reviewers)} at once (quorum {step.quorum})"
+    else:
+        text = f"{step.task} by {step.agent}"
     if extras:
         text += f"  ({', '.join(extras)})"
     if step.description:

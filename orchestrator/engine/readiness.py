@@ -21,7 +21,7 @@ from orchestrator.adapters import get_adapter
 from orchestrator.adapters.base import Availability, credential_vars_for
 from orchestrator.adapters.versions import CACHE_FILE, VersionCache
 from orchestrator.config import Settings, agent_child_vars
-from orchestrator.engine.workflow import Step, Workflow
+from orchestrator.engine.workflow import AttemptsStep, ForEachStep, Step, Workflow
 from orchestrator.proc import child_env
 
 
@@ -85,9 +85,14 @@ class AgentReadiness:
     def authors(self, workflow: Workflow) -> list[str]:
         """The agents that will write the code: those that take the workflow's editing steps."""
         found: list[str] = []
-        for step in workflow.agent_steps:
-            if not step.read_only:
-                agent = self.pick(step.agent)
+        for step in workflow.task_steps:
+            if step.read_only or not step.agents:
+                continue
+            # Each attempt and subtask is its own agent's; a plain step may fall back to another.
+            picked = (
+                step.agents if isinstance(step, AttemptsStep | ForEachStep) else (self.pick(step.agents[0]),)
+            )
+            for agent in picked:
                 if agent is not None and agent not in found:
                     found.append(agent)
         return found
@@ -117,4 +122,11 @@ class AgentReadiness:
             if availability.fix:
                 line += f"; fix: {availability.fix}"
             blocked.append(line)
+        for group in workflow.task_steps:
+            if isinstance(group, Step) or group.optional or not group.agents:
+                continue
+            self.probe(group.agents)
+            if not any(self.of(agent).ready for agent in group.agents):
+                reasons = "; ".join(f"{a}: {self.of(a).reason}" for a in group.agents)
+                blocked.append(f"{group.label}: none of its agents is ready ({reasons})")
         return list(dict.fromkeys(blocked))

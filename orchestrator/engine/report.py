@@ -9,9 +9,11 @@ from __future__ import annotations
 import html
 import time
 from collections.abc import Iterable
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from orchestrator.engine.report_groups import attempts_of, group_lines, reviews_of, subtasks_of
 from orchestrator.engine.review import Finding
 from orchestrator.errors import EXIT_INTERRUPTED, EXIT_NOT_APPROVED, EXIT_OK
 from orchestrator.events import BaseGateFinished, GateFinished, Notice, SetupFinished
@@ -103,6 +105,10 @@ class RunReport(BaseModel):
     notes: list[str]  # fallbacks taken, warnings, costs that could not be priced
     base_gates: list[BaseGateReport] = []  # every gate's result on the base (when the base run ran)
     setup: list[SetupReport] = []
+    attempts: list[dict[str, Any]] = []  # best-of-N steps, attempts side by side (report_groups.py)
+    reviews: list[dict[str, Any]] = []  # consensus reviews: each reviewer's verdict, the clusters
+    subtasks: list[dict[str, Any]] = []  # for_each over a plan: the subtask graph and its state
+    routing: list[dict[str, Any]] = []  # what `agent: auto` chose for each step, and why
 
     def to_json(self) -> str:
         return self.model_dump_json(indent=2)
@@ -213,6 +219,10 @@ def build_report(store: Store, run_id: str, *, now: float | None = None) -> RunR
         notes=_notes(steps, notices),
         base_gates=[base[i] for i in sorted(base)],
         setup=setup,
+        attempts=attempts_of(steps),
+        reviews=reviews_of(steps),
+        subtasks=subtasks_of(steps),
+        routing=list(run.workflow.get("routing", [])),
     )
 
 
@@ -280,6 +290,7 @@ def render_text(report: RunReport) -> str:
         lines.append(f"findings (last review): {len(report.findings)}")
         for severity, where, message in map(_finding_line, report.findings):
             lines.append(f"  [{severity}] {where + ' ' if where else ''}{message}")
+    lines += group_lines(report.attempts, report.reviews, report.subtasks, report.routing)
     lines += _setup_lines(report)
     lines += _gate_lines(report)
     lines.append(f"total: {_usage_line(report.usage)}")

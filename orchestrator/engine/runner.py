@@ -1,113 +1,62 @@
-"""The workflow runner: walks a run's workflow, step by step, in the run's own repository.
+"""The workflow runner: a scheduler over a run's graph of steps, in the run's own repository.
 
-Every step goes: pick an agent (falling back when one is not ready), render a prompt from only what the
-step needs, run it through the agent step runner, commit what it changed (or undo what a read-only step
-changed), record it in the store, and ask the stop rules whether to go on. State lives in git and the
-store, so a killed run resumes: completed steps are replayed from the store, the rest run again.
+The graph: each iteration walks the workflow's steps in order; a step is a node of one kind (steps/:
+agent step, gate, attempts, consensus review), and a node that runs several agents (attempts,
+reviewers) fans out to threads through the scheduler (scheduler.py), under the run's `limits:` and the
+machine's per-CLI slots (limits/). Threads, not asyncio: every agent and gate is a subprocess that
+proc.py waits on with blocking reads, the store and git are blocking too, and a handful of agents at
+once is what the providers allow; asyncio would mean rewriting proc.py and every adapter for no gain.
+
+Around every node: `when:` is checked first (skipped when false), then the kind runs it and records it,
+then the stop rules decide whether to go on. State lives in git and the store, so a killed run
+resumes: completed steps are replayed from the store (each kind's `replay`), the rest run again.
 """
 
 from __future__ import annotations
 
-import functools
-import json
 import threading
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import structlog
 
-from orchestrator.adapters import get_adapter
-from orchestrator.adapters.base import AgentRequest, Availability, PermissionMode, credential_vars_for
-from orchestrator.adapters.runner import AgentStepResult, run_agent_step
-from orchestrator.audit import AuditLog, audit_agent_step
-from orchestrator.config import Settings, agent_child_vars, agent_environments
-from orchestrator.engine.gates import GateResult, RunGates, build_run_gates
-from orchestrator.engine.leaks import Withheld, check_step
-from orchestrator.engine.prompts import (
-    GateFailure,
-    PromptContext,
-    render_followup,
-    render_review_retry,
-    render_step,
-)
-from orchestrator.engine.rate_limits import call_with_rate_limit_retries
-from orchestrator.engine.readiness import AgentReadiness, unready_kind
+from orchestrator.audit import AuditLog
+from orchestrator.config import Settings, agent_environments
+from orchestrator.engine.agent_calls import AgentCalls
+from orchestrator.engine.budgets import BudgetExceeded, RunBudget
+from orchestrator.engine.expressions import WhenState, parse_expression
+from orchestrator.engine.gates import RunGates, build_run_gates
+from orchestrator.engine.readiness import AgentReadiness
 from orchestrator.engine.report import RunReport, build_report
-from orchestrator.engine.review import (
-    Finding,
-    ReviewVerdict,
-    findings_fingerprint,
-    parse_review,
-    unparsed_review,
-)
+from orchestrator.engine.resume import ResumeState
+from orchestrator.engine.run_state import STATUS_FOR_REASON, Cancelled, RunState, step_id_for
+from orchestrator.engine.steps import StepAt, StepKind, kind_for
 from orchestrator.engine.stop import StopDecision, StopState, decide_stop, gates_passing
-from orchestrator.engine.workflow import GateStep, Step, Workflow
-from orchestrator.events import (
-    AgentActivity,
-    AgentEvent,
-    BaseGateFinished,
-    EventBus,
-    GateFinished,
-    Notice,
-    RunFinished,
-    StepFinished,
-    StepStarted,
+from orchestrator.engine.workflow import (
+    AttemptsStep,
+    ConsensusStep,
+    ForEachStep,
+    GateStep,
+    TaskStep,
+    Workflow,
 )
+from orchestrator.events import BaseGateFinished, EventBus, Notice, RunFinished, StepFinished
+from orchestrator.limits import MachineSlots, RunSlots
 from orchestrator.secrets import SecretMasker
-from orchestrator.store import COMPLETED_STEP_STATUSES, RunRecord, StepRecord, StepStatus, Store, TokenUsage
+from orchestrator.store import COMPLETED_STEP_STATUSES, RunRecord, StepStatus, Store, TokenUsage
 from orchestrator.workspace.diffs import DiffText
 from orchestrator.workspace.paths import run_paths
-from orchestrator.workspace.run_repo import RunRepoTampered
 from orchestrator.workspace.run_workspace import RunWorkspace
 from orchestrator.workspace.sandbox import resolve_sandbox
 
 log = structlog.get_logger(__name__)
 
-DIFF_BUDGET_BYTES = 60_000
-# Errors after which another agent should take the step rather than the run failing.
-FALLBACK_ERRORS = frozenset({"not_installed", "auth", "rate_limit"})
-
-_STATUS_FOR_REASON: dict[str, str] = {
-    "approved": "approved",
-    "budget_exceeded": "budget_exceeded",
-    "timed_out": "timed_out",
-    "step_failed": "failed",
-    "cancelled": "cancelled",
-}
+__all__ = ["Cancelled", "RunEngine", "step_id_for"]
 
 
-def step_id_for(iteration: int, index: int, step: Step | GateStep) -> str:
-    return f"i{iteration}-s{index + 1}-{step.task if isinstance(step, Step) else 'gate'}"
-
-
-_GateResult = GateResult
-
-
-@dataclass
-class _State:
-    """What the stop rules and the prompts need, rebuilt from the store on resume."""
-
-    verdict: ReviewVerdict | None = None
-    verdict_head: str | None = None  # the commit the verdict was given on
-    verdict_iteration: int | None = None  # the iteration whose review gave it
-    fingerprint: str | None = None
-    previous_fingerprint: str | None = None
-    findings: list[Finding] = field(default_factory=list)
-    suggestions: list[Finding] = field(default_factory=list)
-    gates: dict[int, _GateResult] = field(default_factory=dict)
-    steps_run: int = 0
-    failed_step: str | None = None
-    unavailable: set[str] = field(default_factory=set)  # agents that failed with a fallback error
-
-
-class Cancelled(Exception):
-    """The user cancelled the run's current step."""
-
-
-class RunEngine:
+class RunEngine(AgentCalls, ResumeState):
     def __init__(
         self,
         *,
@@ -133,7 +82,7 @@ class RunEngine:
         self.ws = RunWorkspace.open(Path(self.run.repo), run_id, state_home=state_home, environ=env)
         self.paths = run_paths(state_home, run_id)
         self.started = time.monotonic()
-        self.state = _State()
+        self.state = RunState()
         self.readiness = readiness or AgentReadiness(settings, env)
         self.masker = masker or SecretMasker.from_environments(env, agent_environments(settings, env))
         self._guard: dict[str, str] | None = None
@@ -143,6 +92,11 @@ class RunEngine:
         self._diff_cache: tuple[tuple[str, str], DiffText] | None = None
         self._gates: RunGates | None = None
         self.audit = AuditLog.for_state_home(state_home, masker=self.masker)
+        limits = self.workflow.limits
+        self.run_slots = RunSlots(limits.concurrency, limits.per_agent)
+        self.machine_slots = MachineSlots(state_home, settings.limits.per_agent)
+        self.max_iterations = self.workflow.max_iterations
+        self.budget = RunBudget(state_home, settings.budgets, run_id, bus.publish)
 
     # --- the walk -----------------------------------------------------------------------------------
 
@@ -152,59 +106,79 @@ class RunEngine:
         max_iterations = options.max_iterations or self.workflow.max_iterations
         first = 1
         if follow_up is not None:
-            self._restore_latest()
+            self.restore_latest()
             first = max(self.run.iterations, 0) + 1
             max_iterations = first - 1 + max_iterations
-            self._save_follow_up(first, follow_up)
-        follow_ups = self._follow_ups()
+            self.save_follow_up(first, follow_up)
+        self.max_iterations = max_iterations
+        follow_ups = self.follow_ups()
         decision: StopDecision | None = None
         iteration = first
-        self._run_gates().start()
+        self.run_gates().start()
         try:
             while decision is None:
                 text = follow_ups.get(iteration)
-                steps = self._steps_for(iteration, followed_up=text is not None)
+                # A follow-up iteration starts with implement again (the follow-up request).
+                steps = self.workflow.steps_for_iteration(1 if text is not None else iteration)
                 for index, step in steps:
-                    decision = self._one_step(iteration, index, step, max_iterations, text)
+                    decision = self._one_step(StepAt(iteration, index, step), text)
                     if decision is not None:
                         break
                 if decision is None:
-                    decision = decide_stop(
-                        self._stop_state(iteration, max_iterations, iteration_complete=True)
-                    )
+                    decision = decide_stop(self.stop_state(iteration, iteration_complete=True))
                 iteration += 1
         except Cancelled:
-            self._run_gates().finish(cancelled=True)
+            self.run_gates().finish(cancelled=True)
             return self._finish(
                 "cancelled", "cancelled", "the step was cancelled; the branch keeps every commit"
             )
         except BaseException:
-            self._run_gates().finish(cancelled=True)
+            self.run_gates().finish(cancelled=True)
             raise
-        self._run_gates().finish(cancelled=self.cancel.is_set())
-        status = _STATUS_FOR_REASON.get(decision.reason, "not_approved")
+        self.run_gates().finish(cancelled=self.cancel.is_set())
+        status = STATUS_FOR_REASON.get(decision.reason, "not_approved")
         return self._finish(status, decision.reason, decision.detail)
 
-    def _steps_for(self, iteration: int, *, followed_up: bool) -> tuple[tuple[int, Step | GateStep], ...]:
-        # A follow-up iteration starts with implement again (the follow-up request).
-        return self.workflow.steps_for_iteration(1 if followed_up else iteration)
-
-    def _one_step(
-        self, iteration: int, index: int, step: Step | GateStep, max_iterations: int, follow_up: str | None
-    ) -> StopDecision | None:
-        step_id = step_id_for(iteration, index, step)
+    def _one_step(self, at: StepAt, follow_up: str | None) -> StopDecision | None:
+        step = at.step
+        step_id = step_id_for(at.iteration, at.index, step)
         record = self.store.step(self.run_id, step_id)
+        kind = kind_for(step)
         if record is not None and record.status in COMPLETED_STEP_STATUSES:
-            self._replay(index, step, record)  # resume: this step is done already
-        elif isinstance(step, Step) and self._skip_after_approval(iteration):
-            self._record_skip(iteration, index, step, "the review approved; nothing left to refine")
-        elif isinstance(step, GateStep):
-            self._run_gate(iteration, index, step)
+            kind.replay(self, at, record)  # resume: this step is done already
+            self.state.steps_run += 1
+        elif not isinstance(step, GateStep) and self._skip_after_approval(at.iteration):
+            self.record_skip(at, "the review approved; nothing left to refine")
+        elif not isinstance(step, GateStep) and step.when is not None and not self.when_holds(step.when, at):
+            self.record_skip(at, f"when: {step.when} is false")
+        elif not isinstance(step, GateStep):  # gates cost nothing: only agent steps are budgeted
+            stopped = self._run_within_budget(kind, at, follow_up)
+            if stopped is not None:
+                return stopped
         else:
-            self._run_agent(iteration, index, step, follow_up)
-        self.store.set_iterations(self.run_id, max(iteration, self.run.iterations))
-        just_reviewed = isinstance(step, Step) and step.task == "review"
-        return decide_stop(self._stop_state(iteration, max_iterations, just_reviewed=just_reviewed))
+            kind.run(self, at, follow_up)
+        self.store.set_iterations(self.run_id, max(at.iteration, self.run.iterations))
+        just_reviewed = not isinstance(step, GateStep) and step.task == "review"
+        return decide_stop(self.stop_state(at.iteration, just_reviewed=just_reviewed))
+
+    def _run_within_budget(self, kind: StepKind, at: StepAt, follow_up: str | None) -> StopDecision | None:
+        """Run the step unless the machine's hour or day budget says it may not start (budgets.py);
+        a group reserves its expected cost first."""
+        step_id = step_id_for(at.iteration, at.index, at.step)
+        spent_before = self.store.usage_total(self.run_id).cost_usd or 0.0
+        try:
+            reservation = self.budget.before(
+                step_id, _members(at.step, self.state), spent_before / max(self.state.steps_run, 1)
+            )
+        except BudgetExceeded as exc:
+            self.record_skip(at, exc.message)
+            return StopDecision("budget_exceeded", exc.message)
+        try:
+            kind.run(self, at, follow_up)
+        finally:
+            spent = (self.store.usage_total(self.run_id).cost_usd or 0.0) - spent_before
+            self.budget.after(step_id, spent, reservation)
+        return None
 
     def _skip_after_approval(self, iteration: int) -> bool:
         """After an approving review of the current tree, only gates still run in this iteration."""
@@ -212,30 +186,55 @@ class RunEngine:
             self.state.verdict_iteration == iteration
             and self.state.verdict is not None
             and self.state.verdict.approved
-            and self.state.verdict_head == self._head()
+            and self.state.verdict_head == self.head()
             # A required gate failing on this tree still needs the refine step (and its output).
-            and gates_passing(self.workflow, self._latest_gates()) is not False
+            and gates_passing(self.workflow, self.latest_gates()) is not False
         )
 
-    def _latest_gates(self) -> dict[int, bool | None]:
-        head = self._head()
+    def latest_gates(self) -> dict[int, bool | None]:
+        head = self.head()
         return {i: g.for_stop for i, g in self.state.gates.items() if g.head == head}
 
-    def _stop_state(
-        self,
-        iteration: int,
-        max_iterations: int,
-        *,
-        iteration_complete: bool = False,
-        just_reviewed: bool = False,
+    def when_state(self, iteration: int) -> WhenState:
+        verdict = self.state.verdict
+        severities = [f.severity for f in verdict.findings] if verdict is not None else []
+        failed, passed = [], []
+        for index, result in sorted(self.state.gates.items()):
+            gate = self.workflow.steps[index]
+            label = gate.label if isinstance(gate, GateStep) else str(index)
+            if result.passed is False:
+                failed.append(label)
+            elif result.passed is True:
+                passed.append(label)
+        return WhenState(
+            iteration=iteration,
+            max_iterations=self.max_iterations,
+            review_verdict=verdict.verdict if verdict is not None else None,
+            review_high=None if verdict is None else severities.count("high"),
+            review_medium=None if verdict is None else severities.count("medium"),
+            review_low=None if verdict is None else severities.count("low"),
+            gates_failed_names=tuple(failed),
+            gates_passed_names=tuple(passed),
+            budget_used_usd=self.store.usage_total(self.run_id).cost_usd or 0.0,
+            budget_limit_usd=self.run.options.budget_usd,
+            plan_size=self.state.plan_size,
+            attempts_total=self.state.attempts_total,
+            attempts_passed=self.state.attempts_passed,
+        )
+
+    def when_holds(self, source: str, at: StepAt) -> bool:
+        """`when:` was checked when the workflow loaded; here it is only evaluated."""
+        return parse_expression(source).evaluate(self.when_state(at.iteration).values())
+
+    def stop_state(
+        self, iteration: int, *, iteration_complete: bool = False, just_reviewed: bool = False
     ) -> StopState:
-        head = self._head()
+        head = self.head()
         verdict = self.state.verdict if self.state.verdict_head == head else None
-        latest = self._latest_gates()
         usage = self.store.usage_total(self.run_id)
         return StopState(
             iteration=iteration,
-            max_iterations=max_iterations,
+            max_iterations=self.max_iterations,
             iteration_complete=iteration_complete,
             can_iterate=self.workflow.can_iterate,
             has_review=self.workflow.has_review,
@@ -245,385 +244,22 @@ class RunEngine:
             fingerprint=self.state.fingerprint,
             previous_fingerprint=self.state.previous_fingerprint,
             min_suggestions_threshold=self.workflow.min_suggestions_threshold,
-            gates_passing=gates_passing(self.workflow, latest),
+            gates_passing=gates_passing(self.workflow, self.latest_gates()),
             failed_step=self.state.failed_step,
             spent_usd=usage.cost_usd or 0.0,
             budget_usd=self.run.options.budget_usd,
-            elapsed_s=self._elapsed(),
+            elapsed_s=self.elapsed(),
             timeout_s=self.run.options.timeout_s,
             steps_run=self.state.steps_run,
         )
 
-    def _elapsed(self) -> float:
+    def elapsed(self) -> float:
         # Time spent before a resume counts too: the run's clock started when it was created.
         return max(time.time() - self.run.created_at, time.monotonic() - self.started)
 
-    # --- agent steps --------------------------------------------------------------------------------
+    # --- what the step kinds share ------------------------------------------------------------------
 
-    def _run_agent(self, iteration: int, index: int, step: Step, follow_up: str | None) -> None:
-        step_id = step_id_for(iteration, index, step)
-        notes: list[str] = []
-        avoid = self.readiness.avoid_for(step, self.workflow)  # a review never goes to the code's authors
-        agent = self._pick_agent(step.agent, notes, avoid)
-        if agent is None:
-            self._agent_unavailable(iteration, index, step, notes)
-            return
-        head_before = self._head()
-        self._watch_user_refs()
-        prompt = self._prompt(step, iteration, follow_up)
-        usage = TokenUsage()
-        while True:
-            self.store.start_step(
-                self.run_id, step_id, iteration=iteration, index=index, agent=agent, task=step.task
-            )
-            self.bus.publish(
-                StepStarted(
-                    run_id=self.run_id, step_id=step_id, agent=agent, task=step.task, iteration=iteration
-                )
-            )
-            given_up: list[AgentStepResult] = []
-            result = call_with_rate_limit_retries(
-                functools.partial(self._call_agent, agent, step, step_id, prompt),
-                policy=self.settings.agent(agent).retry,
-                others_ready=functools.partial(self._fallback_exists, step.agent, agent, avoid),
-                cancel=self.cancel,
-                failed=given_up.append,
-                label=f"{step_id} ({agent})",
-            )
-            for earlier in given_up:
-                usage = usage + _usage_of(earlier)
-            usage = usage + _usage_of(result)
-            kind = result.summary.error_kind
-            if result.success or kind not in FALLBACK_ERRORS or self.cancel.is_set():
-                break
-            # This agent cannot work now: the next ready one takes the step.
-            self.state.unavailable.add(agent)
-            replacement = self._pick_agent(step.agent, notes, avoid)
-            if replacement is None:
-                break
-            note = f"{agent} failed ({kind}: {result.summary.error_message}); {replacement} took the step"
-            notes.append(note)
-            self.bus.publish(
-                Notice(
-                    run_id=self.run_id,
-                    level="warning",
-                    text=f"{step_id}: {note}",
-                    kind="fallback",
-                    agent=agent,
-                    reason=kind,
-                )
-            )
-            self.store.finish_step(
-                self.run_id,
-                step_id,
-                status="failed",
-                usage=usage,
-                error_kind=kind,
-                error_message=result.summary.error_message,
-                detail={"notes": notes},
-            )
-            # The failed attempt's edits are kept under a backup ref by reset_to, unless they hold a
-            # secret: then only in the run's folder.
-            self.withhold_leaks(f"{step_id}-{agent}-failed", head_before)
-            self.ws.reset_to(head_before)
-            self._moved()
-            agent = replacement
-
-        detail: dict[str, Any] = {"notes": notes}
-        if step.read_only and result.success and step.task == "review":
-            verdict, extra_usage = self._review_verdict(agent, step, step_id, result)
-            usage = usage + extra_usage
-            self._take_verdict(verdict, head_before, iteration)
-            detail["verdict"] = verdict.verdict
-            detail["findings"] = [f.model_dump(mode="json") for f in verdict.findings]
-        elif step.read_only and result.success and step.task == "suggestions":
-            parsed = parse_review(result.summary.final_text)
-            self.state.suggestions = (
-                list(parsed.findings) if parsed else [unparsed_review(result.summary.final_text).findings[0]]
-            )
-            detail["suggestions"] = [f.model_dump(mode="json") for f in self.state.suggestions]
-
-        commit = None
-        files: list[str] = []
-        try:
-            withheld = self.withhold_leaks(step_id, head_before)
-            if withheld is not None:
-                # A secret the run was given is in the change: nothing of it reaches a ref (leaks.py).
-                self._end_step(
-                    step_id,
-                    agent,
-                    "failed",
-                    usage=usage,
-                    error_kind="secret_leak",
-                    error_message=withheld.message(),
-                    session_id=result.summary.session_id,
-                    detail=detail,
-                )
-                self.state.steps_run += 1
-                self.state.failed_step = f"{step_id} ({agent}): secret_leak"
-                return
-            if step.read_only:
-                undone = self.ws.discard_uncommitted(step_start=head_before)
-                self._moved()
-                if undone:
-                    note = f"{agent} changed {', '.join(undone.files)} in a read-only step; undone (kept at {undone.backup_ref})"
-                    notes.append(note)
-                    self.bus.publish(Notice(run_id=self.run_id, level="warning", text=f"{step_id}: {note}"))
-            else:
-                subject = f"{step.task} by {agent} (run {self.run_id}, {step_id})"
-                made = self.ws.commit_step(
-                    step_id=step_id, agent=agent, task=step.task, message=subject, step_start=head_before
-                )
-                self._moved()
-                commit, files = made.sha, made.files
-                if made.changed:
-                    self.audit.repo_write(
-                        "fetch_branch",
-                        repo=self.run.repo,
-                        ref=self.run.branch,
-                        commit=made.sha,
-                        run_id=self.run_id,
-                    )
-                if not made.changed:
-                    notes.append("no files changed")
-                elif self.state.verdict is not None:
-                    self.state.verdict_head = None  # the verdict no longer describes the tree
-        except RunRepoTampered as exc:
-            # The agent rewrote its repository's .git to point our git elsewhere: nothing is committed.
-            self._end_step(
-                step_id,
-                agent,
-                "failed",
-                usage=usage,
-                error_kind="other",
-                error_message=exc.message,
-                detail=detail,
-            )
-            self.state.failed_step = f"{step_id} ({agent}): its repository was tampered with"
-            return
-
-        if self.cancel.is_set():
-            self._end_step(
-                step_id,
-                agent,
-                "cancelled",
-                commit=commit,
-                files=files,
-                usage=usage,
-                error_kind="other",
-                error_message="cancelled",
-                detail=detail,
-            )
-            raise Cancelled
-        status: StepStatus = (
-            "succeeded"
-            if result.success
-            else ("refused" if result.summary.error_kind == "refused" else "failed")
-        )
-        self._end_step(
-            step_id,
-            agent,
-            status,
-            commit=commit,
-            files=files,
-            usage=usage,
-            error_kind=None if result.success else result.summary.error_kind,
-            error_message=None if result.success else result.summary.error_message,
-            session_id=result.summary.session_id,
-            detail=detail,
-        )
-        self.state.steps_run += 1
-        if not result.success and not step.optional:
-            self.state.failed_step = f"{step_id} ({agent}): {result.summary.error_kind}"
-
-    def withhold_leaks(self, label: str, head_before: str) -> Withheld | None:
-        """Withhold the step's change when it holds a given secret (leaks.py), saying so."""
-        withheld = check_step(
-            self.ws,
-            step_id=label,
-            step_start=head_before,
-            given=self.masker.given,
-            run_dir=self.paths.run_dir,
-        )
-        if withheld is not None:
-            self._moved()
-            self.bus.publish(Notice(run_id=self.run_id, level="error", text=f"{label}: {withheld.message()}"))
-        return withheld
-
-    def _call_agent(self, agent: str, step: Step, step_id: str, prompt: str) -> AgentStepResult:
-        adapter = get_adapter(agent)
-        config = self.settings.agent(agent)
-        timeout = step.timeout_s or config.timeout_s
-        if self.run.options.timeout_s is not None:
-            timeout = max(min(timeout, self.run.options.timeout_s - self._elapsed()), 1.0)
-        config = config.model_copy(update={"timeout_s": timeout})
-        request = AgentRequest(
-            prompt=prompt,
-            cwd=self.ws.worktree,
-            run_dir=self.paths.run_dir / "agents" / agent,
-            permission=PermissionMode.READ_ONLY if step.read_only else PermissionMode.EDIT,
-            resume_session=self._session_for(agent, step.read_only),
-            model=step.model or config.model,
-            extra_args=tuple(config.args),
-            env={
-                **agent_child_vars(
-                    agent, config, credential_vars_for(adapter, self.env, config.args), self.env
-                ),
-                **self._guard_env(),
-            },
-            command=config.command,
-        )
-
-        def forward(event: AgentEvent) -> None:
-            self.bus.publish(AgentActivity(run_id=self.run_id, step_id=step_id, agent=agent, event=event))
-
-        with structlog.contextvars.bound_contextvars(step_id=step_id, agent=agent):
-            result = run_agent_step(
-                adapter,
-                request,
-                config,
-                parent_env=self.env,
-                on_event=forward,
-                cancel=self.cancel,
-                transcript=self.paths.run_dir / "transcripts" / f"{step_id}-{agent}.jsonl",
-                track_changes=False,
-                sandbox=self.sandbox,
-                masker=self.masker,
-            )
-        audit_agent_step(self.audit, result, run_id=self.run_id, step_id=step_id)
-        return result
-
-    def _head(self) -> str:
-        """The run branch's tip. Cached: during a run only this engine moves the branch (commit_step,
-        discard_uncommitted and reset_to, after which `_moved()` is called)."""
-        if self._head_cache is None:
-            self._head_cache = self.ws.head()
-        return self._head_cache
-
-    def _moved(self) -> None:
-        self._head_cache = None
-
-    def _watch_user_refs(self) -> None:
-        """Without a sandbox an agent could write the user's refs through a path (not through its own
-        repository): note them before the step, to name any that moved after it."""
-        self._user_refs_before = None if self.sandbox.on else self.ws.user_refs()
-
-    def _workspace_warnings(self, step_id: str) -> list[str]:
-        """What the workspace has to tell (a branch left alone, a restored config) and the user's refs
-        that changed during the step, each published as a warning."""
-        warnings = list(self.ws.notes)
-        self.ws.notes.clear()
-        if self._user_refs_before is not None:
-            changed = self.ws.changed_user_refs(self._user_refs_before)
-            self._user_refs_before = None
-            if changed:
-                warnings.append(
-                    f"your repository's {', '.join(changed)} changed during this step (no sandbox is on, "
-                    "so the agent could have done it; if it was not you, check them)"
-                )
-        for text in warnings:
-            self.bus.publish(Notice(run_id=self.run_id, level="warning", text=f"{step_id}: {text}"))
-        return warnings
-
-    def _guard_env(self) -> dict[str, str]:
-        if self._guard is None:
-            self._guard = self.ws.agent_env()
-        return self._guard
-
-    def _session_for(self, agent: str, read_only: bool) -> str | None:
-        """Follow-ups to the same agent in the same run resume its CLI session, per role: a reviewer
-        never continues the session in which the same CLI wrote the code (its review stays independent)."""
-        session = None
-        for record in self.store.steps(self.run_id):
-            same_role = (record.task in ("review", "suggestions")) == read_only
-            if record.agent == agent and same_role and record.session_id:
-                session = record.session_id
-        return session
-
-    def _review_verdict(
-        self, agent: str, step: Step, step_id: str, result: AgentStepResult
-    ) -> tuple[ReviewVerdict, TokenUsage]:
-        verdict = parse_review(result.summary.final_text)
-        if verdict is not None:
-            return verdict, TokenUsage()
-        # Asked for once more, in the reviewer's own session; then the text itself is the finding.
-        self.bus.publish(
-            Notice(
-                run_id=self.run_id,
-                text=f"{step_id}: {agent}'s review had no verdict; asking once more",
-                kind="retry",
-                agent=agent,
-                reason="review_verdict",
-            )
-        )
-        retry = self._call_agent(agent, step, step_id, render_review_retry(result.summary.final_text))
-        again = parse_review(retry.summary.final_text) if retry.success else None
-        return again or unparsed_review(result.summary.final_text), _usage_of(retry)
-
-    def _take_verdict(self, verdict: ReviewVerdict, head: str, iteration: int | None = None) -> None:
-        self.state.previous_fingerprint = self.state.fingerprint
-        self.state.fingerprint = findings_fingerprint(verdict.findings)
-        self.state.verdict = verdict
-        self.state.verdict_head = head
-        self.state.verdict_iteration = iteration
-        self.state.findings = list(verdict.findings)
-
-    def _fallback_exists(self, wanted: str, failed: str, avoid: Sequence[str]) -> bool:
-        exclude = sorted({*self.state.unavailable, failed})
-        return self.readiness.pick(wanted, exclude=exclude, avoid=avoid) is not None
-
-    def _pick_agent(self, wanted: str, notes: list[str], avoid: Sequence[str] = ()) -> str | None:
-        agent = self.readiness.pick(wanted, exclude=sorted(self.state.unavailable), avoid=avoid)
-        if agent is not None and agent != wanted:
-            why = (
-                "it failed earlier in this run"
-                if wanted in self.state.unavailable
-                else self._availability_of(wanted).reason
-            )
-            note = f"{wanted} is not ready ({why}); {agent} takes the step"
-            if note not in notes:
-                notes.append(note)
-                self.bus.publish(
-                    Notice(
-                        run_id=self.run_id,
-                        level="warning",
-                        text=note,
-                        kind="fallback",
-                        agent=wanted,
-                        reason="failed_earlier" if wanted in self.state.unavailable else "not_ready",
-                    )
-                )
-        return agent
-
-    def _availability_of(self, agent: str) -> Availability:
-        return self.readiness.of(agent)
-
-    def _agent_unavailable(self, iteration: int, index: int, step: Step, notes: list[str]) -> None:
-        step_id = step_id_for(iteration, index, step)
-        availability = self._availability_of(step.agent)
-        others = [a for a in self.readiness.candidates(step.agent) if a != step.agent]
-        message = (
-            f"no agent could take the step: {step.agent} is not ready ({availability.reason})"
-            + (f" and neither is {', '.join(others)}" if others else "")
-            + "; `orchestrator agents` says what each needs"
-        )
-        reason = availability.reason
-        self.store.start_step(
-            self.run_id, step_id, iteration=iteration, index=index, agent=step.agent, task=step.task
-        )
-        status: StepStatus = "skipped" if step.optional else "failed"
-        self._end_step(
-            step_id,
-            step.agent,
-            status,
-            error_kind=unready_kind(availability),
-            error_message=message,
-            detail={"notes": notes},
-        )
-        if not step.optional:
-            self.state.failed_step = f"{step_id} ({step.agent}): {reason}"
-
-    def _end_step(
+    def end_step(
         self,
         step_id: str,
         agent: str,
@@ -672,48 +308,39 @@ class RunEngine:
             )
         )
 
-    def _record_skip(self, iteration: int, index: int, step: Step, why: str) -> None:
-        step_id = step_id_for(iteration, index, step)
+    def record_skip(self, at: StepAt, why: str) -> None:
+        step = at.step
+        assert not isinstance(step, GateStep)
+        step_id = step_id_for(at.iteration, at.index, step)
+        agent = _agent_label(step)
         self.store.start_step(
-            self.run_id, step_id, iteration=iteration, index=index, agent=step.agent, task=step.task
+            self.run_id, step_id, iteration=at.iteration, index=at.index, agent=agent, task=step.task
         )
-        self._end_step(step_id, step.agent, "skipped", detail={"notes": [why]})
+        self.end_step(step_id, agent, "skipped", detail={"notes": [why]})
 
-    def _diff_at(self, head: str) -> DiffText:
-        """The run's diff for prompts, once per head: a review and the refine after it see one tree."""
-        since = self.ws.first if self.workflow.diff_base == "run_start" else self.ws.base
-        if self._diff_cache is not None and self._diff_cache[0] == (since, head):
-            return self._diff_cache[1]
-        if head == since:
-            diff = DiffText(text="", files=[])
-        else:
-            # Every step is committed or undone before the next prompt: the committed tree is the run.
-            diff = self.ws.diff(since=since, max_bytes=DIFF_BUDGET_BYTES, committed_only=True)
-        self._diff_cache = ((since, head), diff)
-        return diff
+    def watch_user_refs(self) -> None:
+        """Without a sandbox an agent could write the user's refs through a path (not through its own
+        repository): note them before the step, to name any that moved after it."""
+        self._user_refs_before = None if self.sandbox.on else self.ws.user_refs()
 
-    def _prompt(self, step: Step, iteration: int, follow_up: str | None) -> str:
-        head = self._head()
-        diff = self._diff_at(head)
-        failing = [g.failure for g in self.state.gates.values() if g.failure is not None and g.head == head]
-        ctx = PromptContext(
-            task=self.run.task,
-            iteration=iteration,
-            description=step.description,
-            diff=diff.text,
-            files=diff.files,
-            diff_note=(f"cut to fit: {', '.join(diff.cut_files)}" if diff.truncated else ""),
-            findings=self.state.findings,
-            suggestions=self.state.suggestions,
-            failing_gates=failing,
-        )
-        if follow_up is not None and step.task == "implement":
-            return render_followup(ctx, follow_up)
-        return render_step(step.task, ctx)
+    def _workspace_warnings(self, step_id: str) -> list[str]:
+        """What the workspace has to tell (a branch left alone, a restored config) and the user's refs
+        that changed during the step, each published as a warning."""
+        warnings = list(self.ws.notes)
+        self.ws.notes.clear()
+        if self._user_refs_before is not None:
+            changed = self.ws.changed_user_refs(self._user_refs_before)
+            self._user_refs_before = None
+            if changed:
+                warnings.append(
+                    f"your repository's {', '.join(changed)} changed during this step (no sandbox is on, "
+                    "so the agent could have done it; if it was not you, check them)"
+                )
+        for text in warnings:
+            self.bus.publish(Notice(run_id=self.run_id, level="warning", text=f"{step_id}: {text}"))
+        return warnings
 
-    # --- gates --------------------------------------------------------------------------------------
-
-    def _run_gates(self) -> RunGates:
+    def run_gates(self) -> RunGates:
         if self._gates is None:
             self._gates = build_run_gates(
                 workflow=self.workflow,
@@ -724,7 +351,7 @@ class RunEngine:
                 run_dir=self.paths.run_dir,
                 state_home=self.state_home,
                 env=self.env,
-                guard_env=self._guard_env(),
+                guard_env=self.guard_env(),
                 sandbox=self.sandbox,
                 base_option=self.run.options.base_gates,
                 known_base=[
@@ -736,149 +363,6 @@ class RunEngine:
                 cancel=self.cancel,
             )
         return self._gates
-
-    def _run_gate(self, iteration: int, index: int, gate: GateStep) -> None:
-        """Setup (when due), then the gate on the run's tree (gates.py); a failure is compared with
-        the same gate on the base, and only what the change caused is handed on to the agents."""
-        step_id = step_id_for(iteration, index, gate)
-        self.store.start_step(
-            self.run_id, step_id, iteration=iteration, index=index, agent="gate", task="gate"
-        )
-        self.bus.publish(
-            StepStarted(run_id=self.run_id, step_id=step_id, agent="gate", task="gate", iteration=iteration)
-        )
-        head = self._head()
-        self._watch_user_refs()
-        record = self._run_gates().run_gate(index, gate, head)
-        outcome = record.outcome
-        if outcome.cancelled:
-            self._end_step(step_id, "gate", "cancelled", error_kind="other", error_message="cancelled")
-            raise Cancelled
-        if outcome.passed is None:
-            self.state.gates[index] = record.result
-            self._end_step(
-                step_id, "gate", "skipped", detail={"notes": record.notes, "gate": {"command": gate.label}}
-            )
-            return
-        # A gate checks the run; it does not change it. What it left behind (caches, build output not
-        # covered by .gitignore) is removed, kept under a backup ref, and never reaches a later commit.
-        left = self.ws.discard_uncommitted(step_start=head)
-        self._moved()
-        notes = record.notes + (
-            [f"the gate left {', '.join(left.files[:10])}; removed (kept at {left.backup_ref})"]
-            if left
-            else []
-        )
-        self.state.gates[index] = record.result
-        passed = bool(outcome.passed)
-        self.bus.publish(
-            GateFinished(
-                run_id=self.run_id,
-                step_id=step_id,
-                command=outcome.command,
-                passed=passed,
-                exit_code=outcome.exit_code,
-                output_tail=outcome.output,
-                versus_base=record.comparison.versus if record.comparison else "",
-                cause=outcome.cause.kind if outcome.cause else "",
-                cause_text=outcome.cause.text if outcome.cause else "",
-                gate_index=index,
-            )
-        )
-        error = None if passed else f"`{outcome.command}` failed (exit {outcome.exit_code})"
-        if record.result.fatal:
-            error = record.result.fatal
-        self._end_step(
-            step_id,
-            "gate",
-            "succeeded" if passed else "failed",
-            error_kind=None if passed else ("gate_misconfigured" if record.result.fatal else "gate"),
-            error_message=error,
-            detail={"gate": record.detail(), "notes": notes},
-        )
-        self.state.steps_run += 1
-        if record.result.fatal is not None and not gate.optional:
-            self.state.failed_step = f"{step_id} (gate): {record.result.fatal}"
-
-    # --- resume and follow-ups ------------------------------------------------------------------------
-
-    def _replay(self, index: int, step: Step | GateStep, record: StepRecord) -> None:
-        """Rebuild state from a step that completed before a resume, without running it."""
-        detail = record.detail
-        if isinstance(step, GateStep):
-            gate = detail.get("gate") or {}
-            passed = gate.get("passed") if record.status == "succeeded" else None
-            head = gate.get("head") or self._head()
-            failure = None
-            if gate.get("passed") is False:
-                failure = GateFailure(
-                    name=step.label,
-                    command=gate.get("command", ""),
-                    exit_code=gate.get("exit_code"),
-                    output_tail=gate.get("output_tail", ""),
-                )
-            blocks = bool(gate.get("blocks", True))
-            self.state.gates[index] = _GateResult(
-                passed=passed, head=head, failure=failure if blocks else None, blocks=blocks
-            )
-            if gate.get("fatal") and not step.optional:
-                self.state.failed_step = f"{record.step_id} (gate): {gate['fatal']}"
-        elif step.task == "review" and "verdict" in detail:
-            verdict = ReviewVerdict(
-                verdict=detail["verdict"],
-                findings=[Finding.model_validate(f) for f in detail.get("findings", [])],
-            )
-            head = record.commit or self._head_at(record)
-            self._take_verdict(verdict, head, record.iteration)
-        elif step.task == "suggestions":
-            self.state.suggestions = [Finding.model_validate(f) for f in detail.get("suggestions", [])]
-        elif record.commit and self.state.verdict is not None:
-            self.state.verdict_head = None
-        self.state.steps_run += 1
-
-    def _head_at(self, record: StepRecord) -> str:
-        """The run's commit when a (read-only) step ran: the last commit made by an earlier step."""
-        last = None
-        for other in self.store.steps(self.run_id):
-            if other.step_id == record.step_id:
-                break
-            if other.commit:
-                last = other.commit
-        return last or self.ws.first
-
-    def _restore_latest(self) -> None:
-        """For a follow-up: the last review's findings and the gates' latest results."""
-        head = self._head()
-        for record in self.store.steps(self.run_id):
-            if "verdict" in record.detail:
-                verdict = ReviewVerdict(
-                    verdict=record.detail["verdict"],
-                    findings=[Finding.model_validate(f) for f in record.detail.get("findings", [])],
-                )
-                self._take_verdict(verdict, self._head_at(record))
-            gate = record.detail.get("gate")
-            if isinstance(gate, dict) and "passed" in gate:
-                self.state.gates[record.index] = _GateResult(
-                    passed=gate["passed"], head=gate.get("head", head), blocks=bool(gate.get("blocks", True))
-                )
-
-    def _follow_ups_path(self) -> Path:
-        return self.paths.run_dir / "follow-ups.json"
-
-    def _follow_ups(self) -> dict[int, str]:
-        try:
-            raw = json.loads(self._follow_ups_path().read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return {}
-        return {int(k): str(v) for k, v in raw.items()}
-
-    def _save_follow_up(self, iteration: int, text: str) -> None:
-        known = self._follow_ups()
-        known[iteration] = self.masker.mask(text)
-        self._follow_ups_path().parent.mkdir(parents=True, exist_ok=True)
-        self._follow_ups_path().write_text(
-            json.dumps({str(k): v for k, v in known.items()}), encoding="utf-8"
-        )
 
     # --- the end --------------------------------------------------------------------------------------
 
@@ -895,11 +379,17 @@ class RunEngine:
         return report
 
 
-def _usage_of(result: AgentStepResult) -> TokenUsage:
-    s = result.summary
-    return TokenUsage(
-        input_tokens=s.input_tokens,
-        output_tokens=s.output_tokens,
-        cached_tokens=s.cached_tokens,
-        cost_usd=s.cost_usd,
-    )
+def _members(step: TaskStep | GateStep, state: RunState) -> int:
+    """How many agents a step runs at once (what a group reserves budget for)."""
+    if isinstance(step, AttemptsStep):
+        return len(step.attempts)
+    if isinstance(step, ConsensusStep):
+        return len(step.reviewers)
+    if isinstance(step, ForEachStep) and state.plan is not None:
+        return state.plan.size
+    return 1
+
+
+def _agent_label(step: TaskStep) -> str:
+    """The agent a step record names: its one agent, or the group's first (the others are sub-steps)."""
+    return step.agents[0] if step.agents else step.task

@@ -28,6 +28,7 @@ from orchestrator.engine.inputs import (
 )
 from orchestrator.engine.readiness import AgentReadiness
 from orchestrator.engine.report import RunReport
+from orchestrator.engine.routing import route_auto
 from orchestrator.engine.runner import RunEngine
 from orchestrator.engine.workflow import LoadedWorkflow, apply_agent_overrides, load_workflow
 from orchestrator.errors import OrchestratorError, RunStopped, StoreError, UsageError
@@ -133,6 +134,7 @@ class RunService:
         by_path = "/" in given or given.endswith((".yaml", ".yml"))
         self._check_workflow_trust(loaded, repo, chosen_by_path=by_path)
         workflow = apply_agent_overrides(loaded.workflow, spec.agent_overrides)
+        workflow = route_auto(workflow, self.store, self.readiness, self.settings.fallback_order)
         # Before anything is created: a run whose required steps no agent can take would only fail.
         blocked = self.readiness.blocked_steps(workflow)
         if blocked:

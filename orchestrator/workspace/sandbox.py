@@ -103,9 +103,11 @@ def cli_state_paths(agent: str | None, env: Mapping[str, str]) -> list[Path]:
         folder = Path(env["COPILOT_HOME"]) if env.get("COPILOT_HOME") else home / ".copilot"
         return [folder, config / "github-copilot", cache / "copilot", state / ".copilot"]
     if agent == "fake" and env.get("ORCHESTRATOR_FAKE_SCENARIO"):
-        # The fake agent keeps its place in the scenario in a file beside it (fake_agent.py).
+        # The fake agent keeps its place in the scenario in a file beside it (fake_agent.py), and so
+        # does each group member with a scenario of its own (<scenario>.<member>.yaml).
         scenario = Path(env["ORCHESTRATOR_FAKE_SCENARIO"])
-        return [scenario.with_name(scenario.name + ".state")]
+        members = sorted(scenario.parent.glob(f"{scenario.stem}.*{scenario.suffix}"))
+        return [path.with_name(path.name + ".state") for path in (scenario, *members)]
     return []
 
 

@@ -37,14 +37,20 @@ def test_list_json(capsys, repo):
     assert [(r["name"], r["source"], r["shadowed"]) for r in rows] == [
         ("broken", "repo", False),
         ("default", "repo", False),
+        ("best-of-3", "builtin", False),
+        ("consensus-review", "builtin", False),
         ("default", "builtin", True),
         ("document", "builtin", False),
+        ("plan", "builtin", False),
         ("quick", "builtin", False),
         ("review-only", "builtin", False),
         ("thorough", "builtin", False),
     ]
     assert "steps[0].task" in rows[0]["error"] and rows[1]["error"] is None
-    assert rows[2]["summary"] == "implement (claude) -> gate (tests) -> review (codex) -> refine (gemini)"
+    assert rows[4]["summary"] == "implement (claude) -> gate (tests) -> review (codex) -> refine (gemini)"
+    assert rows[2]["summary"] == (
+        "implement (best of 3: claude, codex, gemini) -> gate (tests) -> review (copilot) -> refine (claude)"
+    )
 
 
 def test_list_human_finds_the_repository_from_the_current_directory(capsys, repo, monkeypatch):
@@ -98,7 +104,10 @@ def test_show_json_is_the_resolved_workflow(capsys, repo):
 def test_show_unknown_name_exits_2(capsys, tmp_path):
     code, out, err = run(capsys, "show", "nope", "--repo", str(tmp_path))
     assert (code, out) == (2, "")
-    assert "no workflow named 'nope'" in err and "default, document, quick, review-only, thorough" in err
+    assert (
+        "no workflow named 'nope'" in err
+        and "best-of-3, consensus-review, default, document, plan, quick, review-only, thorough" in err
+    )
 
 
 def test_show_invalid_repository_workflow_exits_2(capsys, repo):
@@ -130,7 +139,7 @@ def test_validate_reports_every_invalid_file_and_exits_2(capsys):
     assert f"ok {good}: thorough, custom" in out
     assert (
         f"invalid {unknown_key}: steps[1].retries: unknown key 'retries' "
-        "(allowed: agent, task, description, optional, timeout_s, model)"
+        "(allowed: agent, task, description, optional, timeout_s, model, when)"
     ) in err
     assert (
         f"{bad_task}: workflows.security_focused.steps[1].task: 'security_review' is not allowed here" in err

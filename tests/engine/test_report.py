@@ -37,6 +37,10 @@ REPORT_KEYS = {
     "notes",
     "base_gates",  # each gate's result before any change
     "setup",  # the setup: commands, where they ran, how
+    "attempts",  # best-of-N steps: the attempts side by side (issue 12)
+    "reviews",  # consensus reviews: each reviewer's verdict and the clusters (issue 12)
+    "subtasks",  # for_each over a plan: the subtask graph with its state (issue 12)
+    "routing",  # what `agent: auto` chose, and why (issue 12)
 }
 STEP_KEYS = {"id", "agent", "task", "status", "commit", "files_changed", "usage", "error"}
 

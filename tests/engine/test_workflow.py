@@ -26,7 +26,16 @@ from orchestrator.engine.workflow import (
 from orchestrator.errors import EXIT_USAGE, ConfigError, UsageError
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "workflows"
-BUILTINS = ("default", "quick", "thorough", "review-only", "document")
+BUILTINS = (
+    "default",
+    "quick",
+    "thorough",
+    "review-only",
+    "document",
+    "best-of-3",
+    "consensus-review",
+    "plan",
+)
 
 
 def agents_by_task(workflow: Workflow) -> list[tuple[str, str]]:
@@ -301,8 +310,10 @@ def test_file_path_and_file_hash_name(tmp_path, monkeypatch):
 def test_unknown_names_and_missing_files_are_usage_errors(tmp_path):
     with pytest.raises(UsageError) as info:
         load_workflow("nope", repo=tmp_path)
-    assert info.value.exit_code == EXIT_USAGE and "default, document, quick, review-only, thorough" in str(
-        info.value
+    assert (
+        info.value.exit_code == EXIT_USAGE
+        and "best-of-3, consensus-review, default, document, plan, quick, review-only, thorough"
+        in str(info.value)
     )
     with pytest.raises(UsageError, match="does not exist"):
         load_workflow("../elsewhere.yaml", repo=tmp_path)
@@ -333,8 +344,11 @@ def test_list_workflows(tmp_path):
         ("default", "repo", False, False),
         ("team#thorough", "repo", False, False),
         ("team#custom", "repo", False, False),
+        ("best-of-3", "builtin", False, False),
+        ("consensus-review", "builtin", False, False),
         ("default", "builtin", True, False),
         ("document", "builtin", False, False),
+        ("plan", "builtin", False, False),
         ("quick", "builtin", False, False),
         ("review-only", "builtin", False, False),
         ("thorough", "builtin", False, False),
