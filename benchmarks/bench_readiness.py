@@ -4,8 +4,8 @@
     python benchmarks/bench_readiness.py --source DIR     # the same with another checkout's code
 
 Each of the four pinned CLIs (from `orchestrator install-clis`) is behind a two-line wrapper named as
-`agents.<name>.command`: `--version` goes to the real CLI (what readiness runs); anything else notes the
-time it was started and exits 1 (a step's spawn is all this measures; the run then fails at once).
+`agents.<name>.command`: `--version` goes to the real CLI (what readiness runs); anything else prints the
+time it was started on stderr and exits 1 (a step's spawn is all this measures; the run then fails at once).
 Credentials are dummies, so every CLI is judged ready. Each round runs the default workflow on a fresh
 repository with one state home for all rounds: the first round is "cold" (no CLI version known yet),
 the others "warm". Printed: the cold time and the median, min and max of the warm ones.
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import statistics
 import sys
 import tempfile
@@ -33,7 +34,7 @@ DUMMY_CREDENTIALS = {
 }
 
 
-def make_wrappers(folder: Path, marks: Path) -> dict[str, str]:
+def make_wrappers(folder: Path) -> dict[str, str]:
     real_bin = cli_cache_bin_dir(os.environ)
     commands: dict[str, str] = {}
     for name in CLIS:
@@ -44,14 +45,18 @@ def make_wrappers(folder: Path, marks: Path) -> dict[str, str]:
         wrapper.write_text(
             "#!/bin/sh\n"
             f'if [ "$1" = "--version" ]; then exec {real} "$@"; fi\n'
-            f"date +%s.%N >> {marks}\nexit 1\n"
+            # Under the sandbox only the run's folders are writable: the time goes to stderr, which the
+            # orchestrator shows in its "exited with 1" message.
+            'echo "spawned-at $(date +%s.%N)" >&2\nexit 1\n'
         )
         wrapper.chmod(0o755)
         commands[name] = str(wrapper)
     return commands
 
 
-def one_round(tmp: Path, index: int, env: dict[str, str], config: Path, marks: Path) -> float:
+def one_round(
+    tmp: Path, index: int, env: dict[str, str], config: Path, python: list[str] | None = None
+) -> float:
     repo = tmp / f"repo-{index}"
     repo.mkdir()
     (repo / "app.py").write_text("print('hi')\n")
@@ -62,13 +67,16 @@ def one_round(tmp: Path, index: int, env: dict[str, str], config: Path, marks: P
         ["git", "-c", "user.name=b", "-c", "user.email=b@example.com", "commit", "-qm", "init"],
     ):
         run_command(argv, repo, env=git_env, check=True)
-    marks.unlink(missing_ok=True)
-    argv = [sys.executable, "-m", "orchestrator", "run", "--config", str(config), "--max-iterations", "1"]
+    argv = [*(python or [sys.executable]), "-m", "orchestrator", "run", "--config", str(config)]
+    argv += ["--max-iterations", "1"]
     started = time.time()
     result = run_command([*argv, "say hello"], repo, env=env, timeout_s=120)
-    if not marks.exists():
+    if python and "-X" in python:
+        (tmp / "importtime.txt").write_text(result.stderr)
+    spawned = re.search(r"spawned-at (\d+\.\d+)", result.stderr)
+    if spawned is None:
         sys.exit(f"no CLI was spawned (exit {result.returncode}):\n{result.stderr[-2000:]}")
-    return float(marks.read_text().split()[0]) - started
+    return float(spawned.group(1)) - started
 
 
 def import_time(tmp: Path, env: dict[str, str]) -> float:
@@ -89,12 +97,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=5, help="warm rounds after the cold one")
     parser.add_argument("--source", type=Path, default=None, help="run this checkout's orchestrator")
+    parser.add_argument("--profile", type=Path, default=None, help="one more warm round under cProfile")
+    parser.add_argument("--importtime", type=Path, default=None, help="one more warm round's -X importtime")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-readiness-") as raw:
         tmp = Path(raw)
-        marks = tmp / "spawned"
         (tmp / "bin").mkdir()
-        commands = make_wrappers(tmp / "bin", marks)
+        commands = make_wrappers(tmp / "bin")
         config = tmp / "config.yaml"
         config.write_text(
             "agents:\n" + "".join(f"  {name}: {{command: {path}}}\n" for name, path in commands.items())
@@ -107,9 +116,15 @@ def main() -> None:
         if args.source is not None:
             extra["PYTHONPATH"] = str(args.source.resolve())
         env = child_env(os.environ, extra)
-        cold = one_round(tmp, 0, env, config, marks)
-        warm = [one_round(tmp, i, env, config, marks) for i in range(1, args.rounds + 1)]
+        cold = one_round(tmp, 0, env, config)
+        warm = [one_round(tmp, i, env, config) for i in range(1, args.rounds + 1)]
         imports = [import_time(tmp, env) for _ in range(args.rounds)]
+        if args.profile is not None:
+            profiled = [sys.executable, "-m", "cProfile", "-o", str(args.profile.resolve())]
+            one_round(tmp, 90, env, config, profiled)
+        if args.importtime is not None:
+            one_round(tmp, 91, env, config, [sys.executable, "-X", "importtime"])
+            args.importtime.write_text((tmp / "importtime.txt").read_text())
     source = args.source or Path(__file__).resolve().parents[1]
     print(f"code: {source}")
     print(f"run start -> first CLI spawned, cold (no version known): {cold:.3f} s")

@@ -23,10 +23,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import yaml
+
 from benchmarks.fault_harness import (
     KEY_SHAPED,
     Case,
-    Measured,
     Row,
     error_line,
     measure,
@@ -87,28 +88,20 @@ def _signal(sig: int, stubborn: bool = False, second: bool = False) -> Callable[
         c.config({"command": str(c.project.standin(STUBBORN if stubborn else HANG))})
         c.start_checks()
 
-        def during(proc: object) -> float:
+        def during(pid: int) -> float:
             c.project.wait_for_pids(3)
-            os.kill(c.project_pid, sig)
+            os.kill(pid, sig)
             sent = time.monotonic()
             if second:
                 time.sleep(0.3)
-                os.kill(c.project_pid, sig)
+                os.kill(pid, sig)
             return sent
 
-        m = _run_with_pid(c, during)
+        m = measure(c, c.project.run_argv(), limit_s=60, during=during)
         took = f"{m.since_signal:.1f} s after the signal" if m.since_signal is not None else ""
         return row(c, m, f"run {run_status(c)}", took)
 
     return case
-
-
-def _run_with_pid(c: Case, during: Callable[[object], float], argv: list[str] | None = None) -> Measured:
-    def start(proc: object) -> float:
-        c.project_pid = proc.pid  # type: ignore[attr-defined]
-        return during(proc)
-
-    return measure(c, argv or c.project.run_argv(), limit_s=60, during=start)
 
 
 def _sigkill_everything(c: Case) -> Row:
@@ -116,16 +109,16 @@ def _sigkill_everything(c: Case) -> Row:
     c.start_checks()
     recorded: list[int] = []
 
-    def during(proc: object) -> float:
+    def during(pid: int) -> float:
         recorded.extend(c.project.wait_for_pids(3))
         time.sleep(1.5)
-        ours = [p for p in _descendants(c.project_pid) if p not in recorded]
+        ours = [p for p in _descendants(pid) if p not in recorded]
         for sig in (signal.SIGSTOP, signal.SIGKILL):
             for pid in ours:
                 os.kill(pid, sig)
         return time.monotonic()
 
-    _run_with_pid(c, during)
+    measure(c, c.project.run_argv(), limit_s=60, during=during)
     time.sleep(1)
     before = sum(1 for p in recorded if Path(f"/proc/{p}").exists())
     listed = measure(c, [sys.executable, "-m", "orchestrator", "runs", "list", "--all"], limit_s=30)
@@ -179,7 +172,9 @@ def _agent_case(body: str, limit_s: float, **agent: object) -> Callable[[Case], 
 def _secrets(write: bool) -> Callable[[Case], Row]:
     def case(c: Case) -> Row:
         body = f"WRITE = {write}\n" + SECRETS.replace("%s", KEY_SHAPED)
-        c.config({"command": str(c.project.standin(body))})
+        standin = c.project.standin(body)
+        c.given.append(standin)  # it holds the key-shaped value it prints
+        c.config({"command": str(standin)})
         c.start_checks()
         m = measure(c, [*c.project.run_argv(), "--report", str(c.tmp / "report.json")], limit_s=60)
         return row(c, m, f"run {run_status(c)}; " + error_line(m.stderr, "config.txt" if write else "given"))
@@ -195,8 +190,9 @@ def _untrusted(trusted: bool) -> Callable[[Case], Row]:
         standin = c.project.standin(RECORD_ONLY)
         c.project.env["USER_SECRET_VAR"] = "the-users-own-secret-value"
         c.secrets.append("the-users-own-secret-value")
-        repo_config = c.repo / ".orchestrator.yaml"
-        c.config({"command": str(standin), "env": {"TAKEN": "${USER_SECRET_VAR}"}}, path=repo_config)
+        agent = {"command": str(standin), "env": {"TAKEN": "${USER_SECRET_VAR}"}}
+        config = {"agents": {"fake": agent}, "fallback_order": ["fake"], "sandbox": "off"}
+        (c.repo / ".orchestrator.yaml").write_text(yaml.safe_dump(config))
         git = [*("git", "-c", "user.name=u", "-c", "user.email=u@example.com")]
         c.project.call([*git, "add", ".orchestrator.yaml"])
         c.project.call([*git, "commit", "-qm", "the repository's own config"])

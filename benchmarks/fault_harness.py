@@ -64,7 +64,6 @@ class Case:
     given: list[Path] = field(default_factory=list)  # files the user wrote that hold a secret
     before: CheckoutSnapshot | None = None
     started_pids: set[int] = field(default_factory=set)
-    project_pid: int = 0  # the orchestrator's pid, while a case sends it signals
     mounts: list[Path] = field(default_factory=list)
 
     @property
@@ -175,48 +174,78 @@ def new_case(tmp: Path) -> Case:
     return Case(fault_project(tmp))
 
 
+# Runs argv as its child and records the child's pid, then its exit code and peak RSS. A process of its
+# own, small, because a child's ru_maxrss starts from its parent's size at the fork: forked from this
+# benchmark (which grows as it reads transcripts), the figure would be this benchmark's size.
+WRAPPER = """
+import os, resource, sys
+pid = os.fork()
+if pid == 0:
+    os.execvp(sys.argv[2], sys.argv[2:])
+with open(sys.argv[1] + ".pid", "w") as fh:
+    fh.write(str(pid))
+_, status = os.waitpid(pid, 0)
+with open(sys.argv[1], "w") as fh:
+    fh.write(f"{os.waitstatus_to_exitcode(status)} {resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}")
+"""
+
+
 def measure(
     case: Case,
     argv: Sequence[str],
     *,
     limit_s: float,
     stdin: str | None = None,
-    during: Callable[[subprocess.Popen[bytes]], float | None] | None = None,
+    during: Callable[[int], float | None] | None = None,
     env: dict[str, str] | None = None,
     cwd: Path | None = None,
 ) -> Measured:
-    """Run argv (the user's environment, in the repository unless `cwd`), at most limit_s seconds."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        started = time.monotonic()
-        proc = subprocess.Popen(
-            list(argv),
-            cwd=cwd or case.repo,
-            env={**case.project.env, **(env or {})},
-            stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-            stdout=out,
-            stderr=err,
-            start_new_session=True,
-        )
-        case.started_pids.add(proc.pid)
-        peak = _TreeSampler(proc.pid)
+    """Run argv (the user's environment, in the repository unless `cwd`), at most limit_s seconds;
+    `during(pid)` is called once it runs (it may signal it) and returns when it signalled, if it did."""
+    with tempfile.TemporaryDirectory(prefix="measure-") as raw:
+        result_file = Path(raw) / "result"
+        out_path, err_path = Path(raw) / "out", Path(raw) / "err"
+        with open(out_path, "wb") as out, open(err_path, "wb") as err:
+            started = time.monotonic()
+            proc = subprocess.Popen(
+                [sys.executable, "-I", "-S", "-c", WRAPPER, str(result_file), *argv],
+                cwd=cwd or case.repo,
+                env={**case.project.env, **(env or {})},
+                stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                start_new_session=True,
+            )
+        pid_file = result_file.with_name("result.pid")
+        while not pid_file.exists() and proc.poll() is None:
+            time.sleep(0.005)
+        time.sleep(0.005)
+        pid = int(pid_file.read_text()) if pid_file.exists() else proc.pid
+        peak = _TreeSampler(pid)
         peak.start()
         if stdin is not None:
             assert proc.stdin is not None
             feeder = threading.Thread(target=_feed, args=(proc.stdin, stdin.encode()), daemon=True)
             feeder.start()
-        signalled = during(proc) if during is not None else None
-        code, largest_kb = _wait4(proc, started + limit_s)
+        signalled = during(pid) if during is not None else None
+        try:
+            proc.wait(timeout=max(0.0, started + limit_s - time.monotonic()))
+            timed_out = False
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            with contextlib.suppress(OSError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
         seconds = time.monotonic() - started
         peak.stop()
-        out.seek(0)
-        err.seek(0)
+        code, largest_kb = _outcome(result_file, timed_out)
         result = Measured(
             code=code,
             seconds=seconds,
             tree_mb=peak.peak_kb / 1024,
             largest_mb=largest_kb / 1024,
-            stdout=out.read().decode(errors="replace"),
-            stderr=err.read().decode(errors="replace"),
+            stdout=out_path.read_bytes().decode(errors="replace"),
+            stderr=err_path.read_bytes().decode(errors="replace"),
             since_signal=None if signalled is None else time.monotonic() - signalled,
         )
     case.outputs.append(result.output)
@@ -229,24 +258,12 @@ def _feed(pipe: Any, data: bytes) -> None:
         pipe.close()
 
 
-def _wait4(proc: subprocess.Popen[bytes], deadline: float) -> tuple[str, int]:
+def _outcome(result_file: Path, timed_out: bool) -> tuple[str, int]:
     """(exit code, or the signal's name, or "timeout"; peak RSS in KiB of its largest process)."""
-    timed_out = False
-    while True:
-        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-        if pid:
-            break
-        if time.monotonic() > deadline and not timed_out:
-            timed_out = True
-            with contextlib.suppress(OSError):
-                os.killpg(proc.pid, signal.SIGKILL)
-        time.sleep(0.02)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if timed_out:
-        return "timeout", usage.ru_maxrss
-    if proc.returncode < 0:
-        return signal.Signals(-proc.returncode).name, usage.ru_maxrss
-    return str(proc.returncode), usage.ru_maxrss
+    if timed_out or not result_file.exists():
+        return "timeout", 0
+    code, kb = (int(x) for x in result_file.read_text().split())
+    return (signal.Signals(-code).name if code < 0 else str(code)), kb
 
 
 class _TreeSampler(threading.Thread):
