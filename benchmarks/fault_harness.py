@@ -182,8 +182,9 @@ import os, resource, sys
 pid = os.fork()
 if pid == 0:
     os.execvp(sys.argv[2], sys.argv[2:])
-with open(sys.argv[1] + ".pid", "w") as fh:
+with open(sys.argv[1] + ".pid.tmp", "w") as fh:
     fh.write(str(pid))
+os.rename(sys.argv[1] + ".pid.tmp", sys.argv[1] + ".pid")
 _, status = os.waitpid(pid, 0)
 with open(sys.argv[1], "w") as fh:
     fh.write(f"{os.waitstatus_to_exitcode(status)} {resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}")
@@ -219,7 +220,6 @@ def measure(
         pid_file = result_file.with_name("result.pid")
         while not pid_file.exists() and proc.poll() is None:
             time.sleep(0.005)
-        time.sleep(0.005)
         pid = int(pid_file.read_text()) if pid_file.exists() else proc.pid
         peak = _TreeSampler(pid)
         peak.start()
