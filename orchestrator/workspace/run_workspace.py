@@ -204,15 +204,17 @@ class RunWorkspace:
         root = repo_root(repo, environ)
         paths = run_paths(state_home, run_id)
         user = Git(root, environ=environ)
-        base = user.rev_parse(f"{meta_prefix(run_id)}base")
-        tip = user.rev_parse(tip_ref(run_id)) or user.rev_parse(f"refs/heads/{branch_name(run_id)}")
+        names = [f"{meta_prefix(run_id)}{n}" for n in ("base", "first")]
+        refs = _read_refs(user, [*names, tip_ref(run_id), f"refs/heads/{branch_name(run_id)}"])
+        base = refs.get(names[0])
+        tip = refs.get(tip_ref(run_id)) or refs.get(f"refs/heads/{branch_name(run_id)}")
         if base is None or tip is None:
             raise RunNotFound(
                 f"no run {run_id} in {root}",
                 hint="`orchestrator runs` lists the runs; a discarded run is kept only under "
                 f"{backup_prefix(run_id)}discarded",
             )
-        first = user.rev_parse(f"{meta_prefix(run_id)}first") or base
+        first = refs.get(names[1]) or base
         workspace = cls(root, run_id, paths, base, first, environ)
         workspace._user_git = user
         return workspace
@@ -649,3 +651,10 @@ class RunWorkspace:
 def _create_refs(git: Git, refs: Mapping[str, str]) -> None:
     """Create each ref (name -> object id) in one transaction: all or none, and none that exists."""
     git.run("update-ref", "--stdin", input="".join(f"create {ref} {sha}\n" for ref, sha in refs.items()))
+
+
+def _read_refs(git: Git, names: list[str]) -> dict[str, str]:
+    """The object id of each of these refs that exists (one git process for all of them)."""
+    out = git.out("for-each-ref", "--format=%(refname) %(objectname)", *names)
+    found = dict(line.split(" ", 1) for line in out.splitlines() if line.strip())
+    return {name: found[name] for name in names if name in found}
