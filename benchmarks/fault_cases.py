@@ -216,7 +216,10 @@ IDENTITY = "-c user.name=agent -c user.email=agent@example.org"
 
 def _hostile(commands: list[str], sandbox: str) -> Callable[[Case], Row]:
     def case(c: Case) -> Row:
-        shell = "\n".join(f"( {x.format(repo=c.repo)} ) >/dev/null 2>&1" for x in commands)
+        shell = "\n".join(
+            f'( {x.format(repo=c.repo)} ) >/dev/null 2>&1; echo "$?" >> "$TMPDIR/hostile.log"'
+            for x in commands
+        )
         c.config(
             {"env": c.scenario([{"shell": shell + "\necho work > work.txt"}, {"text": "done"}])},
             sandbox=sandbox,
@@ -227,7 +230,10 @@ def _hostile(commands: list[str], sandbox: str) -> Callable[[Case], Row]:
             notes = [n for n in json.loads(m.stdout)["notes"] if "changed" in n]
         except (ValueError, KeyError):
             notes = []
-        return row(c, m, f"run {run_status(c)}; " + (notes[0][:90] if notes else "no warning"))
+        logs = list((c.state / "runs").glob("*/agents/fake/tmp/hostile.log"))
+        codes = ",".join(logs[0].read_text().split()) if logs else "?"
+        said = notes[0][:90] if notes else "no warning"
+        return row(c, m, f"run {run_status(c)}; the agent's commands exited {codes}; {said}")
 
     return case
 
