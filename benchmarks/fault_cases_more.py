@@ -269,7 +269,7 @@ def _bare(c: Case) -> Row:
 
 
 def _discard_live(c: Case) -> Row:
-    turns = [{"kind": "hang", "seconds": 8}, {"kind": "text", "text": "done"}]
+    turns: list[dict[str, Any]] = [{"kind": "hang", "seconds": 8}, {"kind": "text", "text": "done"}]
     c.config({"env": c.scenario(turns)})
     c.start_checks()
     runner = subprocess.Popen(
@@ -293,7 +293,7 @@ def _discard_live(c: Case) -> Row:
 
 
 def _resume_config(c: Case) -> Row:
-    turns = [
+    turns: list[dict[str, Any]] = [
         {"kind": "hang", "seconds": 60},
         {"kind": "write_file", "path": "from-config.txt", "content": "the run's config\n"},
         {"kind": "text", "text": "done"},

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from typing import Any
 
 _T0 = time.time()
 _CPU0 = 0.0  # process_time() counts from the interpreter's start
@@ -28,7 +29,7 @@ def _install() -> None:
 
     original = subprocess.Popen.__init__
 
-    def traced(self: subprocess.Popen[bytes], args: object, *rest: object, **kw: object) -> None:
+    def traced(self: Any, args: Any, *rest: Any, **kw: Any) -> None:
         frames = [
             f
             for f in traceback.extract_stack()[:-1]
@@ -40,7 +41,7 @@ def _install() -> None:
         argv = [str(a) for a in args] if isinstance(args, list | tuple) else [str(args)]
         shown = [a for a in argv if not a.startswith("-") and "=" not in a][:4]
         _note(f"spawn {' '.join(os.path.basename(a) for a in shown)[:70]} <- {' < '.join(reversed(callers))}")
-        original(self, args, *rest, **kw)  # type: ignore[arg-type]
+        original(self, args, *rest, **kw)
 
     subprocess.Popen.__init__ = traced  # type: ignore[method-assign]
 
