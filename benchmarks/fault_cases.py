@@ -3,7 +3,7 @@ first ("before") and, measured now, the exit code, the time, the peak RSS of the
 tree, what was left running 5 s after it ended, what it wrote to the user's checkout and where a planted
 secret turned up.
 
-    python -m benchmarks.fault_cases              # every case (about 5 minutes)
+    python -m benchmarks.fault_cases              # every case (about 4 minutes)
     python -m benchmarks.fault_cases sigterm 400  # the cases whose name contains "sigterm" or "400"
     python -m benchmarks.fault_cases --list       # the case names
 
