@@ -35,6 +35,7 @@ from benchmarks.fault_harness import (
     row,
     run_status,
 )
+from orchestrator.testing.standins import is_alive
 
 HANG = """
 import time
@@ -88,20 +89,32 @@ def _signal(sig: int, stubborn: bool = False, second: bool = False) -> Callable[
         c.config({"command": str(c.project.standin(STUBBORN if stubborn else HANG))})
         c.start_checks()
 
+        sent: list[float] = []
+
         def during(pid: int) -> float:
             c.project.wait_for_pids(3)
             os.kill(pid, sig)
-            sent = time.monotonic()
+            sent.append(time.monotonic())
             if second:
                 time.sleep(0.3)
                 os.kill(pid, sig)
-            return sent
+            return sent[0]
 
         m = measure(c, c.project.run_argv(), limit_s=60, during=during)
         took = f"{m.since_signal:.1f} s after the signal" if m.since_signal is not None else ""
-        return row(c, m, f"run {run_status(c)}", took)
+        gone = _all_gone(c, sent[0]) if sent else "?"
+        return row(c, m, f"run {run_status(c)}; the stand-in's 3 processes all gone {gone}", took)
 
     return case
+
+
+def _all_gone(c: Case, since: float) -> str:
+    """How long after `since` the last process the stand-in recorded ended (looked at every 20 ms)."""
+    while time.monotonic() - since < 15:
+        if not any(is_alive(p) for p in c.project.recorded_pids()):
+            return f"by {time.monotonic() - since:.1f} s after the signal"
+        time.sleep(0.02)
+    return "NOT within 15 s"
 
 
 def _sigkill_everything(c: Case) -> Row:

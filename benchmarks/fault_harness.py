@@ -236,7 +236,8 @@ def measure(
             with contextlib.suppress(OSError):
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-        seconds = time.monotonic() - started
+        ended = time.monotonic()
+        seconds = ended - started
         peak.stop()
         code, largest_kb = _outcome(result_file, timed_out)
         result = Measured(
@@ -246,7 +247,7 @@ def measure(
             largest_mb=largest_kb / 1024,
             stdout=out_path.read_bytes().decode(errors="replace"),
             stderr=err_path.read_bytes().decode(errors="replace"),
-            since_signal=None if signalled is None else time.monotonic() - signalled,
+            since_signal=None if signalled is None else ended - signalled,
         )
     case.outputs.append(result.output)
     return result
