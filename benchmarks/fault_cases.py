@@ -1,25 +1,41 @@
-"""The process and size fault cases of issue 8, measured as a user sees them: one row per case with the
-time, the exit code, the orchestrator's peak RSS and what was left running 5 s after it ended.
+"""The fault cases of issue 8, measured as a user meets them: one row per case with what the issue saw
+first ("before") and, measured now, the exit code, the time, the peak RSS of the orchestrator's process
+tree, what was left running 5 s after it ended, what it wrote to the user's checkout and where a planted
+secret turned up.
 
-    python benchmarks/fault_cases.py            # every case
-    python benchmarks/fault_cases.py sigterm    # the cases whose name contains "sigterm"
+    python -m benchmarks.fault_cases              # every case (about 4 minutes)
+    python -m benchmarks.fault_cases sigterm 400  # the cases whose name contains "sigterm" or "400"
+    python -m benchmarks.fault_cases --list       # the case names
 
-Uses the stand-ins of orchestrator.testing.standins and the `python -m orchestrator` of this interpreter,
-so the same file measures any checkout (run it with that checkout's virtualenv).
+Run it as root for the store cases on a full or read-only disk (a small tmpfs is mounted for each). It
+uses the stand-ins of orchestrator.testing.standins and the `python -m orchestrator` of this interpreter,
+so it measures whichever checkout's virtualenv runs it. How each figure is taken: benchmarks/fault_harness.py.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from orchestrator.testing.standins import FaultProject, end_recorded, fault_project, is_alive
+import yaml
+
+from benchmarks.fault_harness import (
+    KEY_SHAPED,
+    Case,
+    Row,
+    error_line,
+    measure,
+    new_case,
+    row,
+    run_status,
+)
+from orchestrator.testing.standins import is_alive
 
 HANG = """
 import time
@@ -45,206 +61,350 @@ for _ in range(400):
 out.write(b'"}\\n{"type": "result", "text": "done", "success": true}\\n')
 """
 FLOOD = """
-line = b"y" * 999 + b"\\n"
-for _ in range(300 * 1024):  # 300 MB
-    sys.stdout.buffer.write(line)
+block = (b"y" * 1023 + b"\\n") * 1024
+for _ in range(1024):  # 1 GiB
+    sys.stdout.buffer.write(block)
 sys.stdout.buffer.write(b'{"type": "result", "text": "done", "success": true}\\n')
 """
 KILLED = "import os\nrecord()\nos.kill(os.getpid(), 9)\n"
-
-# Runs argv with a time limit, then prints the peak RSS (KiB) of its largest process.
-WRAPPER = (
-    "import resource,subprocess,sys\n"
-    "p = subprocess.Popen(sys.argv[2:], start_new_session=True)\n"
-    "try:\n    rc = p.wait(timeout=float(sys.argv[1]))\n"
-    "except subprocess.TimeoutExpired:\n    import os, signal\n    os.killpg(p.pid, signal.SIGKILL); p.wait(); rc = 'timeout'\n"
-    "print('maxrss_kb', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, rc, file=sys.stderr)\n"
-)
-
-Row = tuple[str, str, str, str, str]
-
-
-def _popen(project: FaultProject, argv: list[str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        argv,
-        cwd=project.repo,
-        env=project.env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+SECRETS = """
+import json, os
+given = os.environ["FAKE_SERVICE_TOKEN"]
+print(json.dumps({"type": "message", "text": f"I was given {given} and found %s"}), flush=True)
+print(f"debug: token {given}", file=sys.stderr, flush=True)
+if WRITE:
+    open("config.txt", "w").write(f"token = {given}\\n")
+else:
+    open("app.py", "a").write("# changed\\n")
+print(json.dumps({"type": "result", "text": f"done with {given}", "success": True}), flush=True)
+"""
+RECORD_ONLY = 'record()\nprint(\'{"type": "result", "text": "ran", "success": true}\', flush=True)\n'
 
 
-def _left(project: FaultProject) -> str:
-    deadline = time.monotonic() + 5
-    alive = [p for p in project.recorded_pids() if is_alive(p)]
-    while alive and time.monotonic() < deadline:
-        time.sleep(0.1)
-        alive = [p for p in alive if is_alive(p)]
-    return f"{len(alive)} of {len(project.recorded_pids())}"
+# 1. Signals
 
 
-def _wait(proc: subprocess.Popen[bytes], timeout: float) -> tuple[str, float]:
-    start = time.monotonic()
-    try:
-        code: str = str(proc.wait(timeout=timeout))
-    except subprocess.TimeoutExpired:
-        code = f"still running after {timeout:g} s"
-    return code, time.monotonic() - start
+def _signal(sig: int, stubborn: bool = False, second: bool = False) -> Callable[[Case], Row]:
+    def case(c: Case) -> Row:
+        c.config({"command": str(c.project.standin(STUBBORN if stubborn else HANG))})
+        c.start_checks()
 
+        sent: list[float] = []
 
-def _signal_case(sig: int, stubborn: bool = False, second: bool = False) -> Callable[[FaultProject], Row]:
-    def case(project: FaultProject) -> Row:
-        project.configure(project.standin(STUBBORN if stubborn else HANG))
-        proc = _popen(project, project.run_argv())
-        project.wait_for_pids(3)
-        os.kill(proc.pid, sig)
-        if second:
-            time.sleep(0.3)
-            os.kill(proc.pid, sig)
-        code, took = _wait(proc, 30)
-        left = _left(project)
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        return "", code, f"{took:.1f} s after the signal", "", left
-
-    return case
-
-
-def _sigkill_all(project: FaultProject) -> Row:
-    project.configure(project.standin(STUBBORN))
-    proc = _popen(project, project.run_argv())
-    recorded = project.wait_for_pids(3)
-    time.sleep(1.5)
-    tree = subprocess.run(["ps", "-o", "pid=", "--ppid", str(proc.pid)], capture_output=True, text=True)
-    ours = [proc.pid, *(int(p) for p in tree.stdout.split())]
-    ours = [p for p in ours if p not in recorded]
-    for sig in (signal.SIGSTOP, signal.SIGKILL):
-        for pid in ours:
+        def during(pid: int) -> float:
+            c.project.wait_for_pids(3)
             os.kill(pid, sig)
-    proc.wait()
+            sent.append(time.monotonic())
+            if second:
+                time.sleep(0.3)
+                os.kill(pid, sig)
+            return sent[0]
+
+        m = measure(c, c.project.run_argv(), limit_s=60, during=during)
+        took = f"{m.since_signal:.1f} s after the signal" if m.since_signal is not None else ""
+        gone = _all_gone(c, sent[0]) if sent else "?"
+        return row(c, m, f"run {run_status(c)}; the stand-in's 3 processes all gone {gone}", took)
+
+    return case
+
+
+def _all_gone(c: Case, since: float) -> str:
+    """How long after `since` the last process the stand-in recorded ended (looked at every 20 ms)."""
+    while time.monotonic() - since < 15:
+        if not any(is_alive(p) for p in c.project.recorded_pids()):
+            return f"by {time.monotonic() - since:.1f} s after the signal"
+        time.sleep(0.02)
+    return "NOT within 15 s"
+
+
+def _sigkill_everything(c: Case) -> Row:
+    c.config({"command": str(c.project.standin(STUBBORN))})
+    c.start_checks()
+    recorded: list[int] = []
+
+    def during(pid: int) -> float:
+        recorded.extend(c.project.wait_for_pids(3))
+        time.sleep(1.5)
+        ours = [p for p in _descendants(pid) if p not in recorded]
+        for sig in (signal.SIGSTOP, signal.SIGKILL):
+            for pid in ours:
+                os.kill(pid, sig)
+        return time.monotonic()
+
+    measure(c, c.project.run_argv(), limit_s=60, during=during)
     time.sleep(1)
-    before = sum(is_alive(p) for p in recorded)
-    start = time.monotonic()
-    listed = project.call([sys.executable, "-m", "orchestrator", "runs", "list", "--all"])
-    took = time.monotonic() - start
-    said = "says so" if "left by run" in listed.stderr else "says nothing"
-    return (
-        "",
-        str(listed.returncode),
-        f"`runs list` {took:.1f} s, {said}",
-        "",
-        f"{before} alive -> {_left(project)}",
+    before = sum(1 for p in recorded if Path(f"/proc/{p}").exists())
+    listed = measure(c, [sys.executable, "-m", "orchestrator", "runs", "list", "--all"], limit_s=30)
+    said = "said so" if "left by run" in listed.stderr else "said nothing"
+    return row(
+        c,
+        listed,
+        f"{before} of {len(recorded)} alive after the kill; the next command {said}; run {run_status(c)}",
+        took=f"`runs list` {listed.seconds:.1f} s",
     )
 
 
-def _wall_limit(project: FaultProject) -> Row:
-    project.configure(project.standin(HANG), timeout_s=5)
-    proc = _popen(project, project.run_agent_argv("--json"))
-    code, took = _wait(proc, 90)
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-    return "", code, f"{took:.1f} s (limit 5 s)", "", _left(project)
+def _descendants(root: int) -> list[int]:
+    tree: list[int] = []
+    frontier = [root]
+    while frontier:
+        found: list[int] = []
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    ppid = int(Path(f"/proc/{entry}/stat").read_bytes().rsplit(b")", 1)[1].split()[1])
+                except (OSError, IndexError, ValueError):
+                    continue
+                if ppid in frontier and int(entry) not in tree:
+                    found.append(int(entry))
+        tree += found
+        frontier = found
+    return [root, *tree]
 
 
-def _exit_leaving(project: FaultProject) -> Row:
-    project.configure(project.standin(EXIT_LEAVING))
-    proc = _popen(project, project.run_agent_argv("--json"))
-    code, took = _wait(proc, 60)
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-    return "", code, f"{took:.1f} s", "", _left(project)
+# 2. Escaped grandchildren, and 9: a CLI killed by a signal
 
 
-def _measured(project: FaultProject, argv: list[str], limit_s: float) -> tuple[str, float, str]:
-    start = time.monotonic()
-    done = project.call([sys.executable, "-c", WRAPPER, str(limit_s), *argv], timeout_s=limit_s + 30)
-    took = time.monotonic() - start
-    line = next((x for x in done.stderr.splitlines() if x.startswith("maxrss_kb ")), "maxrss_kb 0 ?")
-    _, kb, code = line.split()
-    return code, took, f"{int(kb) / 1024:.0f} MB"
-
-
-def _huge_line(communicator: str) -> Callable[[FaultProject], Row]:
-    def case(project: FaultProject) -> Row:
-        project.configure(project.standin(HUGE_LINE), communicator=communicator, timeout_s=600)
-        t = project.tmp / "t.jsonl"
-        code, took, rss = _measured(project, project.run_agent_argv("--transcript", str(t)), 300)
-        return "", code, f"{took:.1f} s", rss, ""
+def _agent_case(body: str, limit_s: float, **agent: object) -> Callable[[Case], Row]:
+    def case(c: Case) -> Row:
+        c.config({"command": str(c.project.standin(body)), **agent})
+        c.start_checks()
+        m = measure(c, c.project.run_agent_argv("--json"), limit_s=limit_s)
+        try:
+            message = json.loads(m.stdout)["error"]["message"]
+        except (ValueError, KeyError, TypeError):
+            message = error_line(m.stderr)
+        return row(c, m, message[:110])
 
     return case
 
 
-def _flood(project: FaultProject) -> Row:
-    project.configure(project.standin(FLOOD), timeout_s=600)
-    t = project.tmp / "t.jsonl"
-    code, took, rss = _measured(project, project.run_agent_argv("--transcript", str(t)), 300)
-    size = sum(f.stat().st_size for f in t.parent.glob("t.jsonl*")) / 1024 / 1024
-    return "", code, f"{took:.1f} s, {size:.0f} MB on disk", rss, ""
+# 3. Secrets
 
 
-def _config(path: str) -> Callable[[FaultProject], Row]:
-    def case(project: FaultProject) -> Row:
-        project.configure(project.standin("print('never run')"))
-        if path == "FIFO":
-            os.mkfifo(project.tmp / "fifo.yaml")
-            target = str(project.tmp / "fifo.yaml")
+def _secrets(write: bool) -> Callable[[Case], Row]:
+    def case(c: Case) -> Row:
+        body = f"WRITE = {write}\n" + SECRETS.replace("%s", KEY_SHAPED)
+        standin = c.project.standin(body)
+        c.given.append(standin)  # it holds the key-shaped value it prints
+        c.config({"command": str(standin)})
+        c.start_checks()
+        m = measure(c, [*c.project.run_argv(), "--report", str(c.tmp / "report.json")], limit_s=60)
+        return row(c, m, f"run {run_status(c)}; " + error_line(m.stderr, "config.txt" if write else "given"))
+
+    return case
+
+
+# 4. Repository configuration
+
+
+def _untrusted(trusted: bool) -> Callable[[Case], Row]:
+    def case(c: Case) -> Row:
+        standin = c.project.standin(RECORD_ONLY)
+        c.project.env["USER_SECRET_VAR"] = "the-users-own-secret-value"
+        c.secrets.append("the-users-own-secret-value")
+        agent = {"command": str(standin), "env": {"TAKEN": "${USER_SECRET_VAR}"}}
+        config = {"agents": {"fake": agent}, "fallback_order": ["fake"], "sandbox": "off"}
+        (c.repo / ".orchestrator.yaml").write_text(yaml.safe_dump(config))
+        git = [*("git", "-c", "user.name=u", "-c", "user.email=u@example.com")]
+        c.project.call([*git, "add", ".orchestrator.yaml"])
+        c.project.call([*git, "commit", "-qm", "the repository's own config"])
+        if trusted:
+            c.project.call([sys.executable, "-m", "orchestrator", "trust"])
+        c.start_checks()
+        argv = [sys.executable, "-m", "orchestrator", "run", "a task", "--workflow", str(c.project.workflow)]
+        m = measure(c, argv, limit_s=30)
+        ran = "the repository's command ran" if c.project.recorded_pids() else "its command never ran"
+        return row(c, m, f"{ran}; " + error_line(m.stderr, "trust"))
+
+    return case
+
+
+# 5. The ref guard
+
+NO_HOOKS = "git -c core.hooksPath=/dev/null"
+CLEARED = "env -u GIT_CONFIG_COUNT -u GIT_CONFIG_KEY_0 -u GIT_CONFIG_VALUE_0 -u GIT_CONFIG_PARAMETERS git"
+IDENTITY = "-c user.name=agent -c user.email=agent@example.org"
+
+
+def _hostile(commands: list[str], sandbox: str) -> Callable[[Case], Row]:
+    def case(c: Case) -> Row:
+        shell = "\n".join(
+            f'( {x.format(repo=c.repo)} ) >/dev/null 2>&1; echo "$?" >> "$TMPDIR/hostile.log"'
+            for x in commands
+        )
+        c.config(
+            {"env": c.scenario([{"shell": shell + "\necho work > work.txt"}, {"text": "done"}])},
+            sandbox=sandbox,
+        )
+        c.start_checks()
+        m = measure(c, [*c.project.run_argv(), "--json"], limit_s=60)
+        try:
+            notes = [n for n in json.loads(m.stdout)["notes"] if "changed" in n]
+        except (ValueError, KeyError):
+            notes = []
+        logs = list((c.state / "runs").glob("*/agents/fake/tmp/hostile.log"))
+        codes = ",".join(logs[0].read_text().split()) if logs else "?"
+        said = notes[0][:90] if notes else "no warning"
+        return row(c, m, f"run {run_status(c)}; the agent's commands exited {codes}; {said}")
+
+    return case
+
+
+# 6. Bounds
+
+
+def _huge_line(communicator: str) -> Callable[[Case], Row]:
+    def case(c: Case) -> Row:
+        c.config(
+            {"command": str(c.project.standin(HUGE_LINE)), "communicator": communicator, "timeout_s": 600}
+        )
+        c.start_checks()
+        m = measure(c, c.project.run_agent_argv("--transcript", str(c.tmp / "t.jsonl")), limit_s=300)
+        return row(c, m, f"transcript {_mb(c.tmp.glob('t.jsonl*'))}")
+
+    return case
+
+
+def _flood(c: Case) -> Row:
+    c.config({"command": str(c.project.standin(FLOOD)), "timeout_s": 600})
+    c.start_checks()
+    m = measure(c, [*c.project.run_argv(), "--json"], limit_s=300)
+    runs = c.state / "runs"
+    return row(
+        c, m, f"run {run_status(c)}; transcripts on disk {_mb(runs.rglob('*.jsonl'), runs.rglob('*.stderr'))}"
+    )
+
+
+def _mb(*groups: object) -> str:
+    total = sum(p.stat().st_size for g in groups for p in g)  # type: ignore[attr-defined]
+    return f"{total / 1024 / 1024:.1f} MB"
+
+
+def _config(kind: str) -> Callable[[Case], Row]:
+    def case(c: Case) -> Row:
+        c.config({"command": str(c.project.standin(RECORD_ONLY))})
+        if kind == "FIFO":
+            os.mkfifo(c.tmp / "fifo.yaml")
+            target = str(c.tmp / "fifo.yaml")
+        elif kind == "2 MB":
+            (c.tmp / "big.yaml").write_text("# filler\n" * 240_000)
+            target = str(c.tmp / "big.yaml")
         else:
-            target = path
-        argv = [*project.run_argv()[:-2], "--config", target]
-        code, took, rss = _measured(project, argv, 20)
-        return "", code, f"{took:.1f} s", rss, ""
+            target = kind
+        c.start_checks()
+        argv = [*c.project.run_argv()[:-2], "--config", target]
+        m = measure(c, argv, limit_s=20)
+        return row(c, m, error_line(m.stderr, "error"))
 
     return case
 
 
-def _killed(project: FaultProject) -> Row:
-    project.configure(project.standin(KILLED))
-    done = project.call(project.run_agent_argv("--json"), timeout_s=60)
-    import json
+Entry = tuple[str, str, Callable[[Case], Row]]  # name, before (the issue's words), the case
 
-    try:
-        message = json.loads(done.stdout)["error"]["message"]
-    except (ValueError, KeyError, TypeError):
-        message = done.stderr[-100:]
-    return "", str(done.returncode), message, "", ""
+CASES: list[Entry] = [
+    ("SIGINT to run", "(Ctrl-C: clean cancel, exit 130)", _signal(signal.SIGINT)),
+    ("SIGTERM to run", "exit 143, agent's children left running", _signal(signal.SIGTERM)),
+    ("SIGHUP to run", "agent's children left running", _signal(signal.SIGHUP)),
+    (
+        "second Ctrl-C (CLI deaf to SIGINT/SIGTERM)",
+        "agent's children left running",
+        _signal(signal.SIGINT, True, True),
+    ),
+    ("SIGKILL to run", "agent's children left running", _signal(signal.SIGKILL, stubborn=True)),
+    (
+        "SIGKILL to run and all its helpers, then `runs list`",
+        "left running; resume does not clean up",
+        _sigkill_everything,
+    ),
+    (
+        "5 s wall limit, setsid grandchild holds stdout",
+        "took 45 s (until the grandchild exited)",
+        _agent_case(HANG, 60, timeout_s=5),
+    ),
+    (
+        "CLI exits, setsid grandchild holds stdout",
+        "step waited for the grandchild",
+        _agent_case(EXIT_LEAVING, 60),
+    ),
+    ("CLI killed by SIGKILL: the message", "`exited with None`", _agent_case(KILLED, 60)),
+    (
+        "secrets printed (console, transcripts, store)",
+        "unmasked everywhere; non-key shapes in state.db",
+        _secrets(False),
+    ),
+    ("secret written into a file by the agent", "committed on the branch", _secrets(True)),
+    ("committed .orchestrator.yaml with command + ${VAR}", "obeyed without asking", _untrusted(False)),
+    ("the same after `orchestrator trust`", "-", _untrusted(True)),
+    (
+        "agent's git, hooks off / GIT_CONFIG_* removed, moves main",
+        "user's main moved; run approved, no note",
+        _hostile(
+            [
+                f"{NO_HOOKS} {IDENTITY} commit -q --allow-empty -m agent",
+                f"{NO_HOOKS} update-ref refs/heads/main HEAD",
+                f"{CLEARED} update-ref refs/heads/main HEAD",
+                f"{NO_HOOKS} tag -f v1 HEAD",
+                f"{NO_HOOKS} {IDENTITY} stash push -q --include-untracked",
+            ],
+            "off",
+        ),
+    ),
+    (
+        "agent's git --git-dir=<user's repo>, no sandbox",
+        "moved silently",
+        _hostile([f"{NO_HOOKS} --git-dir={{repo}}/.git update-ref refs/heads/feature HEAD"], "off"),
+    ),
+    (
+        "the same, and a write into the checkout, sandbox bwrap",
+        "moved silently",
+        _hostile(
+            [
+                f"{NO_HOOKS} --git-dir={{repo}}/.git update-ref refs/heads/feature HEAD",
+                "echo agent > {repo}/written-by-agent.txt",
+            ],
+            "bwrap",
+        ),
+    ),
+    ("400 MB line (pipes)", "820 MB before the 1 MB cut", _huge_line("subprocess")),
+    ("400 MB line (pty)", "820 MB before the 1 MB cut", _huge_line("pty")),
+    ("1 GiB of output, run transcripts", "954 MB on disk (no cap)", _flood),
+    ("--config /dev/zero", "grows without limit", _config("/dev/zero")),
+    ("--config FIFO (nobody writes)", "(blocks)", _config("FIFO")),
+    ("--config of 2 MB", "(read whole)", _config("2 MB")),
+]
 
 
-CASES: dict[str, Callable[[FaultProject], Row]] = {
-    "SIGINT to run": _signal_case(signal.SIGINT),
-    "SIGTERM to run": _signal_case(signal.SIGTERM),
-    "SIGHUP to run": _signal_case(signal.SIGHUP),
-    "second Ctrl-C (CLI deaf to SIGINT/SIGTERM)": _signal_case(signal.SIGINT, stubborn=True, second=True),
-    "SIGKILL to run": _signal_case(signal.SIGKILL, stubborn=True),
-    "SIGKILL to run and all its helpers, then runs list": _sigkill_all,
-    "5 s wall limit, grandchild holds stdout": _wall_limit,
-    "CLI exits, grandchild holds stdout": _exit_leaving,
-    "400 MB line (pipes)": _huge_line("subprocess"),
-    "400 MB line (pty)": _huge_line("pty"),
-    "300 MB of output, transcript": _flood,
-    "--config /dev/zero": _config("/dev/zero"),
-    "--config FIFO": _config("FIFO"),
-    "CLI killed by SIGKILL: the message": _killed,
-}
+def all_cases() -> list[Entry]:
+    from benchmarks.fault_cases_more import MORE_CASES
+
+    return [*CASES, *MORE_CASES]
 
 
-def main(selected: list[str]) -> None:
-    print("| case | exit code | time | peak RSS | left alive 5 s later |")
-    print("|---|---|---|---|---|")
-    for name, case in CASES.items():
-        if selected and not any(s.lower() in name.lower() for s in selected):
+def main(args: list[str]) -> None:
+    cases = all_cases()
+    if args == ["--list"]:
+        print("\n".join(name for name, _, _ in cases))
+        return
+    print(
+        "| case | before (issue 8) | exit | time | peak RSS (tree / largest process) "
+        "| left 5 s later | written to the user's repo | secrets found | what it said |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name, before, fn in cases:
+        if args and not any(s.lower() in name.lower() for s in args):
             continue
-        with tempfile.TemporaryDirectory() as tmp:
-            project = fault_project(Path(tmp))
+        with tempfile.TemporaryDirectory(prefix="fault-case-") as tmp:
+            case = new_case(Path(tmp))
             try:
-                _, code, took, rss, left = case(project)
+                r = fn(case)
+            except Exception as exc:  # noqa: BLE001 - one broken case must not hide the others
+                r = Row(code="-", time="-", note=f"BENCHMARK ERROR {type(exc).__name__}: {exc}"[:200])
             finally:
-                end_recorded(project)
-            print(f"| {name} | {code} | {took} | {rss} | {left} |", flush=True)
+                case.left(0)
+                case.cleanup()
+        cells = [name, before, r.code, r.time, r.rss, r.left, r.written, r.leaks, r.note.replace("|", "/")]
+        print("| " + " | ".join(cells) + " |", flush=True)
 
 
 if __name__ == "__main__":

@@ -110,17 +110,19 @@ class RunWorkspace:
         paths.ensure()
         user = Git(root, environ=environ)
         branch = branch_name(run_id)
-        if user.rev_parse(f"refs/heads/{branch}") is not None or user.rev_parse(tip_ref(run_id)):
+        if user.out("for-each-ref", "--format=%(refname)", f"refs/heads/{branch}", tip_ref(run_id)):
             raise UsageError(f"branch {branch} already exists", hint="choose another run id")
         user_head = user.rev_parse("HEAD^{commit}")
         if user_head is None:
             raise UsageError(
                 f"{root} has no commits yet", hint="make a first commit, then start the run again"
             )
-        base_sha = user.commit_of(base)
+        base_sha = user_head if base == "HEAD" else user.commit_of(base)
         zero = "0" * len(user_head)
-        user.run("update-ref", f"{meta_prefix(run_id)}base", base_sha, zero)
-        user.run("update-ref", f"{backup_prefix(run_id)}start", user_head, zero)
+        # One git process per group of refs (each group one transaction; `create` fails if it exists).
+        _create_refs(
+            user, {f"{meta_prefix(run_id)}base": base_sha, f"{backup_prefix(run_id)}start": user_head}
+        )
 
         # The user's uncommitted work is kept whenever it exists, included in the run or not.
         snapshot = trees.work_tree_tree(user, paths.tmp_dir)
@@ -152,9 +154,9 @@ class RunWorkspace:
             workspace.first = workspace._clone_tip() or start_point
             if workspace.first != start_point:  # the commit carrying uncommitted work onto the base
                 fetch_commit(user, paths.worktree, workspace.first)
-            user.run("update-ref", tip_ref(run_id), workspace.first, zero)
-            user.run("update-ref", f"refs/heads/{branch}", workspace.first, zero)
-            user.run("update-ref", f"{meta_prefix(run_id)}first", workspace.first, zero)
+            first = workspace.first
+            refs = (tip_ref(run_id), f"refs/heads/{branch}", f"{meta_prefix(run_id)}first")
+            _create_refs(user, dict.fromkeys(refs, first))
         except BaseException:
             workspace._drop_fresh_run()
             raise
@@ -202,15 +204,17 @@ class RunWorkspace:
         root = repo_root(repo, environ)
         paths = run_paths(state_home, run_id)
         user = Git(root, environ=environ)
-        base = user.rev_parse(f"{meta_prefix(run_id)}base")
-        tip = user.rev_parse(tip_ref(run_id)) or user.rev_parse(f"refs/heads/{branch_name(run_id)}")
+        names = [f"{meta_prefix(run_id)}{n}" for n in ("base", "first")]
+        refs = _read_refs(user, [*names, tip_ref(run_id), f"refs/heads/{branch_name(run_id)}"])
+        base = refs.get(names[0])
+        tip = refs.get(tip_ref(run_id)) or refs.get(f"refs/heads/{branch_name(run_id)}")
         if base is None or tip is None:
             raise RunNotFound(
                 f"no run {run_id} in {root}",
                 hint="`orchestrator runs` lists the runs; a discarded run is kept only under "
                 f"{backup_prefix(run_id)}discarded",
             )
-        first = user.rev_parse(f"{meta_prefix(run_id)}first") or base
+        first = refs.get(names[1]) or base
         workspace = cls(root, run_id, paths, base, first, environ)
         workspace._user_git = user
         return workspace
@@ -716,3 +720,15 @@ class RunWorkspace:
         for lock in candidates:
             with contextlib.suppress(FileNotFoundError):
                 lock.unlink()
+
+
+def _create_refs(git: Git, refs: Mapping[str, str]) -> None:
+    """Create each ref (name -> object id) in one transaction: all or none, and none that exists."""
+    git.run("update-ref", "--stdin", input="".join(f"create {ref} {sha}\n" for ref, sha in refs.items()))
+
+
+def _read_refs(git: Git, names: list[str]) -> dict[str, str]:
+    """The object id of each of these refs that exists (one git process for all of them)."""
+    out = git.out("for-each-ref", "--format=%(refname) %(objectname)", *names)
+    found = dict(line.split(" ", 1) for line in out.splitlines() if line.strip())
+    return {name: found[name] for name in names if name in found}

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.errors import GitError
+from orchestrator.workspace import git as git_module
 from orchestrator.workspace.git import (
     FALLBACK_EMAIL,
     FALLBACK_NAME,
@@ -44,6 +45,27 @@ def test_a_configured_identity_wins_over_the_fallback(tmp_path):
     g = Git(path, environ=environ)  # the identity is looked up once per instance
     g.run("commit", "-q", "--allow-empty", "-m", "mine")
     assert g.out("log", "-1", "--format=%an <%ae>") == "Ada Lovelace <ada@example.org>"
+
+
+def test_reading_commands_run_without_the_identity_look_up(tmp_path, monkeypatch):
+    environ = bare_environ(tmp_path)
+    path = init_repo(tmp_path / "w", environ=environ)
+    seen: list[list[str]] = []
+    real = git_module.run_command
+
+    def recording(argv, *args, **kwargs):
+        seen.append(list(argv))
+        return real(argv, *args, **kwargs)
+
+    monkeypatch.setattr(git_module, "run_command", recording)
+    g = Git(path, environ=environ)
+    assert g.rev_parse("HEAD") is not None
+    g.out("status", "--porcelain")
+    assert len(seen) == 2 and not any("user.name" in " ".join(argv) for argv in seen)
+    g.run("commit", "-q", "--allow-empty", "-m", "after reads")  # a commit still looks it up, once
+    g.run("commit", "-q", "--allow-empty", "-m", "again")
+    assert [argv[:2] for argv in seen].count(["git", "config"]) == 1
+    assert g.out("log", "-1", "--format=%an") == FALLBACK_NAME
 
 
 def test_hooks_never_run_and_no_editor_opens(tmp_path, write, make_repo):
