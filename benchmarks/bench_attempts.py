@@ -1,6 +1,6 @@
 """Best of N at once against the same attempts one after another: what running them in parallel buys.
 
-    python benchmarks/bench_attempts.py [--attempts 4] [--step-s 5] [--rounds 3]
+    python -m benchmarks.bench_attempts [--attempts 4] [--step-s 5] [--rounds 3]
 
 Each round, on fresh temporary repositories, `RunService` runs the workflow
 [task: implement, attempts: [fake x N], select: [gates, smallest_diff]; gate] where every attempt's agent
@@ -12,17 +12,12 @@ medians and their ratio (parallel / sequential) are printed; the issue asks for 
 from __future__ import annotations
 
 import argparse
-import os
-import statistics
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 import yaml
 
-from orchestrator.config import settings_from_data
-from orchestrator.engine.service import RunService, RunSpec
+from benchmarks.parallel_compare import compare, timed_run
 from orchestrator.proc import run_command
 
 
@@ -63,19 +58,7 @@ def one_run(root: Path, attempts: int, step_s: float, concurrency: int) -> float
             }
         )
     )
-    data = {"agents": {"fake": {"env": {"ORCHESTRATOR_FAKE_SCENARIO": str(scenario)}, "timeout_s": 600}}}
-    env = {**os.environ, "ORCHESTRATOR_HOME": str(root / "state")}
-    started = time.monotonic()
-    service = RunService(settings=settings_from_data(data), env=env)
-    try:
-        record = service.create(RunSpec(task="make greet() return Hello", cwd=repo, workflow=str(workflow)))
-        report = service.execute(record.id)
-    finally:
-        service.close()
-    elapsed = time.monotonic() - started
-    if report.status != "approved":
-        raise SystemExit(f"the run was {report.status} ({report.stop_reason}), not approved")
-    return elapsed
+    return timed_run(root, repo, scenario, workflow, "make greet() return Hello")
 
 
 def main() -> None:
@@ -84,23 +67,7 @@ def main() -> None:
     parser.add_argument("--step-s", type=float, default=5.0)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    parallel: list[float] = []
-    sequential: list[float] = []
-    for round_index in range(args.rounds):
-        order = [(args.attempts, parallel), (1, sequential)]
-        for concurrency, times in order if round_index % 2 == 0 else order[::-1]:
-            with tempfile.TemporaryDirectory(prefix="bench-attempts-") as tmp:
-                times.append(one_run(Path(tmp), args.attempts, args.step_s, concurrency))
-        print(
-            f"round {round_index + 1}: parallel {parallel[-1]:.2f} s, sequential {sequential[-1]:.2f} s",
-            flush=True,
-        )
-    p, s = statistics.median(parallel), statistics.median(sequential)
-    print(f"{args.attempts} attempts x {args.step_s:g} s: parallel {p:.2f} s, sequential {s:.2f} s (medians)")
-    print(
-        f"ratio parallel / sequential: {p / s:.2f}  (ideal {1 / args.attempts:.2f}; the issue asks <= 0.45)"
-    )
-    print(f"load average: {os.getloadavg()[0]:.1f}")
+    compare("attempts", args.attempts, args.step_s, args.rounds, one_run)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """A plan of independent subtasks run at once against the same subtasks one after another.
 
-    python benchmarks/bench_plan.py [--subtasks 4] [--step-s 5] [--rounds 3]
+    python -m benchmarks.bench_plan [--subtasks 4] [--step-s 5] [--rounds 3]
 
 Each round, on fresh temporary repositories, `RunService` runs [task: plan (fake); task: implement,
 for_each: subtask; merge: subtasks; gate] where the plan has --subtasks independent subtasks and each
@@ -13,17 +13,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import statistics
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 import yaml
 
-from orchestrator.config import settings_from_data
-from orchestrator.engine.service import RunService, RunSpec
+from benchmarks.parallel_compare import compare, timed_run
 from orchestrator.proc import run_command
 
 
@@ -67,19 +62,7 @@ def one_run(root: Path, subtasks: int, step_s: float, concurrency: int) -> float
             }
         )
     )
-    data = {"agents": {"fake": {"env": {"ORCHESTRATOR_FAKE_SCENARIO": str(scenario)}, "timeout_s": 600}}}
-    env = {**os.environ, "ORCHESTRATOR_HOME": str(root / "state")}
-    started = time.monotonic()
-    service = RunService(settings=settings_from_data(data), env=env)
-    try:
-        record = service.create(RunSpec(task="write the parts", cwd=repo, workflow=str(workflow)))
-        report = service.execute(record.id)
-    finally:
-        service.close()
-    elapsed = time.monotonic() - started
-    if report.status != "approved":
-        raise SystemExit(f"the run was {report.status} ({report.stop_reason}), not approved")
-    return elapsed
+    return timed_run(root, repo, scenario, workflow, "write the parts")
 
 
 def main() -> None:
@@ -88,23 +71,7 @@ def main() -> None:
     parser.add_argument("--step-s", type=float, default=5.0)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    parallel: list[float] = []
-    sequential: list[float] = []
-    for round_index in range(args.rounds):
-        order = [(args.subtasks, parallel), (1, sequential)]
-        for concurrency, times in order if round_index % 2 == 0 else order[::-1]:
-            with tempfile.TemporaryDirectory(prefix="bench-plan-") as tmp:
-                times.append(one_run(Path(tmp), args.subtasks, args.step_s, concurrency))
-        print(
-            f"round {round_index + 1}: parallel {parallel[-1]:.2f} s, sequential {sequential[-1]:.2f} s",
-            flush=True,
-        )
-    p, s = statistics.median(parallel), statistics.median(sequential)
-    print(f"{args.subtasks} subtasks x {args.step_s:g} s: parallel {p:.2f} s, sequential {s:.2f} s (medians)")
-    print(
-        f"ratio parallel / sequential: {p / s:.2f}  (ideal {1 / args.subtasks:.2f}; the issue asks <= 0.45)"
-    )
-    print(f"load average: {os.getloadavg()[0]:.1f}")
+    compare("subtasks", args.subtasks, args.step_s, args.rounds, one_run)
 
 
 if __name__ == "__main__":

@@ -4,16 +4,10 @@ three attempts at once, each reviewed read-only by the CLI that wrote none of th
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
-from orchestrator.config import settings_from_data
-from orchestrator.engine.service import RunService, RunSpec
 from orchestrator.proc import run_command
-from orchestrator.testing.checkout import snapshot_checkout
-from orchestrator.testing.model_server import ScriptedModelServer
-from orchestrator.testing.pointing import agent_config
-from orchestrator.testing.scenario import scenario_from_data
+
+from .workflow_run import run_workflow
 
 APPROVE = {"text": 'Fine.\n```json\n{"verdict": "approve", "findings": []}\n```'}
 
@@ -32,40 +26,8 @@ TURNS = {
 
 
 def test_best_of_3_reviews_each_attempt_and_the_smallest_diff_becomes_the_run_branch(tmp_path):
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    (repo / "README.md").write_text("# calc\n")
-    run_command(["git", "init", "-q", "-b", "main"], repo, check=True)
-    run_command(["git", "add", "-A"], repo, check=True)
-    run_command(
-        ["git", "-c", "user.name=u", "-c", "user.email=u@u", "commit", "-qm", "start"], repo, check=True
-    )
-    servers = {
-        agent: ScriptedModelServer(scenario_from_data({"name": agent, "turns": turns}, source=agent)).start()
-        for agent, turns in TURNS.items()
-    }
-    env = {
-        "PATH": os.environ["PATH"],
-        "HOME": str(tmp_path / "home"),
-        "LANG": "C.UTF-8",
-        "XDG_CACHE_HOME": os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache"),
-        "ORCHESTRATOR_HOME": str(tmp_path / "state"),
-        "CI": "true",
-    }
-    if os.environ.get("ORCHESTRATOR_CLI_DIR"):
-        env["ORCHESTRATOR_CLI_DIR"] = os.environ["ORCHESTRATOR_CLI_DIR"]
-    before = snapshot_checkout(repo)
-    try:
-        data = {"agents": {agent: agent_config(agent, server.url) for agent, server in servers.items()}}
-        service = RunService(settings=settings_from_data(data, source="test"), env=env)
-        try:
-            record = service.create(RunSpec(task="add divide()", cwd=repo, repo=repo, workflow="best-of-3"))
-            report = service.execute(record.id)
-        finally:
-            service.close()
-    finally:
-        for server in servers.values():
-            server.stop()
+    run = run_workflow(tmp_path, TURNS, task="add divide()", workflow="best-of-3")
+    repo, report = run.repo, run.report
     assert report.status == "approved", report.to_json()[-3000:]
     [group] = json.loads(report.to_json())["attempts"]
     assert group["winner"] == "claude"
@@ -77,7 +39,7 @@ def test_best_of_3_reviews_each_attempt_and_the_smallest_diff_becomes_the_run_br
     )
     assert by_name["claude"]["diff_lines"] < by_name["gemini"]["diff_lines"] < by_name["codex"]["diff_lines"]
     assert all(a["cost_usd"] is not None for a in by_name.values())
-    assert all(servers[a].turns_used == len(TURNS[a]) for a in TURNS)
+    assert all(run.turns_used[a] == len(TURNS[a]) for a in TURNS)
     # The winner is the run branch; every attempt stays on a branch of its own.
     assert (
         run_command(["git", "show", f"{report.branch}:calc.py"], repo).stdout
@@ -85,5 +47,5 @@ def test_best_of_3_reviews_each_attempt_and_the_smallest_diff_becomes_the_run_br
     )
     for name, attempt in by_name.items():
         tip = run_command(["git", "rev-parse", attempt["branch"]], repo).stdout.strip()
-        assert attempt["branch"] == f"orchestrator/{record.id}-{name}" and tip == attempt["commit"]
-    assert snapshot_checkout(repo) == before
+        assert attempt["branch"] == f"orchestrator/{report.run_id}-{name}" and tip == attempt["commit"]
+    assert run.checkout_unchanged

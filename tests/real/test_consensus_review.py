@@ -4,16 +4,10 @@ its own (the reviewers run at once, so one shared script would be answered in a 
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
-from orchestrator.config import settings_from_data
-from orchestrator.engine.service import RunService, RunSpec
 from orchestrator.proc import run_command
-from orchestrator.testing.checkout import snapshot_checkout
-from orchestrator.testing.model_server import ScriptedModelServer
-from orchestrator.testing.pointing import agent_config
-from orchestrator.testing.scenario import scenario_from_data
+
+from .workflow_run import run_workflow
 
 MISSING_CHECK = {
     "severity": "medium",
@@ -64,42 +58,8 @@ TURNS = {
 
 
 def test_consensus_review_counts_what_two_reviewers_raise_then_approves_the_refined_change(tmp_path):
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    (repo / "README.md").write_text("# calc\n")
-    run_command(["git", "init", "-q", "-b", "main"], repo, check=True)
-    run_command(["git", "add", "-A"], repo, check=True)
-    run_command(
-        ["git", "-c", "user.name=u", "-c", "user.email=u@u", "commit", "-qm", "start"], repo, check=True
-    )
-    servers = {
-        agent: ScriptedModelServer(scenario_from_data({"name": agent, "turns": turns}, source=agent)).start()
-        for agent, turns in TURNS.items()
-    }
-    env = {
-        "PATH": os.environ["PATH"],
-        "HOME": str(tmp_path / "home"),
-        "LANG": "C.UTF-8",
-        "XDG_CACHE_HOME": os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache"),
-        "ORCHESTRATOR_HOME": str(tmp_path / "state"),
-        "CI": "true",
-    }
-    if os.environ.get("ORCHESTRATOR_CLI_DIR"):
-        env["ORCHESTRATOR_CLI_DIR"] = os.environ["ORCHESTRATOR_CLI_DIR"]
-    before = snapshot_checkout(repo)
-    try:
-        data = {"agents": {agent: agent_config(agent, server.url) for agent, server in servers.items()}}
-        service = RunService(settings=settings_from_data(data, source="test"), env=env)
-        try:
-            record = service.create(
-                RunSpec(task="add divide()", cwd=repo, repo=repo, workflow="consensus-review")
-            )
-            report = service.execute(record.id)
-        finally:
-            service.close()
-    finally:
-        for server in servers.values():
-            server.stop()
+    run = run_workflow(tmp_path, TURNS, task="add divide()", workflow="consensus-review")
+    repo, report = run.repo, run.report
     assert report.status == "approved", report.to_json()[-3000:]
     first, second = json.loads(report.to_json())["reviews"]
     assert first["verdict"] == "request_changes" and second["verdict"] == "approve"
@@ -113,7 +73,7 @@ def test_consensus_review_counts_what_two_reviewers_raise_then_approves_the_refi
     # The refine step got the finding two reviewers agreed on, not copilot's lone low one.
     statuses = {s.id: s.status for s in report.steps}
     assert statuses["i1-s4-refine"] == "succeeded"
-    assert all(servers[a].turns_used == len(TURNS[a]) for a in TURNS)
+    assert all(run.turns_used[a] == len(TURNS[a]) for a in TURNS)
     shown = run_command(["git", "show", f"{report.branch}:calc.py"], repo).stdout
     assert "b == 0" in shown
-    assert snapshot_checkout(repo) == before
+    assert run.checkout_unchanged

@@ -4,16 +4,10 @@ claude plans, claude and codex implement a subtask each at once, the merges go i
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
-from orchestrator.config import settings_from_data
-from orchestrator.engine.service import RunService, RunSpec
 from orchestrator.proc import run_command
-from orchestrator.testing.checkout import snapshot_checkout
-from orchestrator.testing.model_server import ScriptedModelServer
-from orchestrator.testing.pointing import agent_config
-from orchestrator.testing.scenario import scenario_from_data
+
+from .workflow_run import run_workflow
 
 PLAN = {
     "subtasks": [
@@ -37,40 +31,8 @@ TURNS = {
 
 
 def test_plan_splits_the_task_runs_the_subtasks_at_once_and_merges_them(tmp_path):
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    (repo / "README.md").write_text("# ops\n")
-    run_command(["git", "init", "-q", "-b", "main"], repo, check=True)
-    run_command(["git", "add", "-A"], repo, check=True)
-    run_command(
-        ["git", "-c", "user.name=u", "-c", "user.email=u@u", "commit", "-qm", "start"], repo, check=True
-    )
-    servers = {
-        agent: ScriptedModelServer(scenario_from_data({"name": agent, "turns": turns}, source=agent)).start()
-        for agent, turns in TURNS.items()
-    }
-    env = {
-        "PATH": os.environ["PATH"],
-        "HOME": str(tmp_path / "home"),
-        "LANG": "C.UTF-8",
-        "XDG_CACHE_HOME": os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache"),
-        "ORCHESTRATOR_HOME": str(tmp_path / "state"),
-        "CI": "true",
-    }
-    if os.environ.get("ORCHESTRATOR_CLI_DIR"):
-        env["ORCHESTRATOR_CLI_DIR"] = os.environ["ORCHESTRATOR_CLI_DIR"]
-    before = snapshot_checkout(repo)
-    try:
-        data = {"agents": {agent: agent_config(agent, server.url) for agent, server in servers.items()}}
-        service = RunService(settings=settings_from_data(data, source="test"), env=env)
-        try:
-            record = service.create(RunSpec(task="add add() and sub()", cwd=repo, repo=repo, workflow="plan"))
-            report = service.execute(record.id)
-        finally:
-            service.close()
-    finally:
-        for server in servers.values():
-            server.stop()
+    run = run_workflow(tmp_path, TURNS, task="add add() and sub()", workflow="plan", readme="# ops\n")
+    repo, report = run.repo, run.report
     assert report.status == "approved", report.to_json()[-3000:]
     [graph] = json.loads(report.to_json())["subtasks"]
     by_id = {s["id"]: s for s in graph["subtasks"]}
@@ -79,9 +41,9 @@ def test_plan_splits_the_task_runs_the_subtasks_at_once_and_merges_them(tmp_path
         ("sub", "codex", "merged"),
     }
     assert sorted(graph["merge_order"]) == ["add", "sub"]
-    assert all(servers[a].turns_used == len(TURNS[a]) for a in TURNS)
+    assert all(run.turns_used[a] == len(TURNS[a]) for a in TURNS)
     files = run_command(["git", "ls-tree", "--name-only", report.branch], repo).stdout.split()
     assert {"add.py", "sub.py"} <= set(files)
     for s in by_id.values():
         assert run_command(["git", "rev-parse", s["branch"]], repo).stdout.strip() == s["commit"]
-    assert snapshot_checkout(repo) == before
+    assert run.checkout_unchanged
