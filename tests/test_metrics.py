@@ -252,7 +252,7 @@ def test_every_family_is_documented_and_exported():
 def test_the_dashboard_bridge_observes_the_delivery_lag_of_live_events_only(tmp_path):
     """The Socket.IO bridge, on a real store: an event a follower gets is a lag sample, from the event's
     own creation time; the history a client asks for when it subscribes is not (no lag: a replay), nor
-    is a batch sent again after a client failed to acknowledge it."""
+    is a batch sent again after a client failed to acknowledge it and subscribed again."""
     from orchestrator.store import Store
     from orchestrator.ui.bridge import ACK_TIMEOUT_S, Bridge
 
@@ -284,10 +284,14 @@ def test_the_dashboard_bridge_observes_the_delivery_lag_of_live_events_only(tmp_
         assert [e["seq"] for e in sent[-1][1]["events"]] == [1]
         assert value(registry, "orchestrator_event_delivery_lag_seconds_count") == 0
 
-        # The client never acknowledged: the bridge tells it to resync, then sends the batch again.
+        # The client never acknowledged: the bridge tells it to resync, and sends nothing more until the
+        # client subscribes again (as the page does, from the cursor it holds).
         now[0] += ACK_TIMEOUT_S + 1
         bridge.tick()
         assert sent[-1][0] == "resync"
+        bridge.tick()
+        assert sent[-1][0] == "resync"
+        bridge.subscribe("client", RUN, 0)
         live = StepStarted(
             run_id=RUN, step_id="i1-s1-implement", agent="claude", task="implement", iteration=1
         )
@@ -302,6 +306,8 @@ def test_the_dashboard_bridge_observes_the_delivery_lag_of_live_events_only(tmp_
 
         now[0] += ACK_TIMEOUT_S + 1
         bridge.tick()  # resync again
+        assert sent[-1][0] == "resync"
+        bridge.subscribe("client", RUN, 0)
         bridge.tick()  # the same two events again: no new sample
         assert [e["seq"] for e in sent[-1][1]["events"]] == [1, 2]
         assert value(registry, "orchestrator_event_delivery_lag_seconds_count") == 1
