@@ -42,7 +42,7 @@ from orchestrator.engine.workflow import (
     TaskStep,
     Workflow,
 )
-from orchestrator.events import BaseGateFinished, EventBus, Notice, RunFinished, StepFinished
+from orchestrator.events import BaseGateFinished, EventBus, Notice, RunFinished, StepFinished, StepStarted
 from orchestrator.limits import MachineSlots, RunSlots
 from orchestrator.secrets import SecretMasker
 from orchestrator.store import COMPLETED_STEP_STATUSES, RunRecord, StepStatus, Store, TokenUsage
@@ -258,6 +258,15 @@ class RunEngine(AgentCalls, ResumeState):
         return max(time.time() - self.run.created_at, time.monotonic() - self.started)
 
     # --- what the step kinds share ------------------------------------------------------------------
+
+    def begin_step(self, step_id: str, at: StepAt, agent: str, task: str) -> None:
+        """A step's row in the store and its StepStarted event (a group's parent step too)."""
+        self.store.start_step(
+            self.run_id, step_id, iteration=at.iteration, index=at.index, agent=agent, task=task
+        )
+        self.bus.publish(
+            StepStarted(run_id=self.run_id, step_id=step_id, agent=agent, task=task, iteration=at.iteration)
+        )
 
     def end_step(
         self,

@@ -23,7 +23,7 @@ from orchestrator.engine.steps import StepAt
 from orchestrator.engine.steps.attempt_review import review_attempts
 from orchestrator.engine.workflow import AttemptsStep, GateStep
 from orchestrator.errors import RunNotFound
-from orchestrator.events import Notice, StepStarted
+from orchestrator.events import Notice
 from orchestrator.store import COMPLETED_STEP_STATUSES, StepRecord, StepStatus, TokenUsage
 from orchestrator.workspace.run_records import branch_name
 from orchestrator.workspace.run_workspace import RunWorkspace
@@ -89,23 +89,7 @@ class AttemptsKind:
         parent_id = step_id_for(at.iteration, at.index, step)
         base = engine.head()
         prompt = engine.prompt(step.task, step.description, at.iteration, follow_up)
-        engine.store.start_step(
-            engine.run_id,
-            parent_id,
-            iteration=at.iteration,
-            index=at.index,
-            agent=step.attempts[0],
-            task=step.task,
-        )
-        engine.bus.publish(
-            StepStarted(
-                run_id=engine.run_id,
-                step_id=parent_id,
-                agent=step.attempts[0],
-                task=step.task,
-                iteration=at.iteration,
-            )
-        )
+        engine.begin_step(parent_id, at, step.attempts[0], step.task)
         members = list(zip(step.names, step.attempts, strict=True))
         group = [
             Task(name, functools.partial(_attempt, engine, at, parent_id, name, agent, base, prompt))

@@ -33,7 +33,7 @@ from orchestrator.engine.steps.attempts import member_run_id
 from orchestrator.engine.steps.conflicts import merged_order_add, resolve_conflicts
 from orchestrator.engine.workflow import ForEachStep, Step
 from orchestrator.errors import RunNotFound
-from orchestrator.events import Notice, StepStarted
+from orchestrator.events import Notice
 from orchestrator.store import COMPLETED_STEP_STATUSES, StepRecord, TokenUsage
 from orchestrator.workspace.run_records import branch_name
 from orchestrator.workspace.run_workspace import RunWorkspace
@@ -87,23 +87,7 @@ class ForEachKind:
             return
         parent_id = step_id_for(at.iteration, at.index, step)
         schedule = schedule_plan(plan)
-        engine.store.start_step(
-            engine.run_id,
-            parent_id,
-            iteration=at.iteration,
-            index=at.index,
-            agent=step.agents[0],
-            task=step.task,
-        )
-        engine.bus.publish(
-            StepStarted(
-                run_id=engine.run_id,
-                step_id=parent_id,
-                agent=step.agents[0],
-                task=step.task,
-                iteration=at.iteration,
-            )
-        )
+        engine.begin_step(parent_id, at, step.agents[0], step.task)
         merging = threading.Lock()
         merged_order: list[str] = []
         agent_of = {s.id: step.agents[i % len(step.agents)] for i, s in enumerate(plan.subtasks)}
