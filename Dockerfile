@@ -2,7 +2,9 @@
 #   docker build -t ai-agents-orchestrator .
 #   docker run -e ORCHESTRATOR_UI_TOKEN=... -v orchestrator-state:/var/lib/orchestrator \
 #     -v "$PWD:/repos/app" -p 127.0.0.1:8765:8765 ai-agents-orchestrator
-# compose.yaml adds Prometheus and Grafana. Checked without a container engine by tests/deploy/.
+# compose.yaml adds Prometheus and Grafana; deploy/cluster/compose.yaml runs it as a dashboard and N
+# workers (the [cluster] extra is installed) with Temporal and PostgreSQL. Checked without a container
+# engine by tests/deploy/.
 
 # Node.js for the CLIs (Claude Code, Codex, Gemini CLI and Copilot CLI are npm packages; Node 20+).
 FROM node:20-bookworm-slim AS node
@@ -47,7 +49,7 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY orchestrator ./orchestrator
 COPY workflows ./workflows
-RUN pip install --no-cache-dir . \
+RUN pip install --no-cache-dir "./[cluster]" \
     && orchestrator install-clis --prefix /opt/orchestrator/clis \
     && for pair in "@anthropic-ai/claude-code=${CLAUDE_CODE_VERSION}" "@openai/codex=${CODEX_VERSION}" \
          "@google/gemini-cli=${GEMINI_CLI_VERSION}" "@github/copilot=${COPILOT_VERSION}"; do \
