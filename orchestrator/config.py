@@ -73,10 +73,20 @@ class AgentConfig(BaseModel):
 
 class ClusterConfig(BaseModel):
     """Several machines: `database` is the PostgreSQL run store every machine shares (the `[cluster]`
-    extra); $ORCHESTRATOR_DATABASE_URL overrides it. Without it the store is the embedded SQLite file."""
+    extra); $ORCHESTRATOR_DATABASE_URL overrides it. Without it the store is the embedded SQLite file.
+
+    `temporal` (HOST:PORT of a Temporal frontend) turns cluster mode on: runs become Temporal workflows
+    on a pool of `orchestrator worker`s (orchestrator/cluster/). `heartbeat_timeout_s` is how long a
+    step's worker may stay silent before Temporal gives its step to another worker; `task_queue_prefix`
+    names the task queues (`<prefix>.workflows`, `<prefix>.agents.<a+b>`), so that several teams can
+    share one Temporal namespace."""
 
     model_config = ConfigDict(extra="forbid")
     database: str | None = None
+    temporal: str | None = None
+    namespace: str = "default"
+    heartbeat_timeout_s: float = 30.0
+    task_queue_prefix: str = "orchestrator"
 
     @field_validator("database")
     @classmethod
@@ -84,6 +94,46 @@ class ClusterConfig(BaseModel):
         if value is not None and not value.startswith(("postgresql://", "postgres://")):
             raise ValueError("must be a postgresql:// URL (postgresql://USER:PASSWORD@HOST:PORT/DATABASE)")
         return value
+
+    @field_validator("temporal")
+    @classmethod
+    def _host_port(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        host, sep, port = value.rpartition(":")
+        if "://" in value or not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(
+                f"must be HOST:PORT of a Temporal frontend (e.g. temporal.internal:7233), not {value!r}"
+            )
+        return value
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}", value):
+            raise ValueError(f"must be a Temporal namespace name (letters, digits, . _ -), not {value!r}")
+        return value
+
+    @field_validator("heartbeat_timeout_s")
+    @classmethod
+    def _heartbeat(cls, value: float) -> float:
+        # Below ~2 s a busy worker's heartbeats (every third of the timeout) would time out spuriously;
+        # above an hour a dead worker's step would wait that long for another worker.
+        if not 2.0 <= value <= 3600.0:
+            raise ValueError(f"must be from 2 to 3600 seconds, not {value:g}")
+        return value
+
+    @field_validator("task_queue_prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}", value):
+            raise ValueError(f"must be letters, digits, _ or - (a task queue name's start), not {value!r}")
+        return value
+
+    @property
+    def enabled(self) -> bool:
+        """Whether runs go to the cluster (a Temporal frontend is configured)."""
+        return self.temporal is not None
 
 
 class MachineLimits(BaseModel):
@@ -155,7 +205,7 @@ class LoadedSettings:
 
 _ALLOWED = {
     "": "agents, fallback_order, workspace_dir, workflow, sandbox, cluster, budgets, limits",
-    "cluster": "database",
+    "cluster": "database, temporal, namespace, heartbeat_timeout_s, task_queue_prefix",
     "agents": ", ".join(AGENT_NAMES),
     "agent": "command, args, env, model, timeout_s, idle_timeout_s, inherit_credentials, communicator,"
     " retry, transcript_max_bytes",

@@ -41,7 +41,14 @@ from typing import Literal
 
 from orchestrator.errors import AgentNotInstalled, OrchestratorError
 from orchestrator.proc_output import READ_SIZE, LineSplitter, Tail, Watch, apply_verdict, decode
-from orchestrator.proc_supervise import end_supervised, guardian, supervised, use_process_records
+from orchestrator.proc_supervise import (
+    Service,
+    end_supervised,
+    guardian,
+    start_service,
+    supervised,
+    use_process_records,
+)
 from orchestrator.proc_tree import (  # re-exported: what callers used to import from here
     MARKER_OWNER,
     MARKER_PARENT,
@@ -56,6 +63,8 @@ from orchestrator.proc_tree import (  # re-exported: what callers used to import
 )
 
 __all__ = [
+    "Service",
+    "start_service",
     "use_process_records",
     "MARKER_OWNER",
     "MARKER_PARENT",

@@ -49,7 +49,7 @@ def _record_file(spawn_id: str) -> str:
     return str(folder / f"{spawn_id}.pids")
 
 
-def supervised(argv: Sequence[str], spawn_id: str) -> list[str]:
+def supervised(argv: Sequence[str], spawn_id: str, *, record: bool = True) -> list[str]:
     """argv run under a supervisor (proc_shim.py), which ends the whole tree, whatever happens."""
     return [
         sys.executable,
@@ -58,7 +58,7 @@ def supervised(argv: Sequence[str], spawn_id: str) -> list[str]:
         _SHIM,
         "supervise",
         str(os.getpid()),
-        _record_file(spawn_id),
+        _record_file(spawn_id) if record else "-",
         "--",
         *argv,
     ]
@@ -139,3 +139,44 @@ def end_supervised(pid: int, alive: Callable[[], bool], grace_s: float = 1.0) ->
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline and alive():
             time.sleep(0.02)
+
+
+class Service:
+    """A long-lived server started by `start_service` (the Temporal dev server of the tests): under a
+    supervisor of its own, so that `stop()` ends its whole tree, and so that it ends with us however we
+    end (the supervisor's parent-death signal)."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], log: Path) -> None:
+        self.proc = proc
+        self.pid = proc.pid  # the supervisor's (its group's leader)
+        self.log = log
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self, grace_s: float = 2.0) -> int:
+        """The kill ladder (SIGINT first: a server shuts down cleanly), then reaps it; its exit code."""
+        end_supervised(self.pid, self.alive, grace_s=grace_s)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, signal.SIGKILL)
+        return self.proc.wait()
+
+
+def start_service(argv: Sequence[str], cwd: Path, env: dict[str, str], *, log: Path) -> Service:
+    """Starts `argv` (argv[0] an absolute path) in a session of its own, its output appended to `log`.
+
+    `env` is the whole environment and carries none of our process markers, on purpose: a service
+    outlives each test that uses it (like the tests' PostgreSQL server), so the per-test check that
+    nothing was left behind must not count it; its supervisor still ends it when we end."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(  # noqa: S603 - argv list, never a shell
+            supervised(argv, "service", record=False),
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    return Service(proc, log)

@@ -7,7 +7,11 @@ import pytest
 from orchestrator.proc import kill_leftovers, leftover_processes
 from orchestrator.store import Store
 
-pytest_plugins = ["orchestrator.testing.pytest_plugin", "orchestrator.testing.postgres"]
+pytest_plugins = [
+    "orchestrator.testing.pytest_plugin",
+    "orchestrator.testing.postgres",
+    "orchestrator.testing.temporal",
+]
 
 
 @pytest.fixture(autouse=True)
