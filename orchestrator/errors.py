@@ -132,6 +132,22 @@ class StoreError(OrchestratorError):
         self.problem = problem
 
 
+class StaleFence(OrchestratorError):
+    """A write for a run by a Store whose fencing token (Store.hold_fence) is no longer the run's
+    newest: another attempt at the run's step (on another worker) took a newer token, so this one's
+    late writes are refused. Not a fault of the store: the stale attempt simply stops."""
+
+    def __init__(self, run_id: str, held: int, current: int) -> None:
+        super().__init__(
+            f"run {run_id}: this attempt's fencing token {held} is stale (the run's is now {current}); "
+            "its write was refused",
+            hint="another worker took the run's step over; nothing to do",
+        )
+        self.run_id = run_id
+        self.held = held
+        self.current = current
+
+
 class RunStopped(OrchestratorError):
     """A run had to stop for a fault outside it (the disk filled up, the store failed); it is marked
     failed. Exit 1, like any failed run."""

@@ -157,6 +157,8 @@ def test_a_store_at_schema_1_is_migrated_forward_keeping_its_runs(store_location
         assert store.pending_controls("old") == []  # the table migration 2 added
         store.request_control("old", "follow_up", {"text": "again"})
         assert [r.kind for r in store.pending_controls("old")] == ["follow_up"]
+        assert store.fence("old") == 0  # the column migration 3 added
+        assert store.acquire_fence("old") == 1
 
 
 def test_creating_a_run_twice_is_refused(store):

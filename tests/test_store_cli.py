@@ -8,7 +8,7 @@ import json
 
 import yaml
 
-from orchestrator.store import Store
+from orchestrator.store import SCHEMA_VERSION, Store
 from orchestrator.testing.fault_project import FaultProject
 
 APPROVE = 'Fine.\n```json\n{"verdict": "approve", "findings": []}\n```'
@@ -58,7 +58,7 @@ def test_a_run_on_a_postgresql_store_is_stored_there_and_read_back(tmp_path, pos
         doctor = project.orchestrator("doctor", "--json", "--config", str(project.config), limit_s=60)
         checks = {c["name"]: c for c in json.loads(doctor.result.stdout)["checks"]}
         assert checks["store"]["level"] == "ok", doctor.output
-        assert checks["store"]["detail"].endswith("(PostgreSQL, schema 2, 1 runs)")
+        assert checks["store"]["detail"].endswith(f"(PostgreSQL, schema {SCHEMA_VERSION}, 1 runs)")
 
         # The environment's URL wins: another (empty) database has no such run.
         elsewhere = project.orchestrator(

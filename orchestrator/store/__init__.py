@@ -9,6 +9,8 @@ is one list of migrations (schema.py), applied forward on open on both backends.
 
 A run records the process that owns it (pid plus a start-time token, see `process_token`), so a run
 left "running" by a process that died is recognised and marked interrupted, even if its pid was reused.
+On a cluster, an attempt at a run's step holds a fencing token (fences.py): a Store holding one has
+its writes for that run refused (StaleFence) once a newer attempt took a newer token.
 Text that could carry a secret (events, step errors, step details) is masked before it is written.
 A run stopped by a full disk is marked failed: by its own process if the store can still be written,
 else by the next process that opens the store (from an empty marker file beside it).
@@ -16,9 +18,11 @@ else by the next process that opens the store (from an empty marker file beside 
 
 from __future__ import annotations
 
+from orchestrator.errors import StaleFence
 from orchestrator.store.control import CONTROL_KINDS, ControlKind, ControlMixin, ControlRequest
 from orchestrator.store.events import EventsMixin
 from orchestrator.store.faults import translate_store_errors
+from orchestrator.store.fences import FencesMixin
 from orchestrator.store.locate import DATABASE_URL_VAR, store_location
 from orchestrator.store.owners import owner_alive, process_token
 from orchestrator.store.records import (
@@ -47,6 +51,7 @@ __all__ = [
     "MIGRATIONS",
     "RUN_STATUSES",
     "SCHEMA_VERSION",
+    "StaleFence",
     "RunOptions",
     "RunRecord",
     "RunStatus",
@@ -62,12 +67,12 @@ __all__ = [
 
 
 @translate_store_errors
-class Store(RunsMixin, StepsMixin, EventsMixin, ControlMixin):
+class Store(RunsMixin, StepsMixin, EventsMixin, ControlMixin, FencesMixin):
     """The run store at `location`: an SQLite file (a path, created with its folder if missing) or a
     PostgreSQL database (a postgresql:// URL). Safe to share between threads; several processes (and,
     with PostgreSQL, machines) may open the same store. Close it (or use it as a context manager).
 
     One class over either backend; each table's operations live in their own module (runs, steps,
-    events, control requests). A fault of the store (corrupt, unreadable or unreachable, read-only,
-    disk full, locked) is a StoreError from any method (exit 2, with the store and what to do), never
-    a raw `sqlite3` or `psycopg` error."""
+    events, control requests, fencing tokens). A fault of the store (corrupt, unreadable or
+    unreachable, read-only, disk full, locked) is a StoreError from any method (exit 2, with the store
+    and what to do), never a raw `sqlite3` or `psycopg` error."""

@@ -15,6 +15,7 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict
 
+from orchestrator.store.backend import Connection
 from orchestrator.store.db import StoreBase
 
 ControlKind = Literal["cancel", "follow_up"]
@@ -68,6 +69,7 @@ class ControlMixin(StoreBase):
     def take_control(self, request_id: int, pid: int) -> bool:
         """Claims a pending request for process `pid`; False when another process took it first."""
         with self._write() as tx:
+            self._fence_request(tx, request_id)
             cursor = tx.execute(
                 "UPDATE control_requests SET status = 'taken', taken_by = ? WHERE id = ? AND status = 'pending'",
                 (pid, request_id),
@@ -78,10 +80,23 @@ class ControlMixin(StoreBase):
         self, request_id: int, status: Literal["done", "refused"], message: str | None = None
     ) -> None:
         with self._write() as tx:
+            self._fence_request(tx, request_id)
             tx.execute(
                 "UPDATE control_requests SET status = ?, message = ? WHERE id = ?",
                 (status, self._masker.mask(message) if message else None, request_id),
             )
+
+    def _fence_request(self, tx: Connection, request_id: int) -> None:
+        """A request of a run this Store holds a fencing token for is taken (or answered) only while
+        the token is the run's newest: a stale attempt must not take a follow-up the new one needs."""
+        if not self._fences:
+            return
+        row = tx.execute("SELECT run_id FROM control_requests WHERE id = ?", (request_id,)).fetchone()
+        if row is None or row["run_id"] not in self._fences:
+            return
+        # The run's row first, the lock order of every write (and what a new token waits for).
+        tx.execute(f"SELECT id FROM runs WHERE id = ?{self._backend.for_update}", (row["run_id"],))
+        self._check_fence(tx, row["run_id"])
 
     def control(self, request_id: int) -> ControlRequest | None:
         row = (

@@ -22,7 +22,7 @@ from typing import Any, Self
 
 import tenacity
 
-from orchestrator.errors import OrchestratorError, RunNotFound
+from orchestrator.errors import OrchestratorError, RunNotFound, StaleFence
 from orchestrator.events import RunEvent
 from orchestrator.logs import SecretMasker
 from orchestrator.retries import RetryNote, report_retry, short
@@ -50,6 +50,8 @@ class StoreBase:
         self._lock = threading.Lock()
         self._connections: list[Connection] = []
         self._closed = False
+        # Fencing tokens this Store holds (fences.py), by run id: its writes for those runs are checked.
+        self._fences: dict[str, int] = {}
         self._backend: Backend = backend_for(location)
         password = getattr(self._backend, "password", None)
         if password:
@@ -228,6 +230,7 @@ class StoreBase:
         cursor = tx.execute(f"UPDATE runs SET {sets} WHERE id = ?", (*params, time.time(), run_id))
         if cursor.rowcount == 0:
             raise RunNotFound(f"no run {run_id!r} in {self.location}")
+        self._check_fence(tx, run_id)  # the row is locked by the UPDATE: no newer token can slip in
         self._backend.notify_change(tx, run_id)
 
     def _insert_event(self, tx: Connection, run_id: str, event: RunEvent) -> int:
@@ -235,6 +238,7 @@ class StoreBase:
         the whole file already is), so concurrent writers get 1, 2, 3, ... in commit order, no gaps."""
         if self._backend.for_update:
             tx.execute(f"SELECT id FROM runs WHERE id = ?{self._backend.for_update}", (run_id,))
+        self._check_fence(tx, run_id)
         seq: int = tx.execute(
             "SELECT COALESCE(MAX(seq), 0) + 1 FROM events WHERE run_id = ?", (run_id,)
         ).fetchone()[0]
@@ -245,3 +249,17 @@ class StoreBase:
         )
         self._backend.notify_change(tx, run_id)
         return seq
+
+    def _check_fence(self, tx: Connection, run_id: str) -> None:
+        """Refuses the transaction's write (StaleFence) when this Store holds a fencing token for the
+        run and a newer one was taken since. Called with the run's row locked (SQLite: the file), in
+        the transaction that writes, so the check and the write are one: a token taken after the
+        check waits for this commit, and one taken before is seen. A Store holding no token for the
+        run checks nothing (single-machine mode)."""
+        held = self._fences.get(run_id)
+        if held is None:
+            return
+        row = tx.execute("SELECT fence FROM runs WHERE id = ?", (run_id,)).fetchone()
+        current = int(row[0]) if row is not None else 0
+        if current != held:
+            raise StaleFence(run_id, held, current)

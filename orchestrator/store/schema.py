@@ -11,7 +11,7 @@ Why not Alembic: it needs SQLAlchemy at run time, and the default store must sta
 new mandatory dependency, so Alembic could only ever migrate the PostgreSQL store: two mechanisms, where
 one list serves both. Its autogeneration needs SQLAlchemy models, which this store (hand-written SQL in
 the common subset of both dialects) does not have; and its version table would have to be taught about
-the `user_version` of existing SQLite files anyway. For four tables that only ever grow, an ordered
+the `user_version` of existing SQLite files anyway. For a handful of tables that only ever grow, an ordered
 list and a version number is the whole of what is needed. Revisit if migrations ever need to go down
 or branch.
 """
@@ -94,6 +94,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
         "CREATE INDEX control_requests_pending ON control_requests (status, run_id)",
     ),
+    # 3: the run's fencing token (fences.py): the newest attempt at its step; 0 while none took one.
+    ("ALTER TABLE runs ADD COLUMN fence INTEGER NOT NULL DEFAULT 0",),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
