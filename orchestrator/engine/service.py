@@ -64,6 +64,7 @@ class RunSpec:
     agent_overrides: Sequence[str] = ()
     config_path: Path | None = None  # the --config file, remembered for resume
     base_gates: bool | None = None  # False: do not run the gates on the base (--no-base-gates)
+    cluster: bool = False  # runs on the cluster's workers: the record keeps the URL they fetch
 
 
 class RunService:
@@ -162,6 +163,8 @@ class RunService:
             include_uncommitted=spec.include_uncommitted,
             config_path=str(spec.config_path.resolve()) if spec.config_path is not None else None,
             base_gates=spec.base_gates,
+            # Where workers fetch the repository: its path (a shared path), until remotes are given.
+            **({"repo_url": str(repo)} if spec.cluster else {}),
         )
         return self.store.create_run(
             run_id=run_id,
