@@ -44,6 +44,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Check the state folder, free space, the run store and the CLIs (--repair).",
     ),
     "audit": ("orchestrator.cli.audit_cmd:audit", "What agents ran and what was written to your repos."),
+    "worker": (
+        "orchestrator.cli.cluster_cmd:worker",
+        "Serve this machine's ready CLIs to the cluster (Temporal).",
+    ),
     "serve": (
         "orchestrator.cli.serve_cmd:serve",
         "The web dashboard: every run live, steered from the browser.",

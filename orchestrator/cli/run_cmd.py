@@ -150,6 +150,12 @@ def send_to_pushgateway(
     help="Push the run's Prometheus metrics to this Pushgateway at the end (job orchestrator, run_id label).",
 )
 @click.option(
+    "--cluster",
+    "on_cluster",
+    is_flag=True,
+    help="Run on the cluster's workers (Temporal); the default whenever cluster.temporal is configured.",
+)
+@click.option(
     "--push",
     "push_remote",
     default=None,
@@ -175,6 +181,7 @@ def run(
     push_remote: str | None,
     metrics_file: Path | None,
     pushgateway: str | None,
+    on_cluster: bool,
 ) -> None:
     """Run a workflow on TASK (or --task-file). Exit 0 only when the review approved and the gates
     passed."""
@@ -190,6 +197,11 @@ def run(
         config_path = Path(os.environ["ORCHESTRATOR_CONFIG"])
     cwd = Path.cwd()
     loaded = settings_for(config_path, repo or cwd)
+    on_cluster = on_cluster or loaded.settings.cluster.enabled
+    if on_cluster:
+        from orchestrator.cli.cluster_cmd import check_cluster_run
+
+        check_cluster_run(loaded.settings)  # before anything is created: exit 2 when unreachable
     service = RunService(settings=loaded.settings, env=os.environ)
     spec = RunSpec(
         task=task,
@@ -204,6 +216,7 @@ def run(
         agent_overrides=agent_overrides,
         config_path=config_path,
         base_gates=False if no_base_gates else None,
+        cluster=on_cluster,
     )
     try:
         if push_remote:
@@ -219,9 +232,14 @@ def run(
 
             registry = CollectorRegistry()
             subscribers.append(metrics_subscriber(registry))
-        report, interrupted = run_cancellable(
-            lambda cancel: service.execute(record.id, subscribers=subscribers, cancel=cancel)
-        )
+        if on_cluster:
+            from orchestrator.cli.cluster_cmd import run_on_cluster
+
+            report, interrupted = run_on_cluster(service, record, subscribers)
+        else:
+            report, interrupted = run_cancellable(
+                lambda cancel: service.execute(record.id, subscribers=subscribers, cancel=cancel)
+            )
         publish_outputs(report, report_file=report_file, summary_file=summary_file)
         if registry is not None and metrics_file is not None:
             from prometheus_client import write_to_textfile

@@ -251,9 +251,18 @@ def resume_cmd(run_ref: str, config_path: Path | None, as_json: bool) -> None:
     if run.status == "running":
         raise UsageError(f"run {run.id} is still running", hint="wait for it, or stop its process first")
     renderer = ConsoleRenderer(stream=sys.stderr)
-    report, interrupted = run_cancellable(
-        lambda cancel: service.execute(run.id, subscribers=[renderer.run_event], cancel=cancel, resume=True)
-    )
+    if service.store.is_cluster_run(run.id):
+        # A cluster run is resubmitted under its own id (cluster/submit.py says why).
+        from orchestrator.cli.cluster_cmd import check_cluster_run, run_on_cluster
+
+        check_cluster_run(service.settings)
+        report, interrupted = run_on_cluster(service, run, [renderer.run_event], resume=True)
+    else:
+        report, interrupted = run_cancellable(
+            lambda cancel: service.execute(
+                run.id, subscribers=[renderer.run_event], cancel=cancel, resume=True
+            )
+        )
     if as_json:
         print_json(report.model_dump(mode="json"))
     else:

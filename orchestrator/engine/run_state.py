@@ -9,7 +9,7 @@ from orchestrator.adapters.runner import AgentStepResult
 from orchestrator.engine.gates import GateResult
 from orchestrator.engine.plan import Plan
 from orchestrator.engine.review import Finding, ReviewVerdict
-from orchestrator.engine.workflow import GateStep, TaskStep
+from orchestrator.engine.workflow import AttemptsStep, ConsensusStep, ForEachStep, GateStep, TaskStep
 from orchestrator.store import TokenUsage
 
 DIFF_BUDGET_BYTES = 60_000
@@ -66,3 +66,19 @@ def usage_of(result: AgentStepResult) -> TokenUsage:
 
 def with_notes(detail: dict[str, Any], notes: list[str]) -> dict[str, Any]:
     return {**detail, "notes": notes}
+
+
+def members_of(step: TaskStep | GateStep, state: RunState) -> int:
+    """How many agents a step runs at once (what a group reserves budget for)."""
+    if isinstance(step, AttemptsStep):
+        return len(step.attempts)
+    if isinstance(step, ConsensusStep):
+        return len(step.reviewers)
+    if isinstance(step, ForEachStep) and state.plan is not None:
+        return state.plan.size
+    return 1
+
+
+def agent_label(step: TaskStep) -> str:
+    """The agent a step record names: its one agent, or the group's first (the others are sub-steps)."""
+    return step.agents[0] if step.agents else step.task

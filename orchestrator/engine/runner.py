@@ -20,8 +20,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import structlog
-
 from orchestrator.audit import AuditLog
 from orchestrator.config import Settings, agent_environments
 from orchestrator.engine.agent_calls import AgentCalls
@@ -31,17 +29,17 @@ from orchestrator.engine.gates import RunGates, build_run_gates
 from orchestrator.engine.readiness import AgentReadiness
 from orchestrator.engine.report import RunReport, build_report
 from orchestrator.engine.resume import ResumeState
-from orchestrator.engine.run_state import STATUS_FOR_REASON, Cancelled, RunState, step_id_for
+from orchestrator.engine.run_state import (
+    STATUS_FOR_REASON,
+    Cancelled,
+    RunState,
+    agent_label,
+    members_of,
+    step_id_for,
+)
 from orchestrator.engine.steps import StepAt, StepKind, kind_for
 from orchestrator.engine.stop import StopDecision, StopState, decide_stop, gates_passing
-from orchestrator.engine.workflow import (
-    AttemptsStep,
-    ConsensusStep,
-    ForEachStep,
-    GateStep,
-    TaskStep,
-    Workflow,
-)
+from orchestrator.engine.workflow import GateStep, Workflow
 from orchestrator.events import BaseGateFinished, EventBus, Notice, RunFinished, StepFinished, StepStarted
 from orchestrator.limits import MachineSlots, RunSlots
 from orchestrator.secrets import SecretMasker
@@ -50,8 +48,6 @@ from orchestrator.workspace.diffs import DiffText
 from orchestrator.workspace.paths import run_paths
 from orchestrator.workspace.run_workspace import RunWorkspace
 from orchestrator.workspace.sandbox import resolve_sandbox
-
-log = structlog.get_logger(__name__)
 
 __all__ = ["Cancelled", "RunEngine", "step_id_for"]
 
@@ -69,6 +65,7 @@ class RunEngine(AgentCalls, ResumeState):
         cancel: threading.Event | None = None,
         readiness: AgentReadiness | None = None,
         masker: SecretMasker | None = None,
+        workspace: RunWorkspace | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
@@ -79,7 +76,11 @@ class RunEngine(AgentCalls, ResumeState):
         self.cancel = cancel or threading.Event()
         self.run: RunRecord = store.get_run(run_id)
         self.workflow = Workflow.model_validate(self.run.workflow)
-        self.ws = RunWorkspace.open(Path(self.run.repo), run_id, state_home=state_home, environ=env)
+        # A cluster worker gives the workspace it opened from its mirror (the run's repo is elsewhere).
+        self.ws = workspace or RunWorkspace.open(
+            Path(self.run.repo), run_id, state_home=state_home, environ=env
+        )
+        self.nodes_run = 0  # nodes (steps, gates, groups) newly run by this engine, replays not counted
         self.paths = run_paths(state_home, run_id)
         self.started = time.monotonic()
         self.state = RunState()
@@ -100,8 +101,10 @@ class RunEngine(AgentCalls, ResumeState):
 
     # --- the walk -----------------------------------------------------------------------------------
 
-    def execute(self, *, follow_up: str | None = None) -> RunReport:
-        """Run (or resume, or continue with a follow-up) until a stop rule says stop."""
+    def execute(self, *, follow_up: str | None = None, one_node: bool = False) -> RunReport | None:
+        """Run (or resume, or continue with a follow-up) until a stop rule says stop. `one_node`: stop
+        after the first node that newly ran (skips and replays do not count) and return None when no
+        stop rule decided yet: a cluster worker's step (cluster/activities.py); the next call resumes."""
         options = self.run.options
         max_iterations = options.max_iterations or self.workflow.max_iterations
         first = 1
@@ -120,12 +123,17 @@ class RunEngine(AgentCalls, ResumeState):
                 text = follow_ups.get(iteration)
                 # A follow-up iteration starts with implement again (the follow-up request).
                 steps = self.workflow.steps_for_iteration(1 if text is not None else iteration)
+                paused = False
                 for index, step in steps:
                     decision = self._one_step(StepAt(iteration, index, step), text)
-                    if decision is not None:
+                    paused = one_node and self.nodes_run > 0
+                    if decision is not None or paused:
                         break
-                if decision is None:
+                else:
                     decision = decide_stop(self.stop_state(iteration, iteration_complete=True))
+                if paused and decision is None:
+                    self.run_gates().finish(cancelled=False)  # the base gates' results are stored
+                    return None
                 iteration += 1
         except Cancelled:
             self.run_gates().finish(cancelled=True)
@@ -152,10 +160,12 @@ class RunEngine(AgentCalls, ResumeState):
         elif not isinstance(step, GateStep) and step.when is not None and not self.when_holds(step.when, at):
             self.record_skip(at, f"when: {step.when} is false")
         elif not isinstance(step, GateStep):  # gates cost nothing: only agent steps are budgeted
+            self.nodes_run += 1
             stopped = self._run_within_budget(kind, at, follow_up)
             if stopped is not None:
                 return stopped
         else:
+            self.nodes_run += 1
             kind.run(self, at, follow_up)
         self.store.set_iterations(self.run_id, max(at.iteration, self.run.iterations))
         just_reviewed = not isinstance(step, GateStep) and step.task == "review"
@@ -168,7 +178,7 @@ class RunEngine(AgentCalls, ResumeState):
         spent_before = self.store.usage_total(self.run_id).cost_usd or 0.0
         try:
             reservation = self.budget.before(
-                step_id, _members(at.step, self.state), spent_before / max(self.state.steps_run, 1)
+                step_id, members_of(at.step, self.state), spent_before / max(self.state.steps_run, 1)
             )
         except BudgetExceeded as exc:
             self.record_skip(at, exc.message)
@@ -321,7 +331,7 @@ class RunEngine(AgentCalls, ResumeState):
         step = at.step
         assert not isinstance(step, GateStep)
         step_id = step_id_for(at.iteration, at.index, step)
-        agent = _agent_label(step)
+        agent = agent_label(step)
         self.store.start_step(
             self.run_id, step_id, iteration=at.iteration, index=at.index, agent=agent, task=step.task
         )
@@ -386,19 +396,3 @@ class RunEngine(AgentCalls, ResumeState):
         report_path.parent.mkdir(parents=True, exist_ok=True)
         report_path.write_text(report.to_json(), encoding="utf-8")
         return report
-
-
-def _members(step: TaskStep | GateStep, state: RunState) -> int:
-    """How many agents a step runs at once (what a group reserves budget for)."""
-    if isinstance(step, AttemptsStep):
-        return len(step.attempts)
-    if isinstance(step, ConsensusStep):
-        return len(step.reviewers)
-    if isinstance(step, ForEachStep) and state.plan is not None:
-        return state.plan.size
-    return 1
-
-
-def _agent_label(step: TaskStep) -> str:
-    """The agent a step record names: its one agent, or the group's first (the others are sub-steps)."""
-    return step.agents[0] if step.agents else step.task

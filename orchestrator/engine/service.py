@@ -64,6 +64,7 @@ class RunSpec:
     agent_overrides: Sequence[str] = ()
     config_path: Path | None = None  # the --config file, remembered for resume
     base_gates: bool | None = None  # False: do not run the gates on the base (--no-base-gates)
+    cluster: bool = False  # runs on the cluster's workers: the record keeps the URL they fetch
 
 
 class RunService:
@@ -162,6 +163,8 @@ class RunService:
             include_uncommitted=spec.include_uncommitted,
             config_path=str(spec.config_path.resolve()) if spec.config_path is not None else None,
             base_gates=spec.base_gates,
+            # Where workers fetch the repository: its path (a shared path), until remotes are given.
+            **({"repo_url": str(repo)} if spec.cluster else {}),
         )
         return self.store.create_run(
             run_id=run_id,
@@ -194,6 +197,43 @@ class RunService:
         follow_up: str | None = None,
         resume: bool = False,
     ) -> RunReport:
+        report = self._execute(
+            run_id, subscribers=subscribers, cancel=cancel, follow_up=follow_up, resume=resume
+        )
+        assert report is not None  # only one node at a time returns None
+        return report
+
+    def execute_node(
+        self,
+        run_id: str,
+        *,
+        workspace: RunWorkspace,
+        cancel: threading.Event,
+        first: bool,
+        subscribers: Sequence[Callable[[RunEvent], None]] = (),
+    ) -> RunReport | None:
+        """A cluster worker's step (cluster/activities.py): the run's next node, in `workspace` (this
+        worker's run repository, opened from its mirror), through the resume path; None when the run
+        goes on (no stop rule decided), else its report. `first`: the run's first node (RunStarted)."""
+        return self._execute(
+            run_id,
+            subscribers=subscribers,
+            cancel=cancel,
+            follow_up=None,
+            resume=not first,
+            one_node=workspace,
+        )
+
+    def _execute(
+        self,
+        run_id: str,
+        *,
+        subscribers: Sequence[Callable[[RunEvent], None]],
+        cancel: threading.Event | None,
+        follow_up: str | None,
+        resume: bool,
+        one_node: RunWorkspace | None = None,
+    ) -> RunReport | None:
         run = self.store.claim_run(run_id) if resume or follow_up is not None else self.store.get_run(run_id)
         bus = EventBus(transform=partial(mask_model, self.masker))
         cancel = cancel or threading.Event()
@@ -212,10 +252,12 @@ class RunService:
             cancel=cancel,
             readiness=self.readiness,
             masker=self.masker,
+            workspace=one_node,
         )
-        if resume:
+        if resume or one_node is not None:
             # The interrupted step starts again from the last commit; partial edits are kept aside
-            # (under a backup ref, or only in the run's folder when they hold a secret).
+            # (under a backup ref, or only in the run's folder when they hold a secret). A worker's
+            # run repository is made here when this worker has none for the run yet.
             engine.withhold_leaks("interrupted", engine.ws.head())
             engine.ws.reset_to(engine.ws.head())
         # The run's own log (runs/<run-id>/log.jsonl); everything logged meanwhile is bound to the run.
@@ -238,7 +280,7 @@ class RunService:
                     retries_reported_to(functools.partial(_publish_retry, bus, run_id)),
                     ControlWatch(self.store, run_id, cancel, bus.publish),
                 ):
-                    report = engine.execute(follow_up=follow_up)
+                    report = engine.execute(follow_up=follow_up, one_node=one_node is not None)
             except (OrchestratorError, OSError) as exc:
                 if caused_by_full_disk(exc, self.state_home):
                     raise self._stopped_for_full_disk(run_id, exc) from exc
@@ -248,6 +290,8 @@ class RunService:
             if caused_by_full_disk(store_failures[0], self.state_home):
                 raise self._stopped_for_full_disk(run_id, store_failures[0]) from store_failures[0]
             raise store_failures[0]
+        if report is None or one_node is not None:
+            return report  # a cluster run's follow-ups wait in the store (not taken by workers yet)
         # Follow-ups asked for while the run went on continue it now, on the same branch.
         request = None if cancel.is_set() else take_follow_up(self.store, run_id)
         if request is None:

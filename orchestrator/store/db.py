@@ -29,7 +29,7 @@ from orchestrator.retries import RetryNote, report_retry, short
 from orchestrator.secrets import process_masker
 from orchestrator.store.backend import Backend, Connection, backend_for
 from orchestrator.store.listen import ChangeListener
-from orchestrator.store.owners import owner_alive, owner_elsewhere
+from orchestrator.store.owners import CLUSTER_OWNER, owner_alive, owner_elsewhere
 from orchestrator.store.schema import MIGRATIONS, SCHEMA_VERSION
 
 # How often opening is tried when the store stays locked past busy_timeout (a writer holding it long).
@@ -212,8 +212,9 @@ class StoreBase:
 
     def _owner_alive(self, pid: int | None, token: str | None) -> bool:
         """Whether a run's owner is alive. On a store shared between machines, an owner that started
-        on another machine (another boot id) cannot be looked up here, so it counts as alive."""
-        if self._backend.shared and owner_elsewhere(token):
+        on another machine (another boot id) cannot be looked up here, so it counts as alive; so does
+        the cluster, the owner of a run submitted with `run --cluster`."""
+        if token == CLUSTER_OWNER or (self._backend.shared and owner_elsewhere(token)):
             return True
         return owner_alive(pid, token)
 

@@ -5,6 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+# The owner token of a run handed to the cluster (`run --cluster`): no process owns it, Temporal keeps it
+# going (a worker that dies has its step retried elsewhere), so no process may mark it interrupted.
+CLUSTER_OWNER = "cluster"
+
 
 def _boot_id() -> str:
     try:

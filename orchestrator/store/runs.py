@@ -15,7 +15,7 @@ from orchestrator.errors import RunNotFound, UsageError
 from orchestrator.events import Notice, RunFinished
 from orchestrator.store.backend import Connection, Row
 from orchestrator.store.db import StoreBase
-from orchestrator.store.owners import process_token
+from orchestrator.store.owners import CLUSTER_OWNER, process_token
 from orchestrator.store.records import (
     RUN_STATUSES,
     RunOptions,
@@ -168,20 +168,32 @@ class RunsMixin(StoreBase):
             ).fetchone()
             if row is None:
                 raise RunNotFound(f"no run {run_id!r} in {self.location}")
-            mine = row["owner_pid"] == pid and row["owner_token"] == token
+            # A cluster worker resumes a cluster run for one step: the run stays the cluster's.
+            cluster = row["owner_token"] == CLUSTER_OWNER
+            mine = cluster or (row["owner_pid"] == pid and row["owner_token"] == token)
             alive = self._owner_alive(row["owner_pid"], row["owner_token"])
             if row["status"] == "running" and not mine and alive:
                 raise UsageError(
                     f"run {run_id} is still running in process {row['owner_pid']}",
                     hint="wait for it to finish, or stop that process first",
                 )
+            owner = (None, CLUSTER_OWNER) if cluster else (pid, token)
             self._touch_run(
                 tx,
                 run_id,
                 "status = 'running', stop_reason = NULL, finished_at = NULL, owner_pid = ?, owner_token = ?",
-                (pid, token),
+                owner,
             )
         return self.get_run(run_id)
+
+    def hand_to_cluster(self, run_id: str) -> None:
+        """The run is the cluster's from now on (`run --cluster`): its steps run on workers, and no
+        process's death marks it interrupted (a dead worker's step is retried on another one)."""
+        with self._write() as tx:
+            self._touch_run(tx, run_id, "owner_pid = NULL, owner_token = ?", (CLUSTER_OWNER,))
+
+    def is_cluster_run(self, run_id: str) -> bool:
+        return self.get_run(run_id).owner_token == CLUSTER_OWNER
 
     def mark_interrupted_if_owner_dead(self) -> list[str]:
         """Runs left "running" by a process that is gone become "interrupted", with their running steps;

@@ -1,0 +1,107 @@
+"""`orchestrator worker` and the cluster side of `orchestrator run` (`--cluster`, or whenever
+`cluster.temporal` is configured) and of `runs resume`: the run goes to a pool of workers as a Temporal
+workflow; this process follows its events from the shared store and renders them exactly as a local
+run does (the same renderer, report and exit codes). Ctrl-C cancels it (exit 130, as locally)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from orchestrator.cli.common import config_option, settings_for
+from orchestrator.cli.worker import run_cancellable
+from orchestrator.config import Settings
+from orchestrator.engine.report import RunReport, build_report
+from orchestrator.engine.service import RunService
+from orchestrator.events import RunEvent
+from orchestrator.store import RunRecord
+
+if TYPE_CHECKING:
+    from orchestrator.cluster.worker import WorkerPlan
+
+
+def run_on_cluster(
+    service: RunService,
+    record: RunRecord,
+    subscribers: Sequence[Callable[[RunEvent], None]],
+    *,
+    resume: bool = False,
+) -> tuple[RunReport, bool]:
+    """Submits (or resubmits) `record` and follows it to its end: (report, interrupted)."""
+    from orchestrator.cluster import submit
+
+    settings = service.settings
+    store = service.store
+    after = store.last_seq(record.id) if resume else 0
+    submit.submit(settings, store, record, service.env, resume=resume)
+
+    def follow(cancel: threading.Event) -> RunReport:
+        submit.follow(
+            store,
+            record.id,
+            subscribers,
+            after_seq=after,
+            cancel=cancel,
+            on_cancel=lambda: submit.request_cancel(settings, store, record.id, "run --cluster (Ctrl-C)"),
+        )
+        submit.fetch_back(record, service.env)
+        return build_report(store, record.id)
+
+    return run_cancellable(follow)
+
+
+def check_cluster_run(settings: Settings) -> None:
+    """`run --cluster` needs the cluster's configuration and a reachable Temporal (exit 2 otherwise)."""
+    from orchestrator.cluster.submit import check_reachable
+    from orchestrator.cluster.worker import check_cluster
+
+    check_cluster(settings, os.environ)
+    check_reachable(settings)
+
+
+@click.command("worker")
+@click.option(
+    "--agents",
+    default=None,
+    metavar="A,B",
+    help="Serve only these CLIs (default: every real CLI that is ready here).",
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 64),
+    default=2,
+    show_default=True,
+    help="Steps at once on this worker, across all its queues.",
+)
+@click.option("--name", default=None, help="This worker's name in Temporal (default: HOST-PID).")
+@config_option
+def worker(agents: str | None, concurrency: int, name: str | None, config_path: Path | None) -> None:
+    """Serve this machine's ready coding CLIs to the cluster until SIGTERM or Ctrl-C."""
+    from orchestrator.cluster.worker import check_cluster, plan_worker, serve
+
+    loaded = settings_for(config_path, Path.cwd())
+    settings = loaded.settings
+    check_cluster(settings, os.environ)
+    names = [a.strip() for a in (agents or "").split(",") if a.strip()]
+    plan = plan_worker(settings, os.environ, agents=names, concurrency=concurrency, name=name)
+    # Opens the shared store once (a clear error if it is unreachable) and ends what a killed worker
+    # of this state home left running (process records).
+    RunService(settings=settings, env=os.environ).close()
+
+    def say_ready(plan: WorkerPlan) -> None:
+        click.echo(
+            f"worker {plan.name} (pid {os.getpid()}) ready: agents {', '.join(plan.agents)}; "
+            f"{len(plan.queues)} step queue(s), concurrency {plan.concurrency}",
+            err=True,
+        )
+
+    asyncio.run(serve(plan, settings, os.environ, ready=say_ready))
+    click.echo(f"worker {plan.name} stopped", err=True)
+    sys.exit(0)

@@ -1,0 +1,163 @@
+"""`orchestrator worker`: serves a machine's ready CLIs to the cluster until SIGTERM or Ctrl-C.
+
+At start it asks which CLIs are ready here (AgentReadiness, like `orchestrator agents`), and serves the
+step queue of every non-empty subset of them plus the workflow queue (queues.py). A clear error (exit
+2, with what to do) when no CLI is ready, when the cluster is not configured, or when Temporal cannot
+be reached. SIGTERM and SIGINT shut it down: running steps are handed over cleanly (activities.py),
+then the process exits 0. A SIGKILLed worker leaves no process behind: every agent runs under a
+supervisor that ends its tree when the worker dies, and the next orchestrator process on the machine
+ends what the process records still name (proc.py, proc_tree.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from orchestrator.adapters import AGENT_NAMES, REAL_AGENTS
+from orchestrator.cluster.activities import StepActivities
+from orchestrator.cluster.queues import served_queues, workflow_queue
+from orchestrator.config import Settings
+from orchestrator.engine.readiness import AgentReadiness
+from orchestrator.errors import UsageError
+from orchestrator.store import DATABASE_URL_VAR
+from orchestrator.workspace.paths import state_home
+
+if TYPE_CHECKING:
+    from temporalio.client import Client
+
+CONNECT_TIMEOUT_S = 10.0
+
+
+@dataclass(frozen=True)
+class WorkerPlan:
+    name: str
+    agents: tuple[str, ...]  # ready here and asked for
+    queues: tuple[str, ...]  # step queues
+    workflow_queue: str
+    concurrency: int
+
+
+def check_cluster(settings: Settings, env: Mapping[str, str]) -> None:
+    """Cluster mode needs a Temporal frontend and a shared PostgreSQL store."""
+    cluster = settings.cluster
+    if cluster.temporal is None:
+        raise UsageError(
+            "no Temporal server is configured",
+            hint="set `cluster: {temporal: HOST:PORT, database: postgresql://...}` in your configuration",
+        )
+    if not (env.get(DATABASE_URL_VAR) or cluster.database):
+        raise UsageError(
+            "cluster mode needs the shared PostgreSQL store, and none is configured",
+            hint=f"set `cluster: {{database: postgresql://...}}` (or ${DATABASE_URL_VAR})",
+        )
+
+
+def plan_worker(
+    settings: Settings, env: Mapping[str, str], *, agents: Sequence[str], concurrency: int, name: str | None
+) -> WorkerPlan:
+    """What this worker will serve: the asked-for (default: every real) CLI that is ready here."""
+    unknown = [a for a in agents if a not in AGENT_NAMES]
+    if unknown:
+        raise UsageError(f"unknown agent(s): {', '.join(unknown)}", hint=f"known: {', '.join(AGENT_NAMES)}")
+    wanted = list(dict.fromkeys(agents)) or list(REAL_AGENTS)
+    readiness = AgentReadiness(settings, env, state_home=state_home(env))
+    readiness.probe(wanted)
+    ready = tuple(a for a in wanted if readiness.of(a).ready)
+    if not ready:
+        reasons = "\n  - ".join(f"{a}: {readiness.of(a).reason}" for a in wanted)
+        raise UsageError(
+            f"no coding CLI is ready on this machine, so this worker could serve nothing:\n  - {reasons}",
+            hint="`orchestrator agents` shows what each CLI needs (install it, sign in or set its key), "
+            "or name ready ones with --agents",
+        )
+    prefix = settings.cluster.task_queue_prefix
+    return WorkerPlan(
+        name=name or f"{socket.gethostname()}-{os.getpid()}",
+        agents=ready,
+        queues=tuple(served_queues(prefix, ready)),
+        workflow_queue=workflow_queue(prefix),
+        concurrency=concurrency,
+    )
+
+
+async def connect(settings: Settings, identity: str | None = None) -> Client:
+    """A Temporal client, or a clear UsageError when the server cannot be reached."""
+    from temporalio.client import Client
+
+    cluster = settings.cluster
+    assert cluster.temporal is not None
+    try:
+        connecting = (
+            Client.connect(cluster.temporal, namespace=cluster.namespace, identity=identity)
+            if identity
+            else Client.connect(cluster.temporal, namespace=cluster.namespace)
+        )
+        return await asyncio.wait_for(connecting, CONNECT_TIMEOUT_S)
+    except Exception as exc:  # noqa: BLE001 - refused, unresolvable, timed out: all "unreachable"
+        raise UsageError(
+            f"cannot reach the Temporal server at {cluster.temporal}: {str(exc).strip() or type(exc).__name__}",
+            hint="start it (or check cluster.temporal in your configuration and the network to it)",
+        ) from exc
+
+
+async def serve(
+    plan: WorkerPlan,
+    settings: Settings,
+    env: Mapping[str, str],
+    *,
+    ready: Callable[[WorkerPlan], None] = lambda _plan: None,
+) -> None:
+    """Serves until SIGTERM or SIGINT, then shuts every queue's worker down."""
+    from temporalio.worker import Worker
+
+    from orchestrator.cluster.workflow import OrchestratorRun
+
+    client = await connect(settings, identity=plan.name)
+    activities = StepActivities(settings=settings, env=env, name=plan.name, concurrency=plan.concurrency)
+    workers = [
+        Worker(
+            client,
+            task_queue=plan.workflow_queue,
+            workflows=[OrchestratorRun],
+            activities=[activities.end_run],
+            identity=plan.name,
+            graceful_shutdown_timeout=timedelta(0),
+        )
+    ]
+    workers += [
+        Worker(
+            client,
+            task_queue=queue,
+            activities=[activities.run_step],
+            max_concurrent_activities=plan.concurrency,
+            identity=plan.name,
+            # Shutting down cancels running steps at once: they are handed over (activities.py).
+            graceful_shutdown_timeout=timedelta(0),
+        )
+        for queue in plan.queues
+    ]
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    runs = [asyncio.create_task(worker.run()) for worker in workers]
+    try:
+        ready(plan)
+        stopped = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait({stopped, *runs}, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            if task is not stopped:
+                task.result()  # a worker that failed: its error ends the command
+    finally:
+        await asyncio.gather(*(worker.shutdown() for worker in workers), return_exceptions=True)
+        await asyncio.gather(*runs, return_exceptions=True)
+        activities.close()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)

@@ -1,0 +1,227 @@
+"""Helpers for the cluster's tests and benchmarks: a cluster configuration, `orchestrator worker` and
+`orchestrator run --cluster` processes (started through orchestrator.proc), and waiting on a run.
+
+    config = write_cluster_config(tmp_path / "config.yaml", temporal=temporal_server.address,
+                                  database=postgres_url, extra={"agents": {...}, "workflow": ...})
+    env = cluster_env(tmp_path, "w1")                 # a state home of its own: another "machine"
+    worker = start_worker(config, env, cwd=repo, name="w1", agents=("fake",))
+    ...
+    worker.kill()                                     # SIGKILL, as a machine that dies
+    worker.stop()                                     # SIGTERM: a graceful shutdown; returns its result
+    record = wait_for_run(postgres_url, run_id, {"approved"})
+
+Every process is a child of this one, under a supervisor of its own: whatever happens to it, nothing it
+started outlives the test.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from orchestrator.proc import ProcResult, ProcSpec, SubprocessCommunicator, child_env
+from orchestrator.store import RunRecord, Store
+
+
+def write_cluster_config(
+    path: Path,
+    *,
+    temporal: str,
+    database: str,
+    heartbeat_timeout_s: float = 30.0,
+    task_queue_prefix: str = "orchestrator",
+    extra: Mapping[str, Any] | None = None,
+) -> Path:
+    """A configuration file for cluster mode (`cluster:` plus whatever `extra` adds); returns `path`."""
+    data: dict[str, Any] = dict(extra or {})
+    data["cluster"] = {
+        "temporal": temporal,
+        "database": database,
+        "heartbeat_timeout_s": heartbeat_timeout_s,
+        "task_queue_prefix": task_queue_prefix,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return path
+
+
+def cluster_env(root: Path, name: str, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """An environment with a home and a state home of its own under root/name (one "machine")."""
+    home = root / name / "home"
+    return child_env(
+        os.environ,
+        {
+            "HOME": str(home),
+            "XDG_STATE_HOME": str(home / ".local" / "state"),
+            "XDG_CONFIG_HOME": str(home / ".config"),
+            "ORCHESTRATOR_HOME": str(root / name / "state"),
+            "GIT_AUTHOR_NAME": "t",
+            "GIT_AUTHOR_EMAIL": "t@t",
+            "GIT_COMMITTER_NAME": "t",
+            "GIT_COMMITTER_EMAIL": "t@t",
+            **(extra or {}),
+        },
+    )
+
+
+class OrchestratorProcess:
+    """`python -m orchestrator ARGS` in a thread of ours, its output lines collected as they come."""
+
+    def __init__(
+        self, args: Sequence[str], *, cwd: Path, env: Mapping[str, str], timeout_s: float = 600
+    ) -> None:
+        self.lines: list[str] = []
+        self.cancel = threading.Event()
+        self.result: ProcResult | None = None
+        argv = [sys.executable, "-m", "orchestrator", *args]
+        spec = ProcSpec(argv=argv, cwd=cwd, env=dict(env), wall_timeout_s=timeout_s)
+        self._started = threading.Event()
+
+        def work() -> None:
+            self.result = SubprocessCommunicator().run(
+                spec, lambda _s, line: self.lines.append(line), self.cancel
+            )
+
+        self.thread = threading.Thread(target=work, name="orchestrator-process", daemon=True)
+        self.thread.start()
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    def wait_for(self, text: str, timeout_s: float = 60) -> str:
+        """The first output line holding `text` (AssertionError with the output when none comes)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            for line in list(self.lines):
+                if text in line:
+                    return line
+            if not self.thread.is_alive():
+                break
+            time.sleep(0.05)
+        raise AssertionError(f"no line with {text!r}; output so far:\n{self.output}")
+
+    def join(self, timeout_s: float = 600) -> ProcResult:
+        self.thread.join(timeout_s)
+        if self.result is None:
+            raise AssertionError(f"still running after {timeout_s:g} s; output so far:\n{self.output}")
+        return self.result
+
+    def signal(self, signum: int, pid: int) -> None:
+        os.kill(pid, signum)
+
+    def stop(self, timeout_s: float = 60) -> ProcResult | None:
+        """Ends it through proc's kill ladder (SIGINT first) and waits."""
+        self.cancel.set()
+        self.thread.join(timeout_s)
+        return self.result
+
+
+class WorkerProcess(OrchestratorProcess):
+    """An `orchestrator worker`; `pid` is the worker's own (read from its ready line)."""
+
+    def __init__(self, args: Sequence[str], *, cwd: Path, env: Mapping[str, str], name: str) -> None:
+        super().__init__(args, cwd=cwd, env=env, timeout_s=3600)
+        self.name = name
+        self.pid: int | None = None
+
+    def wait_ready(self, timeout_s: float = 60) -> WorkerProcess:
+        line = self.wait_for(f"worker {self.name} (pid ", timeout_s)
+        self.pid = int(line.split("(pid ", 1)[1].split(")", 1)[0])
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL, as when its machine dies; waits until its supervisor has ended what it left."""
+        assert self.pid is not None, "wait_ready() first"
+        os.kill(self.pid, signal.SIGKILL)
+        self.thread.join(30)
+
+    def stop(self, timeout_s: float = 60) -> ProcResult | None:
+        """SIGTERM (a graceful shutdown), then proc's kill ladder if it does not end in time."""
+        if self.pid is not None and self.thread.is_alive():
+            try:
+                os.kill(self.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            self.thread.join(timeout_s)
+        return super().stop(timeout_s)
+
+
+def start_worker(
+    config: Path,
+    env: Mapping[str, str],
+    *,
+    cwd: Path,
+    name: str,
+    agents: Iterable[str] = ("fake",),
+    concurrency: int = 2,
+    wait: bool = True,
+) -> WorkerProcess:
+    """`orchestrator worker --name NAME --agents ... --concurrency N --config CONFIG`, ready unless
+    `wait=False` (for workers expected to fail at start)."""
+    args = ["worker", "--name", name, "--concurrency", str(concurrency), "--config", str(config)]
+    names = list(agents)
+    if names:
+        args += ["--agents", ",".join(names)]
+    worker = WorkerProcess(args, cwd=cwd, env=env, name=name)
+    return worker.wait_ready() if wait else worker
+
+
+def submit_run(
+    config: Path, env: Mapping[str, str], task: str, *, cwd: Path, extra: Sequence[str] = ()
+) -> OrchestratorProcess:
+    """`orchestrator run --cluster TASK --config CONFIG --json` in a process of its own."""
+    return OrchestratorProcess(
+        ["run", "--cluster", task, "--config", str(config), "--json", *extra], cwd=cwd, env=env
+    )
+
+
+def wait_for_run(
+    database: str, run_id: str, statuses: Iterable[str] | None = None, *, timeout_s: float = 120
+) -> RunRecord:
+    """The run once its status is one of `statuses` (default: any finished one)."""
+    wanted = set(statuses) if statuses is not None else None
+    deadline = time.monotonic() + timeout_s
+    with Store(database) as store:
+        while True:
+            record = store.get_run(run_id)
+            if (wanted is None and record.finished) or (wanted is not None and record.status in wanted):
+                return record
+            if time.monotonic() > deadline:
+                raise AssertionError(f"run {run_id} is still {record.status} after {timeout_s:g} s")
+            time.sleep(0.1)
+
+
+def wait_for_step(database: str, run_id: str, statuses: Iterable[str], *, timeout_s: float = 120) -> str:
+    """The id of the run's first step whose status is one of `statuses`, once there is one."""
+    wanted = set(statuses)
+    deadline = time.monotonic() + timeout_s
+    with Store(database) as store:
+        while True:
+            for step in store.steps(run_id):
+                if step.status in wanted:
+                    return step.step_id
+            if time.monotonic() > deadline:
+                raise AssertionError(f"run {run_id} has no step in {sorted(wanted)} after {timeout_s:g} s")
+            time.sleep(0.05)
+
+
+def newest_run_id(database: str, timeout_s: float = 60) -> str:
+    """The id of the newest run in the store, once there is one."""
+    deadline = time.monotonic() + timeout_s
+    with Store(database) as store:
+        while True:
+            runs = store.list_runs(limit=1)
+            if runs:
+                return runs[0].id
+            if time.monotonic() > deadline:
+                raise AssertionError("no run was created")
+            time.sleep(0.05)

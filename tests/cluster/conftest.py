@@ -1,0 +1,103 @@
+"""A cluster for the tests: the session's Temporal dev server and PostgreSQL server, a fresh database
+and task-queue prefix per test (so tests never see each other's runs or workers), a real git
+repository, the fake agent, and `orchestrator worker` processes each with a state home of its own (as
+if on machines of their own)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from orchestrator.proc import run_command
+from orchestrator.testing.cluster import (
+    OrchestratorProcess,
+    WorkerProcess,
+    cluster_env,
+    start_worker,
+    submit_run,
+    write_cluster_config,
+)
+from orchestrator.testing.temporal import TemporalDevServer
+
+APPROVE = 'Looks good.\n```json\n{"verdict": "approve", "findings": []}\n```'
+
+
+def make_repo(path: Path) -> Path:
+    path.mkdir(parents=True)
+    run_command(["git", "init", "-q", "-b", "main"], path, check=True)
+    (path / "app.py").write_text("def greet():\n    return 'hi'\n")
+    run_command(["git", "add", "-A"], path, check=True)
+    run_command(["git", "-c", "user.name=u", "-c", "user.email=u@u", "commit", "-qm", "initial"], path, check=True)
+    return path
+
+
+class Cluster:
+    def __init__(self, tmp_path: Path, temporal: TemporalDevServer, database: str) -> None:
+        self.tmp = tmp_path
+        self.database = database
+        self.temporal = temporal
+        self.repo = make_repo(tmp_path / "repo")
+        self.workflow = tmp_path / "wf.yaml"
+        self.workflow.write_text(
+            yaml.safe_dump(
+                {
+                    "max_iterations": 1,
+                    "steps": [{"agent": "fake", "task": "implement"}, {"agent": "fake", "task": "review"}],
+                }
+            )
+        )
+        self.prefix = f"t{uuid.uuid4().hex[:10]}"
+        self.agent: dict[str, Any] = {"timeout_s": 120, "idle_timeout_s": 120}
+        self.heartbeat_timeout_s = 30.0
+        self.workers: list[WorkerProcess] = []
+        self.processes: list[OrchestratorProcess] = []
+        self.write_config()
+        self.env = cluster_env(tmp_path, "submitter")
+
+    def write_config(self) -> Path:
+        self.config = write_cluster_config(
+            self.tmp / "config.yaml",
+            temporal=self.temporal.address,
+            database=self.database,
+            heartbeat_timeout_s=self.heartbeat_timeout_s,
+            task_queue_prefix=self.prefix,
+            extra={"agents": {"fake": self.agent}, "fallback_order": ["fake"], "workflow": str(self.workflow)},
+        )
+        return self.config
+
+    def use_scenario(self, turns: list[dict[str, Any]]) -> None:
+        """The fake agent plays these turns (one cursor shared by every step of every run)."""
+        scenario = self.tmp / "scenario.yaml"
+        scenario.write_text(yaml.safe_dump({"turns": turns}))
+        self.agent["env"] = {"ORCHESTRATOR_FAKE_SCENARIO": str(scenario)}
+        self.write_config()
+
+    def worker(self, name: str, **kwargs: Any) -> WorkerProcess:
+        worker = start_worker(self.config, cluster_env(self.tmp, name), cwd=self.tmp, name=name, **kwargs)
+        self.workers.append(worker)
+        return worker
+
+    def submit(self, task: str = "make greet() return Hello", *extra: str) -> OrchestratorProcess:
+        process = submit_run(self.config, self.env, task, cwd=self.repo, extra=extra)
+        self.processes.append(process)
+        return process
+
+    def close(self) -> None:
+        for process in self.processes:
+            process.stop()
+        for worker in self.workers:
+            worker.stop()
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, temporal_server: TemporalDevServer, postgres_url: str) -> Iterator[Cluster]:
+    world = Cluster(tmp_path, temporal_server, postgres_url)
+    try:
+        yield world
+    finally:
+        world.close()
