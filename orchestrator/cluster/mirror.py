@@ -90,15 +90,15 @@ def is_user_repo(user_repo: Path, url: str, env: Mapping[str, str]) -> bool:
 
 
 def run_refspecs(run_id: str, *, branch: bool) -> list[str]:
-    """The refspecs of a run's refs and its group members' (same names on both sides): its record
-    forced (`+`: a rollback moves the tip back), its backups never overwritten."""
-    specs: list[str] = []
+    """The refspecs of a run's refs and its group members' (same names on both sides); backups are
+    never overwritten."""
     # A refspec has one `*` (it matches across "/"): the run's own folder, then its members' folders.
-    for record, backups in (
-        (f"{meta_prefix(run_id)}*", f"{backup_prefix(run_id)}*"),
-        (f"{meta_prefix(run_id)[:-1]}-*", f"{backup_prefix(run_id)[:-1]}-*"),
-    ):
-        specs += [f"+{record}:{record}", f"{backups}:{backups}"]
+    # The run's record is not forced: a `+` would override the lease on its tip (push_run); the lease
+    # lets the tip move back (a rollback). Members' records are forced: only this attempt writes them.
+    record, members = f"{meta_prefix(run_id)}*", f"{meta_prefix(run_id)[:-1]}-*"
+    backups, member_backups = f"{backup_prefix(run_id)}*", f"{backup_prefix(run_id)[:-1]}-*"
+    specs = [f"{record}:{record}", f"+{members}:{members}", f"{backups}:{backups}"]
+    specs.append(f"{member_backups}:{member_backups}")
     if branch:
         ref = f"refs/heads/{branch_name(run_id)}"
         specs.append(f"{ref}:{ref}")
@@ -168,43 +168,55 @@ class RepoMirror:
         return self.git.rev_parse(f"refs/heads/{branch_name(run_id)}")
 
     def remote_tip(self, run_id: str) -> str | None:
-        """The run branch on the URL (one round trip)."""
-        ref = f"refs/heads/{branch_name(run_id)}"
+        """The run's tip on the URL, as its record has it (one round trip)."""
+        ref = tip_ref(run_id)
         out = self.git.out("ls-remote", "--", self.url, ref)
         return next((line.split()[0] for line in out.splitlines() if line.endswith(f"\t{ref}")), None)
 
     def push_run(self, run_id: str, *, expected: str | None) -> str:
-        """Push the run's refs to the URL in one atomic push, leased on the run branch being at
-        `expected` (None: absent). Returns the commit pushed. When the lease fails, nothing of the
-        push lands; the mirror's commits of the run are kept on the URL under
-        backups/<run-id>/stale-<sha> and StaleLease is raised."""
-        ref = f"refs/heads/{branch_name(run_id)}"
+        """Push the run's refs to the URL in one atomic push, leased on the run's record (its tip
+        ref, which only the orchestrator writes) and its branch being at `expected` (None: absent).
+        Returns the commit pushed. When the lease fails, nothing of the push lands; the mirror's
+        commits of the run are kept on the URL under backups/<run-id>/stale-<sha> and StaleLease is
+        raised. A URL that is a user's repository where they checked the run branch out or moved it
+        gets the record and backups only, the branch left as the user has it (as a local run does)."""
+        record = tip_ref(run_id)
+        branch = f"refs/heads/{branch_name(run_id)}"
         with self._locked():
-            tip = self.git.rev_parse(ref)
+            tip = self.git.rev_parse(record)
             if tip is None:
-                raise GitError(f"the run branch {branch_name(run_id)} is not in the mirror {self.path}")
-            result = self._push(ref, expected, run_refspecs(run_id, branch=True))
+                raise GitError(f"run {run_id} has no record in the mirror {self.path}")
+            result = self._push({record: expected, branch: expected}, run_refspecs(run_id, branch=True))
+            rejected = _rejected(result.stdout)
+            if (
+                not result.ok
+                and rejected
+                and "atomic push" in rejected.get(record, "")
+                and branch in rejected
+            ):
+                # Only the branch was refused: the user has it (checked out, or moved): leave it be.
+                result = self._push({record: expected}, run_refspecs(run_id, branch=False))
+                rejected = _rejected(result.stdout)
             if result.ok:
                 return tip
-            rejected = _rejected(result.stdout)
             if not rejected:
                 raise git_error(result, ("push", self.url))
-            self._keep_stale(run_id, rejected)
+            self._keep_stale(run_id, list(rejected))
         on_url = self.remote_tip(run_id)
         raise StaleLease(
-            f"run {run_id}: the run branch on {self.url} is at {(on_url or 'nothing')[:12]}, not at "
+            f"run {run_id}: the run on {self.url} is at {(on_url or 'nothing')[:12]}, not at "
             f"{(expected or 'nothing')[:12]} where this attempt started: another attempt moved it; "
             f"nothing was pushed (this attempt's commits are kept under {backup_prefix(run_id)}stale-*)",
             hint="another worker took the run's step over; nothing to do",
         )
 
-    def _push(self, ref: str, expected: str | None, refspecs: list[str]) -> CommandResult:
+    def _push(self, leases: Mapping[str, str | None], refspecs: list[str]) -> CommandResult:
         return self.git.run(
             "push",
             "--atomic",
             "--porcelain",
             "--no-verify",
-            f"--force-with-lease={ref}:{expected or ''}",
+            *(f"--force-with-lease={ref}:{sha or ''}" for ref, sha in leases.items()),
             "--",
             self.url,
             *refspecs,
@@ -227,13 +239,15 @@ class RepoMirror:
             self.git.run("push", "--porcelain", "--no-verify", "--", self.url, *specs)
 
 
-def _rejected(porcelain: str) -> list[str]:
-    """The local refs a `push --porcelain` rejected (lines "!<TAB>from:to<TAB>reason")."""
-    refs = []
+def _rejected(porcelain: str) -> dict[str, str]:
+    """The refs (on the URL) a `push --porcelain` refused, with why (lines "!<TAB>src:dst<TAB>why").
+    A ref of an --atomic push refused only because another one was says "atomic push failed" (this
+    side refused) or "atomic push failure" (the receiving side did)."""
+    refs: dict[str, str] = {}
     for line in porcelain.splitlines():
         parts = line.split("\t")
-        if len(parts) >= 2 and parts[0] == "!":
-            refs.append(parts[1].split(":", 1)[0])
+        if len(parts) >= 3 and parts[0] == "!":
+            refs[parts[1].split(":", 1)[-1]] = parts[2]
     return refs
 
 
@@ -290,7 +304,9 @@ def fetch_run_branch(user_repo: Path, url: str, run_id: str, env: Mapping[str, s
     before = user.rev_parse(tip_ref(run_id))
     if not is_user_repo(user_repo, url, env):
         # The run branch is not fetched into refs/heads (git would refuse a checked-out one, and the
-        # user may have moved it): the record's tip is, and the branch follows below.
+        # user may have moved it): the record's tip is (forced: the URL's record is the run's, a
+        # rollback moves it back), and the branch follows below. Backups are only ever created.
+        specs = run_refspecs(run_id, branch=False)
         user.run(
             "fetch",
             "--quiet",
@@ -301,7 +317,7 @@ def fetch_run_branch(user_repo: Path, url: str, run_id: str, env: Mapping[str, s
             "--no-write-commit-graph",
             "--",
             url,
-            *run_refspecs(run_id, branch=False),
+            *(f"+{s}" if "/backups/" not in s and not s.startswith("+") else s for s in specs),
         )
     tip = user.rev_parse(tip_ref(run_id))
     if tip is None:

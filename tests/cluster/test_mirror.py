@@ -202,3 +202,51 @@ def test_publishing_a_run_id_the_url_has_already_is_refused(tmp_path):
     with pytest.raises(StaleLease, match="already has a branch"):
         publish_run_start(setup.user, setup.url, RUN, ENV)
     assert publish_run_start(setup.user, str(setup.user), RUN, ENV) is None  # the URL is the repo: no-op
+
+
+def test_on_a_shared_path_the_run_branch_the_user_checked_out_is_left_alone(tmp_path):
+    """The URL is the user's repository and they checked the run branch out: a worker's push moves
+    the run's record, not their branch; a stale attempt is refused all the same (by the record's
+    lease)."""
+    setup = Setup(tmp_path, "shared_path")
+    user = setup.user
+    git(user, "checkout", "-q", f"orchestrator/{RUN}")
+    before = snapshot_checkout(user)
+    zombie, retry = setup.worker("zombie"), setup.worker("retry")
+    ws_zombie = zombie.open()
+    start = ws_zombie.head()
+    (ws_zombie.worktree / "late.txt").write_text("late\n")
+    assert ws_zombie.commit_step(step_id="s1", agent="fake", step_start=start).sha
+
+    _, newer = retry.step("s1", "the retry's\n")
+    assert git(user, "rev-parse", f"refs/orchestrator/runs/{RUN}/tip") == newer
+    assert git(user, "rev-parse", f"refs/heads/orchestrator/{RUN}") == start  # the user's, as it was
+    with pytest.raises(StaleLease):
+        zombie.mirror.push_run(RUN, expected=start)
+    assert git(user, "rev-parse", f"refs/orchestrator/runs/{RUN}/tip") == newer
+    assert snapshot_checkout(user) == before, before.differences(snapshot_checkout(user))
+    assert fetch_run_branch(user, setup.url, RUN, ENV) == newer
+
+
+def test_workers_on_one_machine_share_a_mirror_safely(tmp_path):
+    """Several steps starting at once on one machine: the mirror is made once and fetched into
+    under its flock (git would otherwise fail on its own ref locks, or init twice)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    setup = Setup(tmp_path, "origin")
+    home = tmp_path / "home-shared"
+
+    def start() -> str:
+        mirror = RepoMirror.for_url(setup.url, state_home=home, env=ENV)
+        mirror.update()
+        mirror.update_run(RUN)
+        tip = mirror.tip(RUN)
+        assert tip is not None
+        return tip
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        tips = list(pool.map(lambda _: start(), range(12)))
+    assert set(tips) == {setup.ws.head()}
+    assert [p.name for p in (home / "cluster" / "mirrors").iterdir() if p.suffix == ".git"] == [
+        f"{mirror_key(setup.url)}.git"
+    ]
