@@ -1,0 +1,92 @@
+"""Runs on 1 worker, then on 2: what a second worker buys, and how soon a submitted run starts.
+
+    python -m benchmarks.bench_cluster_scale [--runs 8] [--step-s 2] [--concurrency 2]
+
+A real Temporal dev server and a real PostgreSQL (orchestrator/testing/), one repository, the workflow
+[implement, review] with a stand-in agent that takes --step-s seconds per step (benchmarks/
+cluster_bench.py). Each `orchestrator worker` runs at most --concurrency steps at once.
+
+1. Makespan: --runs runs submitted at once (`orchestrator run --cluster`, a process each) on 1 worker,
+   then the same on 2 workers; from the first submit to the last run's end; the ratio (goal: 2 workers
+   at least 1.7x faster). Every run must approve.
+2. Submit to first step started, with capacity free: on the 2 workers, --runs runs submitted one at a
+   time, --spacing s apart (fewer in flight than the workers' slots), each timed from just before its
+   `run --cluster` process was spawned to its first StepStarted event in the store; p50/p95 (goal: p95
+   <= 2 s). The same figure from the 8-at-once rounds is printed too: there, runs past the workers'
+   slots wait for one, on purpose.
+Numbers, not asserts: the machine may be shared (the load average is printed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+from benchmarks.cluster_bench import ClusterBench, Submission, cluster_bench, summary
+
+
+def finished(bench: ClusterBench, submissions: list[Submission]) -> tuple[float, list[float]]:
+    """The batch's makespan and each run's submit-to-first-step latency; every run must approve."""
+    failed = [s for s in submissions if s.exit_code != 0]
+    if failed:
+        detail = failed[0].output()[-3000:]
+        raise SystemExit(f"{len(failed)} of {len(submissions)} runs did not approve; the first:\n{detail}")
+    ends = [s.done for s in submissions if s.done is not None]
+    makespan = max(ends) - min(s.submitted for s in submissions)
+    latencies: list[float] = []
+    with bench.store() as store:
+        ids = bench.run_ids(store)
+        for submission in submissions:
+            started = bench.first_step_started(store, ids[submission.task])
+            assert started is not None, submission.task
+            latencies.append(started - submission.submitted)
+    return makespan, latencies
+
+
+def batch(bench: ClusterBench, label: str, runs: int) -> tuple[float, list[float]]:
+    submissions = [bench.submit(f"{label}: task {n}") for n in range(runs)]
+    bench.wait_all(submissions)
+    return finished(bench, submissions)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=8)
+    parser.add_argument("--step-s", type=float, default=2.0)
+    parser.add_argument("--concurrency", type=int, default=2)
+    parser.add_argument("--spacing", type=float, default=4.0)
+    args = parser.parse_args()
+    with cluster_bench("scale", step_s=args.step_s) as bench:
+        makespans: dict[int, float] = {}
+        for count in (1, 2):
+            names = [f"w{count}-{n}" for n in range(count)]
+            for name in names:
+                bench.start_worker(name, concurrency=args.concurrency)
+            makespans[count], latencies = batch(bench, f"{count} workers", args.runs)
+            print(
+                f"{args.runs} runs x 2 steps x {args.step_s:g} s on {count} worker(s) "
+                f"(--concurrency {args.concurrency}): makespan {makespans[count]:.2f} s; "
+                f"submit to first step: {summary(latencies)}",
+                flush=True,
+            )
+            if count == 2:
+                spaced: list[Submission] = []
+                for n in range(args.runs):
+                    spaced.append(bench.submit(f"spaced: task {n}"))
+                    time.sleep(args.spacing)
+                bench.wait_all(spaced)
+                _, free = finished(bench, spaced)
+                print(
+                    f"submit to first step started, capacity free ({args.runs} runs {args.spacing:g} s "
+                    f"apart on 2 workers): {summary(free)}  (goal: p95 <= 2 s)"
+                )
+            for name in names:
+                bench.stop_worker(name)
+        ratio = makespans[1] / makespans[2]
+        print(f"makespan 1 worker / 2 workers: {ratio:.2f}x  (goal >= 1.7x; ideal 2.0x)")
+        print(f"load average: {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()
