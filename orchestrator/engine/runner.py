@@ -44,6 +44,7 @@ from orchestrator.engine.workflow import (
 )
 from orchestrator.events import BaseGateFinished, EventBus, Notice, RunFinished, StepFinished, StepStarted
 from orchestrator.limits import MachineSlots, RunSlots
+from orchestrator.limits.cluster_slots import machine_slots_for
 from orchestrator.secrets import SecretMasker
 from orchestrator.store import COMPLETED_STEP_STATUSES, RunRecord, StepStatus, Store, TokenUsage
 from orchestrator.workspace.diffs import DiffText
@@ -94,7 +95,10 @@ class RunEngine(AgentCalls, ResumeState):
         self.audit = AuditLog.for_state_home(state_home, masker=self.masker)
         limits = self.workflow.limits
         self.run_slots = RunSlots(limits.concurrency, limits.per_agent)
-        self.machine_slots = MachineSlots(state_home, settings.limits.per_agent)
+        # Cluster-wide (advisory locks in the shared database) when the store is PostgreSQL.
+        self.machine_slots: MachineSlots = machine_slots_for(
+            store.database_url, state_home, settings.limits.per_agent
+        )
         self.max_iterations = self.workflow.max_iterations
         self.budget = RunBudget(state_home, settings.budgets, run_id, bus.publish)
 
