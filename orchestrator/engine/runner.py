@@ -100,7 +100,9 @@ class RunEngine(AgentCalls, ResumeState):
             store.database_url, state_home, settings.limits.per_agent
         )
         self.max_iterations = self.workflow.max_iterations
-        self.budget = RunBudget(state_home, settings.budgets, run_id, bus.publish)
+        self.budget = RunBudget(
+            state_home, settings.budgets, run_id, bus.publish, database_url=store.database_url
+        )
 
     # --- the walk -----------------------------------------------------------------------------------
 
