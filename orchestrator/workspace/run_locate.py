@@ -44,6 +44,33 @@ def repo_root(repo: Path, environ: Mapping[str, str] | None) -> Path:
     return root
 
 
+def run_repo_root(repo: Path, environ: Mapping[str, str] | None) -> Path:
+    """The repository a run's refs live in: a work tree's top, or a bare repository itself (a cluster
+    worker's mirror of the user's repository, orchestrator/cluster/mirror.py, which has no checkout).
+    Runs are only ever started by the user in a checkout (engine/inputs.py refuses a bare one)."""
+    root = find_repo_root(Path(repo), environ=environ)
+    if root is not None:
+        return root
+    bare = bare_git_dir(Path(repo), environ)
+    if bare is not None:
+        return bare
+    return repo_root(repo, environ)  # the usual error
+
+
+def bare_git_dir(path: Path, environ: Mapping[str, str] | None) -> Path | None:
+    """`path` itself when it is a bare repository, else None."""
+    if not path.is_dir():
+        return None
+    result = Git(path, environ=environ).run(
+        "rev-parse", "--is-bare-repository", "--absolute-git-dir", check=False
+    )
+    lines = result.stdout.split("\n")
+    if not result.ok or len(lines) < 2 or lines[0] != "true":
+        return None
+    git_dir = Path(lines[1]).resolve()
+    return git_dir if git_dir == path.resolve() else None
+
+
 def check_outside(worktree: Path, root: Path) -> None:
     """A run repository inside the user's checkout would show up there as untracked files (and the
     sandbox could not keep the checkout read-only)."""

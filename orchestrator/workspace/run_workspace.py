@@ -32,7 +32,13 @@ from orchestrator.workspace.diffs import DiffText, truncate_diff
 from orchestrator.workspace.git import Git
 from orchestrator.workspace.merge import MergeResult, checked_out_in, merge_run
 from orchestrator.workspace.paths import RunPaths, run_paths
-from orchestrator.workspace.run_locate import check_outside, list_run_ids, repo_root, resolve_repo
+from orchestrator.workspace.run_locate import (
+    bare_git_dir,
+    check_outside,
+    list_run_ids,
+    resolve_repo,
+    run_repo_root,
+)
 from orchestrator.workspace.run_records import (
     BRANCH_PREFIX,
     UNCOMMITTED_STEP,
@@ -98,8 +104,11 @@ class RunWorkspace:
         state_home: Path,
         environ: Mapping[str, str] | None = None,
     ) -> RunWorkspace:
-        """Record the starting state, then make the run's repository on a new branch from `base`."""
-        root = repo_root(repo, environ)
+        """Record the starting state, then make the run's repository on a new branch from `base`.
+
+        `repo` may be a bare repository (a cluster worker's mirror, where a group step's members are
+        made): it has no checkout, so no uncommitted work, and the run "starts" at `base`."""
+        root = run_repo_root(repo, environ)
         paths = run_paths(state_home, run_id)
         check_outside(paths.worktree, root)
         if paths.worktree.exists() and any(paths.worktree.iterdir()):
@@ -112,7 +121,8 @@ class RunWorkspace:
         branch = branch_name(run_id)
         if user.out("for-each-ref", "--format=%(refname)", f"refs/heads/{branch}", tip_ref(run_id)):
             raise UsageError(f"branch {branch} already exists", hint="choose another run id")
-        user_head = user.rev_parse("HEAD^{commit}")
+        bare = bare_git_dir(root, environ) is not None
+        user_head = user.commit_of(base) if bare else user.rev_parse("HEAD^{commit}")
         if user_head is None:
             raise UsageError(
                 f"{root} has no commits yet", hint="make a first commit, then start the run again"
@@ -125,7 +135,7 @@ class RunWorkspace:
         )
 
         # The user's uncommitted work is kept whenever it exists, included in the run or not.
-        snapshot = trees.work_tree_tree(user, paths.tmp_dir)
+        snapshot = trees.tree_of(user, user_head) if bare else trees.work_tree_tree(user, paths.tmp_dir)
         uncommitted: str | None = None
         if snapshot != trees.tree_of(user, user_head):
             message = trees.commit_message(
@@ -201,7 +211,7 @@ class RunWorkspace:
         environ: Mapping[str, str] | None = None,
     ) -> RunWorkspace:
         """An existing run (to resume it, or read its diff and log). Writes nothing."""
-        root = repo_root(repo, environ)
+        root = run_repo_root(repo, environ)
         paths = run_paths(state_home, run_id)
         user = Git(root, environ=environ)
         names = [f"{meta_prefix(run_id)}{n}" for n in ("base", "first")]
@@ -507,6 +517,18 @@ class RunWorkspace:
         self._wt_git = create_run_repo(
             self._user(), self.worktree, branch=self.branch, start=self.head(), config_copy=self._config_copy
         )
+
+    def sync_to_head(self) -> str | None:
+        """Make the run repository match the run's tip in the user repository: made if absent, else
+        moved there when it differs (its branch elsewhere, uncommitted files), what differed kept under
+        a backup ref first (returned; None when nothing differed). A cluster worker calls this before
+        a step, since the previous step may have run on another machine."""
+        if not self.has_worktree():
+            self.ensure_worktree()
+            return None
+        if self._clean_at(self.head()):
+            return None
+        return self.reset_to(self.head())
 
     def remove_worktree(self) -> str | None:
         """Remove the run repository's folder, keeping the branch. Uncommitted work is kept under a
