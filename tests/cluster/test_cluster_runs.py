@@ -237,3 +237,34 @@ def test_a_worker_that_cannot_reach_temporal_exits_2(cluster: Cluster) -> None:
     result = worker.join(60)
     assert result.exit_code == 2, worker.output
     assert "cannot reach the Temporal server" in worker.output
+
+
+def test_a_worker_stopped_with_sigterm_hands_its_step_over(cluster: Cluster) -> None:
+    # The default heartbeat timeout (30 s): the handover must not wait for it.
+    cluster.use_scenario(
+        [
+            {"hang": 600},
+            {"write_file": {"path": "app.py", "content": "def greet():\n    return 'Hello'\n"}},
+            {"text": "done"},
+            {"text": APPROVE},
+        ]
+    )
+    leaving = cluster.worker("w1")
+    run = cluster.submit()
+    run_id = newest_run_id(cluster.database)
+    wait_for_step(cluster.database, run_id, {"running"})
+    cluster.worker("w2")
+    stopped_at = time.monotonic()
+    result = leaving.stop()
+    assert result is not None and result.exit_code == 0, leaving.output
+    assert "worker w1 stopped" in leaving.output
+    assert run.join(180).exit_code == 0, run.output
+    print(f"SIGTERM to the run approved on the other worker: {time.monotonic() - stopped_at:.2f} s")
+    with Store(cluster.database) as store:
+        assert store.get_run(run_id).status == "approved"
+        steps = store.steps(run_id)
+    assert [(s.step_id, s.status, s.attempts) for s in steps] == [
+        ("i1-s1-implement", "succeeded", 2),
+        ("i1-s2-review", "succeeded", 1),
+    ]
+    assert step_attempts(cluster.temporal.address, run_id)[0] == ("w2", 2)
