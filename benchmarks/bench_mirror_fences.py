@@ -11,6 +11,9 @@ lease. Printed: the first mirror fetch (whole repository), the later incremental
 open (run repository checked out) and the later ones (moved to the other worker's tip), the pushes,
 and `fetch_run_branch` on the submitting side, as medians (and max).
 
+Slots: `try_acquire` + `release` of a per-CLI slot, flock files (one machine) against advisory locks
+(ClusterSlots, a session per slot: its connect is most of the take).
+
 Fencing tokens: `acquire_fence` then `hold_fence` per attempt, and an `add_event` checked against
 the token, on an SQLite file and on a PostgreSQL database from orchestrator/testing/postgres.py
 (local unix socket): median and p95 per call. Numbers, not asserts: the machine may be shared.
@@ -28,6 +31,8 @@ from pathlib import Path
 
 from orchestrator.cluster.mirror import RepoMirror, fetch_run_branch, open_run_workspace, publish_run_start
 from orchestrator.events import Notice
+from orchestrator.limits import MachineSlots
+from orchestrator.limits.cluster_slots import ClusterSlots
 from orchestrator.store import Store
 from orchestrator.testing.postgres import PostgresServer
 from orchestrator.workspace import RunWorkspace
@@ -137,6 +142,22 @@ def bench_tokens(location: str, tokens: int, label: str) -> None:
     print(summary("add_event holding none (as before)", plain))
 
 
+def bench_slots(slots: MachineSlots, rounds: int, label: str) -> None:
+    take: list[float] = []
+    release: list[float] = []
+    for _ in range(rounds):
+        began = time.perf_counter()
+        slot = slots.try_acquire("claude")
+        take.append(time.perf_counter() - began)
+        assert slot is not None
+        began = time.perf_counter()
+        slot.release()
+        release.append(time.perf_counter() - began)
+    print(f"per-CLI slots, {label}:")
+    print(summary("take (try_acquire, cap 4, none held)", take))
+    print(summary("release", release))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -150,7 +171,10 @@ def main() -> None:
         bench_tokens(str(Path(tmp) / "state.db"), args.tokens, "SQLite")
         server = PostgresServer().start()
         try:
-            bench_tokens(server.create_database(), args.tokens, "PostgreSQL (local socket)")
+            url = server.create_database()
+            bench_tokens(url, args.tokens, "PostgreSQL (local socket)")
+            bench_slots(MachineSlots(Path(tmp) / "home"), args.tokens, "one machine (flock files)")
+            bench_slots(ClusterSlots(url, Path(tmp) / "home"), args.tokens, "cluster (advisory locks)")
         finally:
             server.stop()
 

@@ -1,19 +1,22 @@
-"""The hour and day budgets across runs: a real SQLite ledger under the state home, shared by processes."""
+"""The hour and day budgets across runs, on both backends: a real SQLite ledger under the state home
+(one machine), and the cluster's ledger in a real PostgreSQL database; shared by processes."""
 
 from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
 from orchestrator.limits import BudgetExceeded, BudgetLedger, Budgets
+from orchestrator.limits.cluster_ledger import ledger_for
 from orchestrator.proc import child_env, run_command
+from orchestrator.store import Store
 
 
 class Clock:
@@ -24,8 +27,22 @@ class Clock:
         return self.now
 
 
-def ledger(tmp_path, clock=None, **budgets):
-    return BudgetLedger.at_state_home(tmp_path, Budgets(**budgets), clock=clock or Clock())
+@pytest.fixture
+def ledger(store_backend, new_store_location):
+    """ledger(folder, clock, **budgets): a ledger of this test's backend, one per folder (on
+    PostgreSQL, a database of its own per folder, its tables made by the store's migrations)."""
+    databases: dict[Path, str] = {}
+
+    def make(folder: Path, clock: Clock | None = None, **budgets: float) -> BudgetLedger:
+        url = None
+        if store_backend == "postgresql":
+            if folder not in databases:
+                databases[folder] = new_store_location()
+                Store(databases[folder]).close()
+            url = databases[folder]
+        return ledger_for(url, folder, Budgets(**budgets), clock=clock or Clock())
+
+    return make
 
 
 def test_budgets_model_refuses_bad_values():
@@ -35,7 +52,7 @@ def test_budgets_model_refuses_bad_values():
             Budgets(**bad)
 
 
-def test_spending_rolls_out_of_the_hour_and_the_day(tmp_path):
+def test_spending_rolls_out_of_the_hour_and_the_day(tmp_path, ledger):
     clock = Clock()
     book = ledger(tmp_path, clock, hour_usd=2, day_usd=5)
     book.record("r1", 1.5)
@@ -63,14 +80,14 @@ def test_spending_rolls_out_of_the_hour_and_the_day(tmp_path):
     book.check(2.0)  # the hour limit is the tighter one now
 
 
-def test_a_reached_limit_refuses_even_a_free_start(tmp_path):
+def test_a_reached_limit_refuses_even_a_free_start(tmp_path, ledger):
     book = ledger(tmp_path, hour_usd=1)
     book.record("r", 1.0)
     with pytest.raises(BudgetExceeded):
         book.check(0)
 
 
-def test_no_budgets_means_no_limit(tmp_path):
+def test_no_budgets_means_no_limit(tmp_path, ledger):
     book = ledger(tmp_path)
     book.record("r", 1000.0)
     book.check(1000.0)
@@ -78,7 +95,7 @@ def test_no_budgets_means_no_limit(tmp_path):
     assert book.status().window("hour").fraction is None
 
 
-def test_reservations_count_until_spent_released_or_expired(tmp_path):
+def test_reservations_count_until_spent_released_or_expired(tmp_path, ledger):
     clock = Clock()
     book = ledger(tmp_path, clock, hour_usd=3)
     group = book.reserve("r1", 2.0, label="attempts", ttl_s=600)
@@ -106,7 +123,7 @@ def test_reservations_count_until_spent_released_or_expired(tmp_path):
         book.record("r", -0.1)
 
 
-def test_an_alert_comes_once_when_spending_crosses_alert_at(tmp_path):
+def test_an_alert_comes_once_when_spending_crosses_alert_at(tmp_path, ledger):
     clock = Clock()
     book = ledger(tmp_path, clock, hour_usd=10, day_usd=100, alert_at=0.8)
     assert book.record("r", 7.9) == []
@@ -120,7 +137,7 @@ def test_an_alert_comes_once_when_spending_crosses_alert_at(tmp_path):
     assert windows == ["hour", "day"]
 
 
-def test_the_hour_alert_fires_again_in_a_new_hour(tmp_path):
+def test_the_hour_alert_fires_again_in_a_new_hour(tmp_path, ledger):
     clock = Clock()
     book = ledger(tmp_path, clock, hour_usd=10)
     assert [a.window for a in book.record("r", 8.5)] == ["hour"]
@@ -128,23 +145,24 @@ def test_the_hour_alert_fires_again_in_a_new_hour(tmp_path):
     assert [a.window for a in book.record("r", 8.5)] == ["hour"]
 
 
-def test_old_rows_are_pruned(tmp_path):
+def test_old_rows_are_pruned(tmp_path, ledger):
     clock = Clock()
     book = ledger(tmp_path, clock, day_usd=100)
     for _ in range(5):
         book.record("r", 1.0)
     clock.now += 3 * 86400
     book.record("r", 1.0)
-    with sqlite3.connect(tmp_path / "limits" / "budget.db") as db:
-        assert db.execute("SELECT COUNT(*) FROM spend").fetchone() == (1,)
+    with book._transaction(write=False) as db:
+        assert tuple(db.execute(f"SELECT COUNT(*) FROM {book.SPEND}").fetchone()) == (1,)
 
 
 RESERVER = r"""
 import json, sys, time
 from pathlib import Path
-from orchestrator.limits import BudgetExceeded, BudgetLedger, Budgets
-home, ident = sys.argv[1:3]
-book = BudgetLedger.at_state_home(Path(home), Budgets(hour_usd=3.0))
+from orchestrator.limits import BudgetExceeded, Budgets
+from orchestrator.limits.cluster_ledger import ledger_for
+home, ident, url = sys.argv[1:4]
+book = ledger_for(url or None, Path(home), Budgets(hour_usd=3.0))
 go = Path(home) / "go"
 (Path(home) / f"ready-{ident}").touch()
 while not go.exists():
@@ -158,7 +176,11 @@ except BudgetExceeded as exc:
 
 
 @pytest.mark.slow
-def test_processes_racing_for_the_last_dollars_never_overbook(tmp_path):
+def test_processes_racing_for_the_last_dollars_never_overbook(tmp_path, store_backend, new_store_location):
+    url = ""
+    if store_backend == "postgresql":  # processes as if on several machines: one shared database
+        url = new_store_location()
+        Store(url).close()
     home = tmp_path / "home"
     (home / "limits").mkdir(parents=True)
     script = tmp_path / "reserver.py"
@@ -170,7 +192,7 @@ def test_processes_racing_for_the_last_dollars_never_overbook(tmp_path):
     def one(ident):
         results.append(
             run_command(
-                [sys.executable, str(script), str(home), str(ident)], tmp_path, env=env, timeout_s=120
+                [sys.executable, str(script), str(home), str(ident), url], tmp_path, env=env, timeout_s=120
             )
         )
 
@@ -187,5 +209,28 @@ def test_processes_racing_for_the_last_dollars_never_overbook(tmp_path):
     answers = [json.loads(r.stdout) for r in results]
     assert sum(a["ok"] for a in answers) == 3  # $3 an hour, $1 each: exactly three get theirs
     assert all("hour budget of $3.00" in a["why"] for a in answers if not a["ok"])
-    book = BudgetLedger.at_state_home(home, Budgets(hour_usd=3.0))
+    book = ledger_for(url or None, home, Budgets(hour_usd=3.0))
     assert book.status().window("hour").reserved_usd == 3.0
+
+
+def test_a_run_on_a_postgresql_store_books_into_the_clusters_ledger(postgres_url, tmp_path):
+    """RunBudget (what the engine builds) takes the cluster's ledger when given the store's URL: what
+    one machine spends holds back another machine's group."""
+    from orchestrator.engine.budgets import RunBudget
+    from orchestrator.events import Notice
+    from orchestrator.limits.cluster_ledger import ClusterBudgetLedger
+
+    Store(postgres_url).close()
+    budgets = Budgets(hour_usd=1.0, alert_at=0.8)
+    events: list[object] = []
+    here = RunBudget(tmp_path / "a", budgets, "r1", events.append, database_url=postgres_url)
+    there = RunBudget(tmp_path / "b", budgets, "r2", events.append, database_url=postgres_url)
+    assert isinstance(here.ledger, ClusterBudgetLedger)
+    here.after("s1", 0.85, None)
+    assert [e.text for e in events if isinstance(e, Notice)] == [
+        "hour budget: $0.85 of $1.00 spent (85%, alert at 80%)"
+    ]
+    with pytest.raises(BudgetExceeded, match="\\$0.85 spent"):
+        there.before("s2", members=2, per_step_usd=0.1)  # another machine, the same dollar
+    local = RunBudget(tmp_path / "b", budgets, "r3", events.append)  # an SQLite store: this machine's
+    assert type(local.ledger) is BudgetLedger and local.before("s", members=2, per_step_usd=0.1)

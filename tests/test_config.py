@@ -76,7 +76,13 @@ def test_unset_reference_is_left_out_and_reported(tmp_path):
         ("agents: {claude: {timeout_s: -1}}", "agents.claude.timeout_s", None),
         ("agents: {claude: {env: {'BAD NAME': x}}}", "agents.claude.env", None),
         ("cluster: {database: 'sqlite:///x.db'}", "cluster.database", None),
-        ("cluster: {temporal: 'h:7233'}", "cluster.temporal", "database"),
+        ("cluster: {workers: 3}", "cluster.workers", "database, temporal, namespace"),
+        ("cluster: {temporal: 'http://h:7233'}", "cluster.temporal", None),
+        ("cluster: {temporal: 'h'}", "cluster.temporal", None),
+        ("cluster: {temporal: 'h:99999'}", "cluster.temporal", None),
+        ("cluster: {namespace: 'two words'}", "cluster.namespace", None),
+        ("cluster: {heartbeat_timeout_s: 1}", "cluster.heartbeat_timeout_s", None),
+        ("cluster: {task_queue_prefix: 'a.b'}", "cluster.task_queue_prefix", None),
     ],
 )
 def test_bad_files_name_file_key_path_and_allowed(tmp_path, text, key_path, allowed):
@@ -127,3 +133,17 @@ def test_a_repositorys_cluster_block_needs_trust():
     data = {"cluster": {"database": "postgresql://evil/x"}, "workflow": "default"}
     assert untrusted_config_keys(data) == {"cluster": {"database": "postgresql://evil/x"}}
     assert without_trust_keys(data) == {"workflow": "default"}
+
+
+def test_cluster_settings_and_their_defaults(tmp_path):
+    path = write(
+        tmp_path / "c.yaml", "cluster: {temporal: 'temporal.internal:7233', database: 'postgresql://u@h/d'}"
+    )
+    cluster = load_settings(path, env={}).settings.cluster
+    assert cluster.enabled and cluster.temporal == "temporal.internal:7233"
+    assert (cluster.namespace, cluster.heartbeat_timeout_s, cluster.task_queue_prefix) == (
+        "default",
+        30.0,
+        "orchestrator",
+    )
+    assert not load_settings(write(tmp_path / "d.yaml", "cluster: {}"), env={}).settings.cluster.enabled

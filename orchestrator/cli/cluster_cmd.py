@@ -40,6 +40,10 @@ def run_on_cluster(
     settings = service.settings
     store = service.store
     after = store.last_seq(record.id) if resume else 0
+    if not resume:
+        # The run's repository is the workers' (made from their mirrors); this machine's copy, made
+        # when the run was created, would only go stale: `runs diff` and the rest read the run's tip.
+        service.workspace(record.id).remove_worktree()
     submit.submit(settings, store, record, service.env, resume=resume)
 
     def follow(cancel: threading.Event) -> RunReport:

@@ -1,7 +1,8 @@
 """Budgets across runs (`budgets: {hour_usd, day_usd, alert_at}` in the config), held by the machine's
-ledger (limits/ledger.py): a step that would start past a budget does not start, a group of agents at
-once reserves its expected cost first, what each step spent is recorded, and crossing `alert_at` of a
-budget is an event and a log line."""
+ledger (limits/ledger.py), or the cluster's (limits/cluster_ledger.py) when the store is PostgreSQL:
+a step that would start past a budget does not start, a group of agents at once reserves its expected
+cost first, what each step spent is recorded, and crossing `alert_at` of a budget is an event and a
+log line."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 import structlog
 
 from orchestrator.events import Notice, RunEvent
+from orchestrator.limits.cluster_ledger import ledger_for
 from orchestrator.limits.ledger import BudgetExceeded, BudgetLedger, Budgets, Reservation
 
 log = structlog.get_logger(__name__)
@@ -20,10 +22,17 @@ __all__ = ["BudgetExceeded", "RunBudget"]
 
 class RunBudget:
     def __init__(
-        self, state_home: Path, budgets: Budgets, run_id: str, publish: Callable[[RunEvent], None]
+        self,
+        state_home: Path,
+        budgets: Budgets,
+        run_id: str,
+        publish: Callable[[RunEvent], None],
+        *,
+        database_url: str | None = None,
     ) -> None:
         on = budgets.hour_usd is not None or budgets.day_usd is not None
-        self.ledger = BudgetLedger.at_state_home(state_home, budgets) if on else None
+        # The cluster's ledger (tables in the shared database) when the store is PostgreSQL.
+        self.ledger: BudgetLedger | None = ledger_for(database_url, state_home, budgets) if on else None
         self.run_id = run_id
         self.publish = publish
 

@@ -42,6 +42,7 @@ from orchestrator.engine.stop import StopDecision, StopState, decide_stop, gates
 from orchestrator.engine.workflow import GateStep, Workflow
 from orchestrator.events import BaseGateFinished, EventBus, Notice, RunFinished, StepFinished, StepStarted
 from orchestrator.limits import MachineSlots, RunSlots
+from orchestrator.limits.cluster_slots import machine_slots_for
 from orchestrator.secrets import SecretMasker
 from orchestrator.store import COMPLETED_STEP_STATUSES, RunRecord, StepStatus, Store, TokenUsage
 from orchestrator.workspace.diffs import DiffText
@@ -77,9 +78,7 @@ class RunEngine(AgentCalls, ResumeState):
         self.run: RunRecord = store.get_run(run_id)
         self.workflow = Workflow.model_validate(self.run.workflow)
         # A cluster worker gives the workspace it opened from its mirror (the run's repo is elsewhere).
-        self.ws = workspace or RunWorkspace.open(
-            Path(self.run.repo), run_id, state_home=state_home, environ=env
-        )
+        self.ws = workspace or RunWorkspace.open(Path(self.run.repo), run_id, state_home, environ=env)
         self.nodes_run = 0  # nodes (steps, gates, groups) newly run by this engine, replays not counted
         self.paths = run_paths(state_home, run_id)
         self.started = time.monotonic()
@@ -95,16 +94,19 @@ class RunEngine(AgentCalls, ResumeState):
         self.audit = AuditLog.for_state_home(state_home, masker=self.masker)
         limits = self.workflow.limits
         self.run_slots = RunSlots(limits.concurrency, limits.per_agent)
-        self.machine_slots = MachineSlots(state_home, settings.limits.per_agent)
+        self.machine_slots: MachineSlots = machine_slots_for(
+            store.database_url, state_home, settings.limits.per_agent
+        )
         self.max_iterations = self.workflow.max_iterations
-        self.budget = RunBudget(state_home, settings.budgets, run_id, bus.publish)
+        self.budget = RunBudget(
+            state_home, settings.budgets, run_id, bus.publish, database_url=store.database_url
+        )
 
     # --- the walk -----------------------------------------------------------------------------------
 
     def execute(self, *, follow_up: str | None = None, one_node: bool = False) -> RunReport | None:
-        """Run (or resume, or continue with a follow-up) until a stop rule says stop. `one_node`: stop
-        after the first node that newly ran (skips and replays do not count) and return None when no
-        stop rule decided yet: a cluster worker's step (cluster/activities.py); the next call resumes."""
+        """Run (or resume, or continue with a follow-up) until a stop rule says stop. `one_node` (a cluster
+        worker's step): None after the first node newly run (not a skip or replay) if no rule decided."""
         options = self.run.options
         max_iterations = options.max_iterations or self.workflow.max_iterations
         first = 1

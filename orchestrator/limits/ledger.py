@@ -23,16 +23,24 @@ import contextlib
 import sqlite3
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrator.errors import OrchestratorError
 
 Window = Literal["hour", "day"]
+
+
+class LedgerConnection(Protocol):
+    """What the ledger's transactions use: sqlite3's connection, or cluster_ledger.py's wrapper."""
+
+    def execute(self, sql: str, parameters: Sequence[Any] = ..., /) -> Any: ...
+
+
 WINDOW_SECONDS: dict[Window, float] = {"hour": 3600.0, "day": 86400.0}
 DEFAULT_RESERVATION_TTL_S = 6 * 3600.0
 _KEEP_S = 2 * 86400.0  # rows older than this no longer fall in any window
@@ -134,6 +142,12 @@ class BudgetExceeded(OrchestratorError):
 
 
 class BudgetLedger:
+    # Where the rows are, and SQL's two-argument maximum: the cluster ledger (cluster_ledger.py) keeps
+    # the same rows in the shared PostgreSQL database, through the same methods.
+    SPEND: ClassVar[str] = "spend"
+    RESERVATION: ClassVar[str] = "reservation"
+    GREATEST: ClassVar[str] = "MAX"
+
     def __init__(self, path: Path, budgets: Budgets, *, clock: Callable[[], float] = time.time) -> None:
         self.path = path
         self.budgets = budgets
@@ -172,7 +186,8 @@ class BudgetLedger:
             self._check(self._status(db, now), usd)
             reservation = Reservation(uuid.uuid4().hex, run_id, usd, now + ttl_s)
             db.execute(
-                "INSERT INTO reservation (id, at, run_id, usd, expires_at, label) VALUES (?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO {self.RESERVATION} (id, at, run_id, usd, expires_at, label)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
                 (reservation.id, now, run_id, usd, reservation.expires_at, label),
             )
             return reservation
@@ -181,7 +196,7 @@ class BudgetLedger:
         reservation_id = reservation if isinstance(reservation, str) else reservation.id
         with self._transaction() as db:
             db.execute(
-                "UPDATE reservation SET released_at = ? WHERE id = ? AND released_at IS NULL",
+                f"UPDATE {self.RESERVATION} SET released_at = ? WHERE id = ? AND released_at IS NULL",
                 (self.clock(), reservation_id),
             )
 
@@ -196,12 +211,12 @@ class BudgetLedger:
             now = self.clock()
             before = self._status(db, now)
             db.execute(
-                "INSERT INTO spend (at, run_id, usd, reservation, label) VALUES (?, ?, ?, ?, ?)",
+                f"INSERT INTO {self.SPEND} (at, run_id, usd, reservation, label) VALUES (?, ?, ?, ?, ?)",
                 (now, run_id, usd, reservation_id, label),
             )
             after = self._status(db, now)
-            db.execute("DELETE FROM spend WHERE at < ?", (now - _KEEP_S,))
-            db.execute("DELETE FROM reservation WHERE expires_at < ?", (now - _KEEP_S,))
+            db.execute(f"DELETE FROM {self.SPEND} WHERE at < ?", (now - _KEEP_S,))
+            db.execute(f"DELETE FROM {self.RESERVATION} WHERE expires_at < ?", (now - _KEEP_S,))
         alerts = []
         for old, new in zip(before.windows, after.windows, strict=True):
             if new.limit_usd is None:
@@ -213,17 +228,17 @@ class BudgetLedger:
 
     # --- inside a transaction ------------------------------------------------------------------
 
-    def _status(self, db: sqlite3.Connection, now: float) -> BudgetStatus:
+    def _status(self, db: LedgerConnection, now: float) -> BudgetStatus:
         (reserved,) = db.execute(
-            """SELECT COALESCE(SUM(MAX(0, r.usd - COALESCE(
-                   (SELECT SUM(s.usd) FROM spend s WHERE s.reservation = r.id), 0))), 0)
-               FROM reservation r WHERE r.released_at IS NULL AND r.expires_at > ?""",
+            f"""SELECT COALESCE(SUM({self.GREATEST}(0, r.usd - COALESCE(
+                   (SELECT SUM(s.usd) FROM {self.SPEND} s WHERE s.reservation = r.id), 0))), 0)
+               FROM {self.RESERVATION} r WHERE r.released_at IS NULL AND r.expires_at > ?""",
             (now,),
         ).fetchone()
         windows = []
         for window, seconds in WINDOW_SECONDS.items():
             (spent,) = db.execute(
-                "SELECT COALESCE(SUM(usd), 0) FROM spend WHERE at > ?", (now - seconds,)
+                f"SELECT COALESCE(SUM(usd), 0) FROM {self.SPEND} WHERE at > ?", (now - seconds,)
             ).fetchone()
             windows.append(WindowStatus(window, self.budgets.limit(window), float(spent), float(reserved)))
         return BudgetStatus(tuple(windows))
@@ -236,7 +251,7 @@ class BudgetLedger:
                 raise BudgetExceeded(window, usd)
 
     @contextlib.contextmanager
-    def _transaction(self, *, write: bool = True) -> Iterator[sqlite3.Connection]:
+    def _transaction(self, *, write: bool = True) -> Iterator[LedgerConnection]:
         db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
         try:
             db.execute("PRAGMA journal_mode=WAL")

@@ -76,6 +76,13 @@ class StoreBase:
         return self._backend.location
 
     @property
+    def database_url(self) -> str | None:
+        """The PostgreSQL store's URL, password included, for other connections to the same database
+        (cluster-wide slots); None for SQLite. Never print it: `location` is for messages."""
+        url = getattr(self._backend, "url", None)
+        return str(url) if url is not None else None
+
+    @property
     def backend(self) -> str:
         """ "sqlite" or "postgresql"."""
         return self._backend.name

@@ -96,6 +96,29 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
     # 3: the run's fencing token (fences.py): the newest attempt at its step; 0 while none took one.
     ("ALTER TABLE runs ADD COLUMN fence INTEGER NOT NULL DEFAULT 0",),
+    # 4: the hour/day budget ledger's rows, for a store shared by a cluster (limits/cluster_ledger.py;
+    # on one machine the ledger keeps its own file, limits/ledger.py). The same columns as there.
+    (
+        """CREATE TABLE budget_spend (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            at REAL NOT NULL,
+            run_id TEXT NOT NULL,
+            usd REAL NOT NULL,
+            reservation TEXT,
+            label TEXT NOT NULL DEFAULT ''
+        )""",
+        "CREATE INDEX budget_spend_at ON budget_spend (at)",
+        "CREATE INDEX budget_spend_reservation ON budget_spend (reservation)",
+        """CREATE TABLE budget_reservation (
+            id TEXT PRIMARY KEY,
+            at REAL NOT NULL,
+            run_id TEXT NOT NULL,
+            usd REAL NOT NULL,
+            expires_at REAL NOT NULL,
+            released_at REAL,
+            label TEXT NOT NULL DEFAULT ''
+        )""",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -79,19 +79,23 @@ class OrchestratorProcess:
         self, args: Sequence[str], *, cwd: Path, env: Mapping[str, str], timeout_s: float = 600
     ) -> None:
         self.lines: list[str] = []
+        self.stderr: list[str] = []  # the lines of stderr alone (what the console renderer writes)
         self.cancel = threading.Event()
         self.result: ProcResult | None = None
         argv = [sys.executable, "-m", "orchestrator", *args]
+        self.argv = argv
         spec = ProcSpec(argv=argv, cwd=cwd, env=dict(env), wall_timeout_s=timeout_s)
-        self._started = threading.Event()
 
         def work() -> None:
-            self.result = SubprocessCommunicator().run(
-                spec, lambda _s, line: self.lines.append(line), self.cancel
-            )
+            self.result = SubprocessCommunicator().run(spec, self._line, self.cancel)
 
         self.thread = threading.Thread(target=work, name="orchestrator-process", daemon=True)
         self.thread.start()
+
+    def _line(self, stream: str, line: str) -> None:
+        self.lines.append(line)
+        if stream == "stderr":
+            self.stderr.append(line)
 
     @property
     def output(self) -> str:
@@ -115,8 +119,24 @@ class OrchestratorProcess:
             raise AssertionError(f"still running after {timeout_s:g} s; output so far:\n{self.output}")
         return self.result
 
-    def signal(self, signum: int, pid: int) -> None:
-        os.kill(pid, signum)
+    def cli_pid(self, timeout_s: float = 30) -> int:
+        """The orchestrator process's own pid (below its supervisor, a child of ours)."""
+        deadline = time.monotonic() + timeout_s
+        wanted = "\0".join(self.argv).encode()
+        while time.monotonic() < deadline:
+            for pid in _children_of_children(os.getpid()):
+                try:
+                    with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                        if fh.read().rstrip(b"\0") == wanted:
+                            return pid
+                except OSError:
+                    continue
+            time.sleep(0.05)
+        raise AssertionError(f"no process {' '.join(self.argv)}")
+
+    def interrupt(self) -> None:
+        """Ctrl-C (SIGINT to the orchestrator process, as a terminal sends it)."""
+        os.kill(self.cli_pid(), signal.SIGINT)
 
     def stop(self, timeout_s: float = 60) -> ProcResult | None:
         """Ends it through proc's kill ladder (SIGINT first) and waits."""
@@ -155,6 +175,40 @@ class WorkerProcess(OrchestratorProcess):
         return super().stop(timeout_s)
 
 
+def _children_of_children(pid: int) -> list[int]:
+    """The children of `pid`'s children (a spawn's command, below its supervisor)."""
+    found: list[int] = []
+    for child in _children(pid):
+        found += _children(child)
+    return found
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found += [int(p) for p in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return found
+
+
+def processes_running(needle: str) -> list[int]:
+    """Pids of live processes whose command line holds `needle` (e.g. "fake_agent")."""
+    found: list[int] = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            state = (entry / "stat").read_bytes().rsplit(b")", 1)[-1].split()[0]
+        except OSError:
+            continue
+        if needle in cmdline and state not in (b"Z", b"X"):
+            found.append(int(entry.name))
+    return found
+
+
 def start_worker(
     config: Path,
     env: Mapping[str, str],
@@ -176,12 +230,11 @@ def start_worker(
 
 
 def submit_run(
-    config: Path, env: Mapping[str, str], task: str, *, cwd: Path, extra: Sequence[str] = ()
+    config: Path, env: Mapping[str, str], task: str, *, cwd: Path, extra: Sequence[str] = ("--json",)
 ) -> OrchestratorProcess:
-    """`orchestrator run --cluster TASK --config CONFIG --json` in a process of its own."""
-    return OrchestratorProcess(
-        ["run", "--cluster", task, "--config", str(config), "--json", *extra], cwd=cwd, env=env
-    )
+    """`orchestrator run --cluster TASK --config CONFIG --json` (`extra` replaces `--json`) in a process
+    of its own."""
+    return OrchestratorProcess(["run", "--cluster", task, "--config", str(config), *extra], cwd=cwd, env=env)
 
 
 def wait_for_run(

@@ -59,6 +59,7 @@ NO_DATA = {
     "shell": "an interactive REPL",
     "testing serve-model": "a server: its configuration for the CLIs goes to a file with --write-config",
     "serve": "a server: it prints its URL; its data is the dashboard's JSON API under /api",
+    "worker": "a server: it serves the cluster until stopped; its steps are in the runs (runs show --json)",
     "install-clis": "an action: its exit code and one line say how it went",
     "workflows validate": "a check: its exit code and its error naming file and key are the result",
 }

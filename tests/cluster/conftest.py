@@ -5,6 +5,7 @@ if on machines of their own)."""
 
 from __future__ import annotations
 
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from orchestrator.proc import run_command
+from orchestrator.proc import CommandResult, run_command
 from orchestrator.testing.cluster import (
     OrchestratorProcess,
     WorkerProcess,
@@ -32,7 +33,9 @@ def make_repo(path: Path) -> Path:
     run_command(["git", "init", "-q", "-b", "main"], path, check=True)
     (path / "app.py").write_text("def greet():\n    return 'hi'\n")
     run_command(["git", "add", "-A"], path, check=True)
-    run_command(["git", "-c", "user.name=u", "-c", "user.email=u@u", "commit", "-qm", "initial"], path, check=True)
+    run_command(
+        ["git", "-c", "user.name=u", "-c", "user.email=u@u", "commit", "-qm", "initial"], path, check=True
+    )
     return path
 
 
@@ -53,6 +56,8 @@ class Cluster:
         )
         self.prefix = f"t{uuid.uuid4().hex[:10]}"
         self.agent: dict[str, Any] = {"timeout_s": 120, "idle_timeout_s": 120}
+        self.agents: dict[str, Any] = {}
+        self.temporal_address = temporal.address
         self.heartbeat_timeout_s = 30.0
         self.workers: list[WorkerProcess] = []
         self.processes: list[OrchestratorProcess] = []
@@ -62,11 +67,15 @@ class Cluster:
     def write_config(self) -> Path:
         self.config = write_cluster_config(
             self.tmp / "config.yaml",
-            temporal=self.temporal.address,
+            temporal=self.temporal_address,
             database=self.database,
             heartbeat_timeout_s=self.heartbeat_timeout_s,
             task_queue_prefix=self.prefix,
-            extra={"agents": {"fake": self.agent}, "fallback_order": ["fake"], "workflow": str(self.workflow)},
+            extra={
+                "agents": {"fake": self.agent, **self.agents},
+                "fallback_order": ["fake"],
+                "workflow": str(self.workflow),
+            },
         )
         return self.config
 
@@ -77,12 +86,26 @@ class Cluster:
         self.agent["env"] = {"ORCHESTRATOR_FAKE_SCENARIO": str(scenario)}
         self.write_config()
 
+    def agent_config(self, name: str, config: dict[str, Any]) -> None:
+        self.agents[name] = config
+        self.write_config()
+
+    def cli(self, *args: str) -> CommandResult:
+        """`orchestrator ARGS --config CONFIG` in the repository, to its end."""
+        argv = [sys.executable, "-m", "orchestrator", *args, "--config", str(self.config)]
+        return run_command(argv, self.repo, env=self.env, timeout_s=300)
+
+    def cli_git(self, *args: str) -> str:
+        return run_command(["git", *args], self.repo, env=self.env, check=True).stdout
+
     def worker(self, name: str, **kwargs: Any) -> WorkerProcess:
         worker = start_worker(self.config, cluster_env(self.tmp, name), cwd=self.tmp, name=name, **kwargs)
         self.workers.append(worker)
         return worker
 
-    def submit(self, task: str = "make greet() return Hello", *extra: str) -> OrchestratorProcess:
+    def submit(
+        self, task: str = "make greet() return Hello", extra: tuple[str, ...] = ("--json",)
+    ) -> OrchestratorProcess:
         process = submit_run(self.config, self.env, task, cwd=self.repo, extra=extra)
         self.processes.append(process)
         return process
