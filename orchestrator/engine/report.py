@@ -13,7 +13,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from orchestrator.engine.report_groups import attempts_of, group_lines, reviews_of, subtasks_of
+from orchestrator.engine.report_group_lines import group_lines
+from orchestrator.engine.report_groups import attempts_of, reviews_of, subtasks_of
 from orchestrator.engine.review import Finding
 from orchestrator.errors import EXIT_INTERRUPTED, EXIT_NOT_APPROVED, EXIT_OK
 from orchestrator.events import BaseGateFinished, GateFinished, Notice, SetupFinished
@@ -219,9 +220,9 @@ def build_report(store: Store, run_id: str, *, now: float | None = None) -> RunR
         notes=_notes(steps, notices),
         base_gates=[base[i] for i in sorted(base)],
         setup=setup,
-        attempts=attempts_of(steps),
-        reviews=reviews_of(steps),
-        subtasks=subtasks_of(steps),
+        attempts=attempts_of(steps, run.workflow),
+        reviews=reviews_of(steps, run.workflow),
+        subtasks=subtasks_of(steps, run.workflow),
         routing=list(run.workflow.get("routing", [])),
     )
 
