@@ -5,23 +5,27 @@ a terminal's), so long names and messages are cut or wrapped rather than running
 
 from __future__ import annotations
 
+import re
 import textwrap
 from typing import Any
 
 WIDTH = 80
+# What agents write (messages, names) may hold control characters: escape sequences would act on
+# the terminal, and new lines would break the columns.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
 _VERDICT = {"approve": "approve", "request_changes": "changes", None: "no answer"}
 
 
 def fit(text: str, width: int) -> str:
     """`text` on one line of at most `width` characters, cut with an ellipsis."""
-    text = " ".join(str(text).split())
+    text = _CONTROL.sub(" ", str(text))
     return text if len(text) <= width else text[: max(width - 1, 0)] + "…"
 
 
 def wrap(text: str, width: int, indent: str, first: str | None = None) -> list[str]:
     """`text` wrapped to `width`, the first line starting with `first` (else `indent`)."""
     return textwrap.wrap(
-        " ".join(str(text).split()),
+        " ".join(_CONTROL.sub(" ", str(text)).split()),
         width=width,
         initial_indent=indent if first is None else first,
         subsequent_indent=indent,
@@ -85,7 +89,7 @@ def review_lines(review: dict[str, Any], width: int = WIDTH) -> list[str]:
         head += f": reached by {counted} of {len(clusters)} finding{'' if len(clusters) == 1 else 's'}"
     lines = wrap(head, width, "  ", first="")
     verdicts = ", ".join(
-        f"{r['reviewer']} {'reviewing' if r.get('state') == 'running' else _VERDICT.get(r.get('verdict'), '?')}"
+        f"{r['reviewer']} {'reviewing' if r.get('state') == 'running' else (r.get('verdict') or 'no answer')}"
         for r in review.get("reviewers") or []
     )
     lines += wrap(verdicts or "none yet", width, "    ", first="  reviewers: ")
