@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from orchestrator.engine.report_group_lines import group_lines
+from orchestrator.engine.report_group_lines import WIDTH, group_lines, wrap
 from orchestrator.engine.report_groups import attempts_of, reviews_of, subtasks_of
 from orchestrator.engine.review import Finding
 from orchestrator.errors import EXIT_INTERRUPTED, EXIT_NOT_APPROVED, EXIT_OK
@@ -265,6 +265,9 @@ def _usage_line(usage: TokenUsage) -> str:
     )
 
 
+STEP_ID_COLUMN = 22
+
+
 def render_text(report: RunReport) -> str:
     """A short report for people, for the end of `orchestrator run`."""
     stop = (
@@ -278,15 +281,20 @@ def render_text(report: RunReport) -> str:
     ]
     if report.steps:
         lines.append("steps:")
-        width = max(len(step.id) for step in report.steps)
+        # Laid out for 80 columns with step ids up to 22 characters (a best-of-N member's
+        # "i1-s1-implement-codex"); a longer id (a subtask's) goes on a line of its own above its row.
+        width = min(max(len(step.id) for step in report.steps), STEP_ID_COLUMN)
         for step in report.steps:
             files = f"{len(step.files_changed)} file{'' if len(step.files_changed) == 1 else 's'}"
+            if len(step.id) > width:
+                lines.append(f"  {step.id}")
             lines.append(
-                f"  {step.id:<{width}}  {step.agent:<8} {step.task:<10} {step.status:<11} "
-                f"{short_sha(step.commit):<8}  {files:<8}  {format_cost(step.usage.cost_usd)}"
+                f"  {step.id if len(step.id) <= width else '':<{width}} {step.agent:<8} {step.task:<9} "
+                f"{step.status:<9} {short_sha(step.commit):<8} {files:<8} {format_cost(step.usage.cost_usd)}"
             )
             if step.error is not None:
-                lines.append(f"  {'':<{width}}  error ({step.error.kind or 'unknown'}): {step.error.message}")
+                error = f"error ({step.error.kind or 'unknown'}): {step.error.message}"
+                lines += wrap(error, WIDTH, " " * 4)
     if report.findings:
         lines.append(f"findings (last review): {len(report.findings)}")
         for severity, where, message in map(_finding_line, report.findings):
