@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from orchestrator.config import settings_from_data
-from orchestrator.engine.report import render_text
+from orchestrator.engine.report_render import render_text
 from orchestrator.engine.service import RunService, RunSpec
 from orchestrator.proc import run_command
 from orchestrator.testing.checkout import snapshot_checkout

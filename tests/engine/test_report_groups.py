@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.engine.report import build_report, render_text
+from orchestrator.engine.report import build_report
 from orchestrator.engine.report_group_lines import attempt_lines, group_lines, review_lines, subtask_lines
+from orchestrator.engine.report_render import render_text
 from orchestrator.store import Store, TokenUsage
 
 RUN = "20261203-070000-abcdef"

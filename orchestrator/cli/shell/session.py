@@ -20,8 +20,9 @@ from orchestrator.cli.shell.commands import Command, Invalid, Message, Parsed, h
 from orchestrator.cli.shell.progress import ProgressView, format_summary, format_tokens
 from orchestrator.cli.worker import run_interruptible
 from orchestrator.config import LoadedSettings
-from orchestrator.engine.report import RunReport, build_report, format_cost
+from orchestrator.engine.report import RunReport, build_report
 from orchestrator.engine.report_group_lines import WIDTH, group_lines
+from orchestrator.engine.report_render import format_cost
 from orchestrator.engine.service import RunService, RunSpec
 from orchestrator.engine.workflow import apply_agent_overrides, list_workflows, load_workflow
 from orchestrator.errors import OrchestratorError, UsageError
