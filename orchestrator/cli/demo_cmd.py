@@ -20,7 +20,7 @@ from orchestrator.cli.common import print_json
 from orchestrator.cli.render import ConsoleRenderer
 from orchestrator.cli.worker import run_cancellable
 from orchestrator.config import settings_from_data
-from orchestrator.engine.report import render_text
+from orchestrator.engine.report_render import render_text
 from orchestrator.engine.service import RunService, RunSpec
 from orchestrator.proc import run_command
 from orchestrator.testing.scenario import scenario_from_data

@@ -13,7 +13,8 @@ from orchestrator.cli.common import config_option, print_json, settings_for
 from orchestrator.cli.render import ConsoleRenderer
 from orchestrator.cli.worker import run_cancellable
 from orchestrator.engine.inputs import check_task, read_task_file
-from orchestrator.engine.report import RunReport, render_markdown, render_text
+from orchestrator.engine.report import RunReport
+from orchestrator.engine.report_render import render_markdown, render_text
 from orchestrator.engine.service import RunService, RunSpec
 from orchestrator.errors import EXIT_INTERRUPTED, UsageError
 from orchestrator.events import Notice, Subscriber

@@ -14,7 +14,8 @@ import click
 from orchestrator.cli.common import config_option, print_json, repo_root_of, settings_for
 from orchestrator.cli.render import ConsoleRenderer
 from orchestrator.cli.worker import run_cancellable
-from orchestrator.engine.report import build_report, render_text
+from orchestrator.engine.report import build_report
+from orchestrator.engine.report_render import render_text
 from orchestrator.engine.service import RunService
 from orchestrator.errors import EXIT_INTERRUPTED, RunNotFound, UsageError
 from orchestrator.events import Notice

@@ -4,6 +4,8 @@ file is valid (exit 2 when not, naming the file, the key path and what is allowe
 from __future__ import annotations
 
 import json
+import shutil
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,7 @@ from orchestrator.engine.workflow import (
 from orchestrator.errors import ConfigError, UsageError
 
 _SOURCE_LABEL = {"builtin": "built-in", "repo": "repository", "file": "file"}
+LIST_WIDTH = 80
 
 _repo_option = click.option(
     "--repo",
@@ -60,16 +63,40 @@ def list_command(as_json: bool, repo: Path | None) -> None:
     if as_json:
         click.echo(json.dumps([_listing_json(item) for item in listings], indent=2))
         return
-    width = max((len(item.name) for item in listings), default=0)
+    for line in listing_lines(listings, min(LIST_WIDTH, shutil.get_terminal_size((LIST_WIDTH, 24)).columns)):
+        click.echo(line)
+
+
+def _pack(parts: list[str], width: int, joint: str) -> list[str]:
+    """`parts` joined by `joint` on lines of at most `width` (a part longer than that alone on its line);
+    every line after the first starts with the joint, stripped, so a step chain reads on."""
+    lines: list[str] = []
+    for part in parts:
+        if lines and len(lines[-1]) + len(joint) + len(part) <= width:
+            lines[-1] += joint + part
+        else:
+            lines.append(part if not lines else f"{joint.strip()} {part}")
+    return lines
+
+
+def listing_lines(listings: list[WorkflowListing], width: int = LIST_WIDTH) -> list[str]:
+    """`workflows list` for people: name, source, then the step chain and the description wrapped in
+    a column of their own, so no row runs past `width` (80: a terminal's) unless one step alone does."""
+    name_width = max((len(item.name) for item in listings), default=0)
+    indent = " " * (name_width + 14)
+    room = max(width - len(indent), 20)
+    lines: list[str] = []
     for item in listings:
-        source = _SOURCE_LABEL[item.source]
+        head = f"{item.name:<{name_width}}  {_SOURCE_LABEL[item.source]:<10}  "
         if item.error is not None:
-            click.echo(f"{item.name:<{width}}  {source:<10}  INVALID: {item.error.splitlines()[0]}")
-            continue
-        replaced = "  (replaced by the repository's)" if item.shadowed else ""
-        click.echo(f"{item.name:<{width}}  {source:<10}  {item.summary}{replaced}")
-        if item.description:
-            click.echo(f"{'':<{width}}  {'':<10}  {item.description}")
+            body = textwrap.wrap(f"INVALID: {item.error.splitlines()[0]}", room)
+        else:
+            body = _pack(item.summary.split(" -> "), room, " -> ")
+            if item.shadowed:
+                body.insert(0, "(replaced by the repository's)")
+            body += textwrap.wrap(item.description, room) if item.description else []
+        lines += [(head if i == 0 else indent) + text for i, text in enumerate(body or [""])]
+    return lines
 
 
 @workflows.command("show")

@@ -22,7 +22,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from orchestrator.testing.dialects import load_dialects
 from orchestrator.testing.dialects.base import Dialect, ModelRequest, TurnContext, encode_sse
-from orchestrator.testing.scenario import Hang, HttpError, Scenario, Text, Turn
+from orchestrator.testing.scenario import Hang, HttpError, Pick, Scenario, Text, Turn
 
 _SECRET_HEADERS = {"authorization", "x-api-key", "x-goog-api-key", "api-key", "cookie"}
 
@@ -157,6 +157,8 @@ class ScriptedModelServer:
             request.answered_with = "exhausted"
             dialect.respond(request, Text(text="(the scenario has no more turns)"), ctx, out)
             return
+        if isinstance(turn, Pick):
+            turn = turn.choose(raw.decode("utf-8", "replace"))
         request.answered_with = turn.kind
         if isinstance(turn, HttpError):
             headers_out = {"Retry-After": f"{turn.retry_after:g}"} if turn.retry_after is not None else None

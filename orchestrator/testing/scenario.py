@@ -7,6 +7,11 @@ shell command), a final text, an HTTP error, or a hang. YAML or JSON, long or sh
       - write_file: {path: hello.txt, content: "hi\\n"}
       - text: done
       - {kind: error, status: 429, retry_after: 1, times: always}
+      - pick: {cases: [{contains: "if x == 2", text: "..."}], otherwise: {text: "..."}}
+
+`pick` answers by what the request holds (the first case whose `contains` is in the request's body,
+else `otherwise`): a stand-in for a model that reads the diff it is shown, for requests that arrive in
+no fixed order (reviews of parallel attempts).
 """
 
 from __future__ import annotations
@@ -68,9 +73,43 @@ class Hang(_Turn):
 
 
 ToolTurn = WriteFile | EditFile | Shell
-Turn = Annotated[WriteFile | EditFile | Shell | Text | HttpError | Hang, Field(discriminator="kind")]
+PlainTurn = Annotated[WriteFile | EditFile | Shell | Text | HttpError | Hang, Field(discriminator="kind")]
 
-_SHORT_KINDS = {"write_file", "edit_file", "shell", "text", "error", "hang"}
+
+class PickCase(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    contains: str = Field(min_length=1)
+    turn: PlainTurn
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short_form(cls, data: Any) -> Any:
+        # {contains: X, text: Y} -> {contains: X, turn: {kind: text, text: Y}}
+        if isinstance(data, dict) and "turn" not in data and "contains" in data:
+            rest = {k: v for k, v in data.items() if k != "contains"}
+            return {"contains": data["contains"], "turn": _expand_short_form(rest)}
+        return data
+
+
+class Pick(_Turn):
+    kind: Literal["pick"] = "pick"
+    cases: list[PickCase] = Field(min_length=1)
+    otherwise: PlainTurn
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short_forms(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("otherwise"), dict):
+            data = {**data, "otherwise": _expand_short_form(data["otherwise"])}
+        return data
+
+    def choose(self, request_text: str) -> WriteFile | EditFile | Shell | Text | HttpError | Hang:
+        return next((c.turn for c in self.cases if c.contains in request_text), self.otherwise)
+
+
+Turn = Annotated[WriteFile | EditFile | Shell | Text | HttpError | Hang | Pick, Field(discriminator="kind")]
+
+_SHORT_KINDS = {"write_file", "edit_file", "shell", "text", "error", "hang", "pick"}
 
 
 def _expand_short_form(raw: Any) -> Any:
@@ -131,5 +170,5 @@ def scenario_from_data(data: Any, *, source: str = "scenario") -> Scenario:
             err["msg"],
             file=source,
             key_path=key_path,
-            allowed="turns of write_file, edit_file, shell, text, error, hang",
+            allowed="turns of write_file, edit_file, shell, text, error, hang, pick",
         ) from exc

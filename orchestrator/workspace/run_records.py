@@ -14,6 +14,13 @@ def branch_name(run_id: str) -> str:
     return f"{BRANCH_PREFIX}{run_id}"
 
 
+def member_run_id(run_id: str, name: str, iteration: int = 1) -> str:
+    """A group member's own run id (an attempt, a subtask `st-<id>`): its repository, branch and refs
+    are named after it. In a later iteration (a follow-up's best of N) the iteration is in it too, so
+    each starts from that tip."""
+    return f"{run_id}-{name}" if iteration == 1 else f"{run_id}-i{iteration}-{name}"
+
+
 def backup_prefix(run_id: str) -> str:
     return f"refs/orchestrator/backups/{run_id}/"
 

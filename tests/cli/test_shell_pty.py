@@ -222,7 +222,7 @@ def test_unknown_command_and_bad_arguments_say_what_is_valid(shell):
     child.expect(PROMPT)
     child.sendline("/frobnicate")
     child.expect(r"unknown command /frobnicate")
-    child.expect(r"commands: /help, /new, /workflow, /agent, /agents, /status, /diff, /log, /undo")
+    child.expect(r"commands: /help, /new, /workflow, /agent, /agents, /status, /groups, /diff, /log, /undo")
     child.expect(PROMPT)
     child.sendline("/workflow no-such-workflow")
     child.expect(r"no workflow named 'no-such-workflow'")

@@ -59,9 +59,10 @@ def test_list_human_finds_the_repository_from_the_current_directory(capsys, repo
     code, out, _ = run(capsys, "list")
     assert code == 0
     lines = out.splitlines()
-    assert any(
-        line.startswith("broken") and "INVALID: " in line and "steps[0].task" in line for line in lines
-    )
+    start = next(i for i, line in enumerate(lines) if line.startswith("broken"))
+    end = next(i for i in range(start + 1, len(lines)) if not lines[i].startswith(" "))
+    invalid = " ".join(line.strip() for line in lines[start:end])  # wrapped within 80 columns
+    assert "INVALID: " in lines[start] and "steps[0].task" in invalid
     assert any(line.startswith("default") and "(replaced by the repository's)" in line for line in lines)
     assert any(line.startswith("review-only") and "gate (tests) -> review (codex)" in line for line in lines)
 
@@ -151,3 +152,18 @@ def test_validate_reports_every_invalid_file_and_exits_2(capsys):
 def test_validate_needs_a_file(capsys):
     code, _, err = run(capsys, "validate")
     assert code == 2 and "Missing argument" in err
+
+
+def test_list_human_rows_fit_80_columns_with_the_step_chain_wrapped_at_its_arrows(capsys, repo):
+    code, out, _ = run(capsys, "list", "--repo", str(repo))
+    assert code == 0
+    lines = out.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    start = next(i for i, line in enumerate(lines) if line.startswith("plan "))
+    indent = " " * lines[start].index("plan (claude")
+    assert lines[start + 1 : start + 4] == [
+        f"{indent}-> implement (each subtask: claude, codex)",
+        f"{indent}-> merge (subtasks) -> gate (tests)",
+        f"{indent}-> review (codex) -> refine (gemini)",
+    ]
+    assert lines[start + 4] == f"{indent}A planner splits the task; subtasks at once on"

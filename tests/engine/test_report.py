@@ -4,13 +4,8 @@ import json
 
 import pytest
 
-from orchestrator.engine.report import (
-    RunReport,
-    build_report,
-    format_duration,
-    render_markdown,
-    render_text,
-)
+from orchestrator.engine.report import RunReport, build_report
+from orchestrator.engine.report_render import format_duration, render_markdown, render_text
 from orchestrator.events import GateFinished, Notice
 from orchestrator.store import Store, TokenUsage
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from orchestrator.engine.report import build_report, render_markdown, render_text
+from orchestrator.engine.report import build_report
+from orchestrator.engine.report_render import render_markdown, render_text
 from orchestrator.events import BaseGateFinished, GateFinished, SetupFinished
 from orchestrator.store import Store
 

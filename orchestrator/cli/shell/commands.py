@@ -43,6 +43,7 @@ COMMANDS: tuple[CommandSpec, ...] = (
     ),
     CommandSpec("/agents", "", "each coding CLI: installed, version, auth, ready"),
     CommandSpec("/status", "", "the current run: status, branch, steps, cost"),
+    CommandSpec("/groups", "", "the run's attempts side by side, reviewers' verdicts, subtask graph"),
     CommandSpec("/diff", "", "what the current run changed since its base"),
     CommandSpec("/log", "", "the run branch's commits, one per editing step"),
     CommandSpec("/undo", "", "roll back the last editing step (kept under a backup ref)"),

@@ -20,7 +20,8 @@ from rich.markup import escape
 from rich.text import Text
 
 from orchestrator.cli.render import describe_tool, wants_plain
-from orchestrator.engine.report import RunReport, format_cost, format_duration
+from orchestrator.engine.report import RunReport
+from orchestrator.engine.report_render import format_cost, format_duration
 from orchestrator.events import (
     AgentActivity,
     AgentErrorEvent,

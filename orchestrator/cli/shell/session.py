@@ -5,6 +5,7 @@ session adds only its state and its words.
 
 from __future__ import annotations
 
+import shutil
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,7 +20,9 @@ from orchestrator.cli.shell.commands import Command, Invalid, Message, Parsed, h
 from orchestrator.cli.shell.progress import ProgressView, format_summary, format_tokens
 from orchestrator.cli.worker import run_interruptible
 from orchestrator.config import LoadedSettings
-from orchestrator.engine.report import RunReport, build_report, format_cost
+from orchestrator.engine.report import RunReport, build_report
+from orchestrator.engine.report_group_lines import WIDTH, group_lines
+from orchestrator.engine.report_render import format_cost
 from orchestrator.engine.service import RunService, RunSpec
 from orchestrator.engine.workflow import apply_agent_overrides, list_workflows, load_workflow
 from orchestrator.errors import OrchestratorError, UsageError
@@ -86,6 +89,7 @@ class ShellSession:
             "/agent": self.agent,
             "/agents": lambda _: self.agents(),
             "/status": lambda _: self.status(),
+            "/groups": lambda _: self.groups(),
             "/diff": lambda _: self.diff(),
             "/log": lambda _: self.log(),
             "/undo": lambda _: self.undo(),
@@ -137,6 +141,8 @@ class ShellSession:
             view.stop()
             if run_id is None and "id" in started:
                 self.run_id = started["id"]
+        for line in self._group_lines(report):
+            self.say(line)
         view.line(format_summary(report), "bold")
         if cancelled or report.status in ("cancelled", "interrupted"):
             self.say("your next message follows up on this run and branch; /new starts a fresh run")
@@ -209,6 +215,19 @@ class ShellSession:
         for step in report.steps:
             commit = f" commit {step.commit[:10]}" if step.commit else ""
             self.say(f"  {step.id:<20} {step.agent:<8} {step.status}{commit}")
+        for line in self._group_lines(report):
+            self.say(line)
+
+    def groups(self) -> None:
+        report = build_report(self.service.store, self._run().id)
+        lines = self._group_lines(report)
+        for line in lines or ["this run has no attempts, consensus reviews or subtasks"]:
+            self.say(line)
+
+    def _group_lines(self, report: RunReport) -> list[str]:
+        """The run's groups at the terminal's width (at most 80 columns: what the lines are laid out for)."""
+        width = min(WIDTH, shutil.get_terminal_size((WIDTH, 24)).columns)
+        return group_lines(report.attempts, report.reviews, report.subtasks, report.routing, max(width, 40))
 
     def diff(self) -> None:
         run = self._run()

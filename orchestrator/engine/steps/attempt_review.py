@@ -22,6 +22,7 @@ from orchestrator.engine.selection import review_score
 from orchestrator.engine.steps import StepAt
 from orchestrator.engine.workflow import AttemptsStep
 from orchestrator.store import COMPLETED_STEP_STATUSES
+from orchestrator.workspace.run_records import member_run_id
 from orchestrator.workspace.run_workspace import RunWorkspace
 
 if TYPE_CHECKING:
@@ -33,7 +34,7 @@ def review_attempts(
     engine: RunEngine, at: StepAt, results: list[AttemptOutcome], base: str
 ) -> list[AttemptOutcome]:
     """`results` with each usable attempt's reviewer, verdict and score filled in."""
-    from orchestrator.engine.steps.attempts import AttemptOutcome, member_run_id
+    from orchestrator.engine.steps.attempts import AttemptOutcome
 
     step = at.step
     assert isinstance(step, AttemptsStep)

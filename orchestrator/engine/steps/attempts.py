@@ -25,7 +25,7 @@ from orchestrator.engine.workflow import AttemptsStep, GateStep
 from orchestrator.errors import RunNotFound
 from orchestrator.events import Notice
 from orchestrator.store import COMPLETED_STEP_STATUSES, StepRecord, StepStatus, TokenUsage
-from orchestrator.workspace.run_records import branch_name
+from orchestrator.workspace.run_records import branch_name, member_run_id
 from orchestrator.workspace.run_workspace import RunWorkspace
 
 if TYPE_CHECKING:
@@ -74,12 +74,6 @@ class AttemptOutcome:
     def from_json(cls, data: dict[str, Any]) -> AttemptOutcome:
         fields = {**data, "files": tuple(data.get("files", ())), "gates": tuple(data.get("gates", ()))}
         return cls(**fields)
-
-
-def member_run_id(run_id: str, name: str, iteration: int = 1) -> str:
-    """A group member's own run id: its repository, branch and refs are named after it. In a later
-    iteration (a follow-up's best of N) the iteration is in it too, so each starts from that tip."""
-    return f"{run_id}-{name}" if iteration == 1 else f"{run_id}-i{iteration}-{name}"
 
 
 class AttemptsKind:

@@ -29,13 +29,12 @@ from orchestrator.engine.run_state import Cancelled, step_id_for, usage_of
 from orchestrator.engine.scheduler import Task, run_group
 from orchestrator.engine.steps import StepAt
 from orchestrator.engine.steps.agent import run_agent_step_kind
-from orchestrator.engine.steps.attempts import member_run_id
 from orchestrator.engine.steps.conflicts import merged_order_add, resolve_conflicts
 from orchestrator.engine.workflow import ForEachStep, Step
 from orchestrator.errors import RunNotFound
 from orchestrator.events import Notice
 from orchestrator.store import COMPLETED_STEP_STATUSES, StepRecord, TokenUsage
-from orchestrator.workspace.run_records import branch_name
+from orchestrator.workspace.run_records import branch_name, member_run_id
 from orchestrator.workspace.run_workspace import RunWorkspace
 
 if TYPE_CHECKING:

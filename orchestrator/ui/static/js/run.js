@@ -24,6 +24,7 @@
   let liveSince = null; // the log's last seq when the page subscribed: events after it are news
   let summary = null;
   let refreshTimer = null;
+  const stepsSeen = new Set(); // a step this page has events of: the first event of a new one (a group's member) refreshes the panels
 
   const say = (text, kind) => showMessage(message, text, kind);
   const fail = (err) => say(err instanceof ApiError ? `refused: ${err.describe()}` : String(err), "error");
@@ -50,7 +51,14 @@
     timeline.append(fresh);
     if (liveSince === null) liveSince = batch.latest;
     const types = new Set(fresh.map((e) => e.event.type));
-    if (["step_started", "step_finished", "gate_finished", "run_finished", "run_started", "notice"].some((t) => types.has(t))) refreshSoon();
+    let newStep = false;
+    for (const e of fresh) {
+      if (e.step_id && !stepsSeen.has(e.step_id)) {
+        stepsSeen.add(e.step_id);
+        newStep = true;
+      }
+    }
+    if (newStep || ["step_started", "step_finished", "gate_finished", "run_finished", "run_started", "notice"].some((t) => types.has(t))) refreshSoon();
     // A new commit (a live one: the replayed ones are in the diff the page loaded) changes the whole
     // run's diff: show it if that is what the diff panel shows.
     if (fresh.some((e) => e.event.type === "step_finished" && e.event.commit && e.seq > liveSince) && diffs.step === null) diffSoon();
@@ -129,6 +137,7 @@
     const [s, report, steps] = await Promise.all([api("GET", `${base}/summary`), api("GET", base), api("GET", `${base}/steps`)]);
     summary = s;
     renderHead(s, report);
+    Groups.render(document.getElementById("groups"), report);
     renderSteps(report, steps);
     renderFindings(steps);
     renderCost(report, s);
