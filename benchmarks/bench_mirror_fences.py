@@ -14,6 +14,9 @@ and `fetch_run_branch` on the submitting side, as medians (and max).
 Slots: `try_acquire` + `release` of a per-CLI slot, flock files (one machine) against advisory locks
 (ClusterSlots, a session per slot: its connect is most of the take).
 
+Budget ledger: `reserve` (check and reserve in one transaction) and `record` + `release`, SQLite file
+against the cluster's tables (a connection and an advisory lock per transaction).
+
 Fencing tokens: `acquire_fence` then `hold_fence` per attempt, and an `add_event` checked against
 the token, on an SQLite file and on a PostgreSQL database from orchestrator/testing/postgres.py
 (local unix socket): median and p95 per call. Numbers, not asserts: the machine may be shared.
@@ -31,7 +34,8 @@ from pathlib import Path
 
 from orchestrator.cluster.mirror import RepoMirror, fetch_run_branch, open_run_workspace, publish_run_start
 from orchestrator.events import Notice
-from orchestrator.limits import MachineSlots
+from orchestrator.limits import BudgetLedger, Budgets, MachineSlots
+from orchestrator.limits.cluster_ledger import ClusterBudgetLedger
 from orchestrator.limits.cluster_slots import ClusterSlots
 from orchestrator.store import Store
 from orchestrator.testing.postgres import PostgresServer
@@ -158,6 +162,22 @@ def bench_slots(slots: MachineSlots, rounds: int, label: str) -> None:
     print(summary("release", release))
 
 
+def bench_ledger(ledger: BudgetLedger, rounds: int, label: str) -> None:
+    reserve: list[float] = []
+    record: list[float] = []
+    for _ in range(rounds):
+        began = time.perf_counter()
+        held = ledger.reserve("bench", 0.01)
+        reserve.append(time.perf_counter() - began)
+        began = time.perf_counter()
+        ledger.record("bench", 0.001, reservation=held)
+        ledger.release(held)
+        record.append(time.perf_counter() - began)
+    print(f"budget ledger, {label}:")
+    print(summary("reserve (check + reserve, atomic)", reserve))
+    print(summary("record + release", record))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -175,6 +195,9 @@ def main() -> None:
             bench_tokens(url, args.tokens, "PostgreSQL (local socket)")
             bench_slots(MachineSlots(Path(tmp) / "home"), args.tokens, "one machine (flock files)")
             bench_slots(ClusterSlots(url, Path(tmp) / "home"), args.tokens, "cluster (advisory locks)")
+            budgets = Budgets(hour_usd=1000.0)
+            bench_ledger(BudgetLedger.at_state_home(Path(tmp) / "home", budgets), 100, "one machine (SQLite)")
+            bench_ledger(ClusterBudgetLedger(url, budgets), 100, "cluster (PostgreSQL)")
         finally:
             server.stop()
 

@@ -65,7 +65,7 @@ def _problems(exc: ValidationError, root: type[BaseModel]) -> list[Problem]:
         if error["type"] == "extra_forbidden":
             message = f"unknown key {loc[-1]!r}"
             model = _model_at(root, loc[:-1])
-            allowed = ", ".join(model.model_fields) if model else None
+            allowed = ", ".join(allowed_keys(model)) if model else None
         elif "allowed" in ctx:
             allowed = str(ctx["allowed"])
         elif error["type"] in _KIND_ALLOWED:
@@ -77,6 +77,13 @@ def _problems(exc: ValidationError, root: type[BaseModel]) -> list[Problem]:
             message = "this key is required"
         problems.append(Problem(_key_path(loc), message, allowed))
     return problems
+
+
+def allowed_keys(model: type[BaseModel]) -> list[str]:
+    """A model's keys for a refusal: its kind's own first, then those it shares with other kinds (a
+    step's `description`, `optional`, ... come from a base class, which pydantic lists first)."""
+    own = [name for name in model.model_fields if name in vars(model).get("__annotations__", {})]
+    return own + [name for name in model.model_fields if name not in own]
 
 
 def _key_path(loc: Sequence[str | int]) -> str:

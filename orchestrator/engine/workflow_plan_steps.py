@@ -14,23 +14,17 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import Field, field_validator
-from pydantic_core import PydanticCustomError
 
 from orchestrator.engine.plan import DEFAULT_MAX_SUBTASKS, MAX_SUBTASKS_LIMIT
-from orchestrator.engine.workflow_steps import READ_ONLY_TASKS, TASKS, AgentName, TaskKind, When, _Strict
+from orchestrator.engine.workflow_steps import AgentName, TaskKind, _AgentStepOptions, _Strict, editing_task
 
 
-class PlanStep(_Strict):
+class PlanStep(_AgentStepOptions):
     """The planner: `agent` reads the repository and answers with a plan of at most `max_subtasks`."""
 
     task: Literal["plan"]
     agent: AgentName
     max_subtasks: int = Field(default=DEFAULT_MAX_SUBTASKS, ge=1, le=MAX_SUBTASKS_LIMIT)
-    description: str = ""
-    optional: bool = False
-    timeout_s: float | None = Field(default=None, gt=0)
-    model: str | None = None
-    when: When | None = None
 
     @property
     def read_only(self) -> bool:
@@ -45,29 +39,18 @@ class PlanStep(_Strict):
         return (self.agent,)
 
 
-class ForEachStep(_Strict):
+class ForEachStep(_AgentStepOptions):
     """`task` once per subtask of the plan, each by the next of `agents` in turn, at once where the plan
     allows. Without a usable plan it is one plain step by the first of `agents`."""
 
     task: TaskKind
     for_each: Literal["subtask"]
     agents: tuple[AgentName, ...] = Field(min_length=1)
-    description: str = ""
-    optional: bool = False
-    timeout_s: float | None = Field(default=None, gt=0)
-    model: str | None = None
-    when: When | None = None
 
     @field_validator("task")
     @classmethod
     def _edits(cls, value: TaskKind) -> TaskKind:
-        if value in READ_ONLY_TASKS:
-            raise PydanticCustomError(
-                "for_each_task",
-                "for_each is for a task that edits files, not '{task}'",
-                {"task": value, "allowed": ", ".join(t for t in TASKS if t not in READ_ONLY_TASKS)},
-            )
-        return value
+        return editing_task(value, "for_each_task", "for_each is")
 
     @property
     def read_only(self) -> bool:

@@ -71,16 +71,43 @@ def instance_names(agents: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(names)
 
 
-class Step(_Strict):
-    """An agent step: `agent` does `task`."""
+class _AgentStepOptions(_Strict):
+    """What every step an agent takes may say besides its kind's own keys (listed after them when a
+    key is refused: workflow_errors.allowed_keys)."""
 
-    agent: AgentOrAuto
-    task: TaskKind
     description: str = ""
     optional: bool = False  # when it fails or no agent can take it, the run goes on without it
     timeout_s: float | None = Field(default=None, gt=0)
     model: str | None = None
     when: When | None = None  # run only when this holds; skipped otherwise
+
+
+def editing_task(value: TaskKind, code: str, what: str) -> TaskKind:
+    """`value`, refused when it is a read-only task (`what` says which kind of step wants an editing
+    one: "attempts are", "for_each is")."""
+    if value in READ_ONLY_TASKS:
+        raise PydanticCustomError(
+            code,
+            what + " for a task that edits files, not '{task}'",
+            {"task": value, "allowed": ", ".join(t for t in TASKS if t not in READ_ONLY_TASKS)},
+        )
+    return value
+
+
+def one_command(value: str, code: str, example: str) -> str:
+    """`value`, refused unless it splits into one command as a gate or setup runs it (no shell)."""
+    try:
+        parse_gate_argv(value)
+    except ValueError as exc:
+        raise PydanticCustomError(code, "{problem}", {"problem": str(exc), "allowed": example}) from None
+    return value
+
+
+class Step(_AgentStepOptions):
+    """An agent step: `agent` does `task`."""
+
+    agent: AgentOrAuto
+    task: TaskKind
 
     @property
     def read_only(self) -> bool:
@@ -95,18 +122,13 @@ class Step(_Strict):
         return (self.agent,)
 
 
-class AttemptsStep(_Strict):
+class AttemptsStep(_AgentStepOptions):
     """Best of N: each agent of `attempts` does `task` at once, in a repository and on a branch of its
     own; every attempt runs the workflow's gates; `select` ranks them and the winner becomes the run."""
 
     task: TaskKind
     attempts: tuple[AgentName, ...] = Field(min_length=2, max_length=MAX_ATTEMPTS)
     select: tuple[SelectKey, ...] = DEFAULT_SELECT
-    description: str = ""
-    optional: bool = False
-    timeout_s: float | None = Field(default=None, gt=0)
-    model: str | None = None
-    when: When | None = None
 
     @field_validator("select", mode="before")
     @classmethod
@@ -123,13 +145,7 @@ class AttemptsStep(_Strict):
     @field_validator("task")
     @classmethod
     def _edits(cls, value: TaskKind) -> TaskKind:
-        if value in READ_ONLY_TASKS:
-            raise PydanticCustomError(
-                "attempts_task",
-                "attempts are for a task that edits files, not '{task}'",
-                {"task": value, "allowed": ", ".join(t for t in TASKS if t not in READ_ONLY_TASKS)},
-            )
-        return value
+        return editing_task(value, "attempts_task", "attempts are")
 
     @property
     def read_only(self) -> bool:
@@ -148,17 +164,12 @@ class AttemptsStep(_Strict):
         return tuple(dict.fromkeys(self.attempts))
 
 
-class ConsensusStep(_Strict):
+class ConsensusStep(_AgentStepOptions):
     """Several reviewers at once, read-only; their findings are clustered and one counts at `quorum`."""
 
     task: Literal["review"]
     reviewers: tuple[AgentName, ...] = Field(min_length=2, max_length=MAX_REVIEWERS)
     quorum: int = Field(default=DEFAULT_QUORUM, ge=1, le=MAX_REVIEWERS)
-    description: str = ""
-    optional: bool = False
-    timeout_s: float | None = Field(default=None, gt=0)
-    model: str | None = None
-    when: When | None = None
 
     @model_validator(mode="after")
     def _quorum_fits(self) -> ConsensusStep:
@@ -202,18 +213,9 @@ class GateStep(_Strict):
     @field_validator("run")
     @classmethod
     def _splits(cls, value: str) -> str:
-        try:
-            parse_gate_argv(value)
-        except ValueError as exc:
-            raise PydanticCustomError(
-                "gate_command",
-                "{problem}",
-                {
-                    "problem": str(exc),
-                    "allowed": f'one command per gate, e.g. run: "pytest -q", or run: {AUTO_GATE}',
-                },
-            ) from None
-        return value
+        return one_command(
+            value, "gate_command", f'one command per gate, e.g. run: "pytest -q", or run: {AUTO_GATE}'
+        )
 
     @property
     def is_auto(self) -> bool:
@@ -237,18 +239,9 @@ class SetupStep(_Strict):
     @field_validator("run")
     @classmethod
     def _splits(cls, value: str) -> str:
-        try:
-            parse_gate_argv(value)
-        except ValueError as exc:
-            raise PydanticCustomError(
-                "setup_command",
-                "{problem}",
-                {
-                    "problem": str(exc),
-                    "allowed": f'one command per entry, e.g. "npm ci", or run: {AUTO_GATE}',
-                },
-            ) from None
-        return value
+        return one_command(
+            value, "setup_command", f'one command per entry, e.g. "npm ci", or run: {AUTO_GATE}'
+        )
 
     @property
     def is_auto(self) -> bool:

@@ -229,8 +229,10 @@ def test_on_a_shared_path_the_run_branch_the_user_checked_out_is_left_alone(tmp_
 
 
 def test_workers_on_one_machine_share_a_mirror_safely(tmp_path):
-    """Several steps starting at once on one machine: the mirror is made once and fetched into
-    under its flock (git would otherwise fail on its own ref locks, or init twice)."""
+    """Several steps starting at once on one machine: one mirror, made once, fetched into by all of
+    them without a failure. (It passes without the mirror's flock too: git's ref locks plus git.py's
+    retry on a lock collision already cope at this scale; the flock keeps fetches and pushes of one
+    mirror from interleaving at all, so no step ever pays those retries.)"""
     from concurrent.futures import ThreadPoolExecutor
 
     setup = Setup(tmp_path, "origin")
