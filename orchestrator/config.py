@@ -1,7 +1,8 @@
 """Settings and per-agent configuration (pydantic), and where they are found.
 
-First found wins: `--config FILE`, `$ORCHESTRATOR_CONFIG`, `.orchestrator.yaml` at the repo root,
-`~/.config/orchestrator/config.yaml` (`$XDG_CONFIG_HOME` honoured). A bad file exits 2 naming the file,
+`--config FILE` or `$ORCHESTRATOR_CONFIG` is used alone; otherwise the repository's `.orchestrator.yaml`
+is laid over `~/.config/orchestrator/config.yaml` (`$XDG_CONFIG_HOME` honoured): mappings merged key by
+key, lists and values replaced (`layered_config`), so your budgets, sandbox and cluster hold. A bad file exits 2 naming the file,
 the key path, and what is allowed. A repository's `.orchestrator.yaml` may set `command`, `args`, `env`
 (and so `${VAR}`) and `sandbox` only once trusted (`orchestrator trust`, see trust.py).
 
@@ -222,15 +223,19 @@ def discover_config(
         return Path(env["ORCHESTRATOR_CONFIG"]), "$ORCHESTRATOR_CONFIG"
     if repo_root is not None and (repo_root / ".orchestrator.yaml").is_file():
         return repo_root / ".orchestrator.yaml", "repo"
+    user_file = user_config_file(env)
+    if user_file.is_file():
+        return user_file, "user"
+    return None, "defaults"
+
+
+def user_config_file(env: Mapping[str, str]) -> Path:
     config_home = (
         Path(env["XDG_CONFIG_HOME"])
         if env.get("XDG_CONFIG_HOME")
         else Path(env.get("HOME", "~")).expanduser() / ".config"
     )
-    user_file = config_home / "orchestrator" / "config.yaml"
-    if user_file.is_file():
-        return user_file, "user"
-    return None, "defaults"
+    return config_home / "orchestrator" / "config.yaml"
 
 
 def load_settings(
@@ -245,15 +250,7 @@ def load_settings(
     path, how = discover_config(explicit, repo_root, env)
     if path is None:
         return LoadedSettings(Settings(), None)
-    try:
-        text = read_config_text(path, what="configuration file")
-    except ConfigError as exc:
-        exc.hint = exc.hint or "check the path given by " + how
-        raise
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"not valid YAML: {exc}", file=str(path)) from exc
+    data = _read_config_data(path, how)
     if how == "repo" and repo_root is not None:
         # A repository's own file may not run programs or read your environment until you trust it.
         found = untrusted_config_keys(data)
@@ -261,8 +258,41 @@ def load_settings(
             data = without_trust_keys(data)
         else:
             require_trust(path, found, env, repo_root=repo_root)
+        # It is laid over your own file, not instead of it: your budgets, sandbox, cluster and agents'
+        # set-up still hold in a repository that brings its own choice of workflow or models.
+        user_file = user_config_file(env)
+        if user_file.is_file() and isinstance(data, dict):
+            user_data = _read_config_data(user_file, "user")
+            if isinstance(user_data, dict):
+                settings_from_data(user_data, source=str(user_file))  # its own mistakes name it
+                data = layered_config(user_data, data)
     settings = settings_from_data(data or {}, source=str(path))
     return LoadedSettings(settings, path, _unresolved(settings, env))
+
+
+def _read_config_data(path: Path, how: str) -> Any:
+    try:
+        text = read_config_text(path, what="configuration file")
+    except ConfigError as exc:
+        exc.hint = exc.hint or "check the path given by " + how
+        raise
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"not valid YAML: {exc}", file=str(path)) from exc
+
+
+def layered_config(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """`over` laid on `base`: mappings are merged key by key (an agent's block, its `env`), anything
+    else (a list such as `fallback_order`, a value) is replaced."""
+    merged = dict(base)
+    for key, value in over.items():
+        below = merged.get(key)
+        if isinstance(below, dict) and isinstance(value, dict):
+            merged[key] = layered_config(below, value)
+        else:
+            merged[key] = value
+    return merged
 
 
 def settings_from_data(data: Any, *, source: str = "configuration") -> Settings:

@@ -147,3 +147,41 @@ def test_cluster_settings_and_their_defaults(tmp_path):
         "orchestrator",
     )
     assert not load_settings(write(tmp_path / "d.yaml", "cluster: {}"), env={}).settings.cluster.enabled
+
+
+def test_a_repository_file_is_laid_over_yours_not_instead_of_it(tmp_path):
+    """Your budgets, sandbox and agents' set-up hold in a repository that brings its own file."""
+    xdg = tmp_path / "xdg"
+    write(
+        xdg / "orchestrator" / "config.yaml",
+        """
+sandbox: bwrap
+budgets: {day_usd: 5}
+fallback_order: [claude, codex]
+agents:
+  claude: {command: /opt/claude, env: {ANTHROPIC_API_KEY: "${MY_KEY}"}, timeout_s: 60}
+""",
+    )
+    repo = tmp_path / "repo"
+    write(
+        repo / ".orchestrator.yaml",
+        "workflow: review-loop\nfallback_order: [codex]\nagents:\n  claude: {model: claude-opus-4}\n",
+    )
+    loaded = load_settings(None, repo_root=repo, env={"XDG_CONFIG_HOME": str(xdg), "MY_KEY": "k"})
+    settings = loaded.settings
+    assert loaded.source == repo / ".orchestrator.yaml"
+    assert settings.sandbox == "bwrap" and settings.budgets.day_usd == 5
+    claude = settings.agent("claude")
+    assert (claude.command, claude.model, claude.timeout_s) == ("/opt/claude", "claude-opus-4", 60)
+    assert claude.env == {"ANTHROPIC_API_KEY": "${MY_KEY}"}
+    assert settings.workflow == "review-loop" and settings.fallback_order == ["codex"]  # lists replaced
+
+
+def test_a_mistake_in_your_file_names_your_file_under_a_repository_file(tmp_path):
+    xdg = tmp_path / "xdg"
+    user_file = write(xdg / "orchestrator" / "config.yaml", "agents: {claude: {colour: red}}\n")
+    repo = tmp_path / "repo"
+    write(repo / ".orchestrator.yaml", "workflow: review-loop\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(None, repo_root=repo, env={"XDG_CONFIG_HOME": str(xdg)})
+    assert caught.value.file == str(user_file)
