@@ -69,7 +69,9 @@ class RunEngine(AgentCalls, ResumeState):
         cancel: threading.Event | None = None,
         readiness: AgentReadiness | None = None,
         masker: SecretMasker | None = None,
+        workspace: RunWorkspace | None = None,
     ) -> None:
+        """`workspace`: the one RunWorkspace.create has just made for this run (else it is opened)."""
         self.store = store
         self.settings = settings
         self.env = env
@@ -79,7 +81,10 @@ class RunEngine(AgentCalls, ResumeState):
         self.cancel = cancel or threading.Event()
         self.run: RunRecord = store.get_run(run_id)
         self.workflow = Workflow.model_validate(self.run.workflow)
-        self.ws = RunWorkspace.open(Path(self.run.repo), run_id, state_home=state_home, environ=env)
+        if workspace is not None and workspace.run_id == run_id:
+            self.ws = workspace
+        else:
+            self.ws = RunWorkspace.open(Path(self.run.repo), run_id, state_home=state_home, environ=env)
         self.paths = run_paths(state_home, run_id)
         self.started = time.monotonic()
         self.state = RunState()
@@ -88,7 +93,10 @@ class RunEngine(AgentCalls, ResumeState):
         self._guard: dict[str, str] | None = None
         self.sandbox = resolve_sandbox(settings.sandbox, env)
         self._user_refs_before: dict[str, str] | None = None
+        # A fresh workspace's tip is the first commit create has just published (see head()).
         self._head_cache: str | None = None
+        if workspace is not None and self.ws is workspace:
+            self._head_cache = workspace.first
         self._diff_cache: tuple[tuple[str, str], DiffText] | None = None
         self._gates: RunGates | None = None
         self.audit = AuditLog.for_state_home(state_home, masker=self.masker)
