@@ -33,9 +33,11 @@ from orchestrator.workspace.git import Git
 from orchestrator.workspace.merge import MergeResult, checked_out_in, merge_run
 from orchestrator.workspace.paths import RunPaths, run_paths
 from orchestrator.workspace.run_locate import (
-    bare_git_dir,
+    RepoLocation,
     check_outside,
     list_run_ids,
+    locate_repo,
+    repo_root,
     resolve_repo,
     run_repo_root,
 )
@@ -54,12 +56,14 @@ from orchestrator.workspace.run_records import (
 from orchestrator.workspace.run_repo import (
     CONFIG_COPY,
     RunRepoTampered,
+    copied_config,
     create_run_repo,
     fetch_commit,
     remove_run_repo,
     run_repo_git,
     verify_run_repo,
 )
+from orchestrator.workspace.run_start import StartPoint, read_start
 
 __all__ = [
     "BRANCH_PREFIX",
@@ -103,12 +107,26 @@ class RunWorkspace:
         include_uncommitted: bool = False,
         state_home: Path,
         environ: Mapping[str, str] | None = None,
+        location: RepoLocation | None = None,
+        start: StartPoint | None = None,
     ) -> RunWorkspace:
         """Record the starting state, then make the run's repository on a new branch from `base`.
 
         `repo` may be a bare repository (a cluster worker's mirror, where a group step's members are
-        made): it has no checkout, so no uncommitted work, and the run "starts" at `base`."""
-        root = run_repo_root(repo, environ)
+        made): it has no checkout, so no uncommitted work, and the run "starts" at `base`.
+        `location` (locate_repo's, for `repo`) and `start` (read_start's, for this run id and base):
+        what the caller has read already; each is read here otherwise."""
+        repo = Path(repo)
+        if location is None or location.top is None or repo not in (location.path, location.top):
+            location = locate_repo(repo, environ=environ)
+        root = location.top if location is not None else None
+        bare = location is not None and location.is_bare_repo_itself()
+        if bare:
+            assert location is not None
+            root = location.common_dir.resolve()
+        elif location is None or root is None:
+            root = repo_root(repo, environ)  # the usage error, or a location git gives only this way
+            location = None
         paths = run_paths(state_home, run_id)
         check_outside(paths.worktree, root)
         if paths.worktree.exists() and any(paths.worktree.iterdir()):
@@ -119,25 +137,31 @@ class RunWorkspace:
         paths.ensure()
         user = Git(root, environ=environ)
         branch = branch_name(run_id)
-        if user.out("for-each-ref", "--format=%(refname)", f"refs/heads/{branch}", tip_ref(run_id)):
+        if start is None or start.run_id != run_id or start.base != base:
+            start = read_start(user, base, run_id)
+        if start.names_taken:
             raise UsageError(f"branch {branch} already exists", hint="choose another run id")
-        bare = bare_git_dir(root, environ) is not None
-        user_head = user.commit_of(base) if bare else user.rev_parse("HEAD^{commit}")
-        if user_head is None:
+        user_head = start.base_sha if bare else start.head
+        if user_head is None or (not bare and start.head_tree is None):
             raise UsageError(
                 f"{root} has no commits yet", hint="make a first commit, then start the run again"
             )
-        base_sha = user_head if base == "HEAD" else user.commit_of(base)
+        if start.base_sha is None:
+            raise GitError(f"{base!r} does not name a commit in {root}")
+        base_sha = start.base_sha
         zero = "0" * len(user_head)
+        copied = copied_config(user)  # also notes the user's identity, which the ref updates need
         # One git process per group of refs (each group one transaction; `create` fails if it exists).
         _create_refs(
             user, {f"{meta_prefix(run_id)}base": base_sha, f"{backup_prefix(run_id)}start": user_head}
         )
 
-        # The user's uncommitted work is kept whenever it exists, included in the run or not.
-        snapshot = trees.tree_of(user, user_head) if bare else trees.work_tree_tree(user, paths.tmp_dir)
+        # The user's uncommitted work is kept whenever it exists, included in the run or not (a bare
+        # repository has none).
+        index = location.index if location is not None else None
+        snapshot = start.head_tree if bare else trees.work_tree_tree(user, paths.tmp_dir, index=index)
         uncommitted: str | None = None
-        if snapshot != trees.tree_of(user, user_head):
+        if snapshot is not None and snapshot != start.head_tree:
             message = trees.commit_message(
                 f"Uncommitted changes at the start of run {run_id}",
                 {
@@ -156,13 +180,21 @@ class RunWorkspace:
         workspace._user_git = user
         try:
             workspace._wt_git = create_run_repo(
-                user, paths.worktree, branch=branch, start=start_point, config_copy=workspace._config_copy
+                user,
+                paths.worktree,
+                branch=branch,
+                start=start_point,
+                config_copy=workspace._config_copy,
+                location=location,
+                copied=copied,
             )
             if carry and start_point == base_sha:
                 assert uncommitted is not None
                 workspace._carry_onto_base(uncommitted)
-            workspace.first = workspace._clone_tip() or start_point
-            if workspace.first != start_point:  # the commit carrying uncommitted work onto the base
+                # The commit carrying the uncommitted work onto the base (else the branch is still at
+                # start_point, where create_run_repo has just put it).
+                workspace.first = workspace._clone_tip() or start_point
+            if workspace.first != start_point:
                 fetch_commit(user, paths.worktree, workspace.first)
             first = workspace.first
             refs = (tip_ref(run_id), f"refs/heads/{branch}", f"{meta_prefix(run_id)}first")
