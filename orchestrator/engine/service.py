@@ -44,7 +44,7 @@ from orchestrator.trust import is_inside, require_trust
 from orchestrator.workspace.paths import default_workspace_dir, new_run_id, state_home
 from orchestrator.workspace.run_locate import RepoLocation, locate_repo
 from orchestrator.workspace.run_workspace import RunWorkspace, branch_name, resolve_repo
-from orchestrator.workspace.sandbox import resolve_sandbox
+from orchestrator.workspace.sandbox import probe_in_background, resolve_sandbox
 
 log = structlog.get_logger(__name__)
 
@@ -121,6 +121,7 @@ class RunService:
         """`location`: what locate_repo found for `spec.repo or spec.cwd`, when the caller asked
         already (the repository is located once per run: every git process costs 5 to 15 ms)."""
         run_id = new_run_id()
+        probe_in_background(self.settings.sandbox, self.env)  # resolve_sandbox below waits for it
         check_task(spec.task)
         where = spec.repo or spec.cwd
         if location is None or location.path != where:
