@@ -51,12 +51,17 @@ def main() -> None:
     _CPU0 = 0.0
     _note("interpreter up")
     _install()
+    import gc
+
+    gc.disable()  # as the console scripts import (orchestrator/cli/entry.py)
     import orchestrator.cli.main
     import orchestrator.logs  # noqa: F401 - what the command imports before it runs
 
     _note("imported orchestrator.cli.main, orchestrator.logs")
     import orchestrator.cli.run_cmd  # noqa: F401
 
+    gc.freeze()
+    gc.enable()
     _note("imported orchestrator.cli.run_cmd (config, engine, workspace, store)")
     args = sys.argv[1:]
     if args[:2] == ["-m", "orchestrator"]:

@@ -20,10 +20,10 @@ import re
 import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import structlog
-from structlog.typing import EventDict, Processor, WrappedLogger
+# First: structlog imported without the rich modules it would import for nothing (see there).
+from orchestrator.logs_structlog import structlog
 
 # The masker lives in orchestrator.secrets; these names stay importable from here.
 from orchestrator.secrets import MASK as MASK
@@ -33,6 +33,9 @@ from orchestrator.secrets import SECRET_PATTERNS as SECRET_PATTERNS
 from orchestrator.secrets import SecretMasker as SecretMasker
 from orchestrator.secrets import process_masker
 from orchestrator.secrets import secret_values as secret_values
+
+if TYPE_CHECKING:
+    from structlog.typing import EventDict, Processor, WrappedLogger
 
 
 class MaskSecrets:
@@ -129,7 +132,9 @@ def _shared_processors() -> list[Processor]:
 
 def _formatter(masker: SecretMasker, *, json: bool) -> logging.Formatter:
     renderer: Processor = (
-        structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
+        structlog.processors.JSONRenderer()
+        if json
+        else structlog.dev.ConsoleRenderer(colors=False, exception_formatter=structlog.dev.plain_traceback)
     )
     return structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=[*_shared_processors(), structlog.stdlib.ExtraAdder()],

@@ -6,12 +6,15 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from orchestrator.config import LoadedSettings, load_settings
 from orchestrator.proc import run_command
+
+if TYPE_CHECKING:
+    from orchestrator.workspace.run_locate import RepoLocation
 
 
 def repo_root_of(path: Path) -> Path | None:
@@ -19,11 +22,22 @@ def repo_root_of(path: Path) -> Path | None:
     return Path(result.stdout.strip()) if result.ok and result.stdout.strip() else None
 
 
-def settings_for(config: Path | None, where: Path, *, drop_untrusted: bool = False) -> LoadedSettings:
-    """`drop_untrusted` for commands that run no agent: see config.load_settings."""
+def settings_for(
+    config: Path | None,
+    where: Path,
+    *,
+    drop_untrusted: bool = False,
+    location: RepoLocation | None = None,
+) -> LoadedSettings:
+    """`drop_untrusted` for commands that run no agent: see config.load_settings. `location`: what
+    workspace.run_locate.locate_repo found for `where`, when the caller asked already."""
+    if location is not None and location.path == where:
+        repo_root = Path(location.toplevel) if location.toplevel else None
+    else:
+        repo_root = repo_root_of(where) if where.is_dir() else None
     return load_settings(
         config,
-        repo_root=repo_root_of(where) if where.is_dir() else None,
+        repo_root=repo_root,
         env=os.environ,
         drop_untrusted=drop_untrusted,
     )

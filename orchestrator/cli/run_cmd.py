@@ -19,6 +19,7 @@ from orchestrator.engine.service import RunService, RunSpec
 from orchestrator.errors import EXIT_INTERRUPTED, UsageError
 from orchestrator.events import Notice, Subscriber
 from orchestrator.workspace.git import Git
+from orchestrator.workspace.run_locate import locate_repo
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -197,7 +198,9 @@ def run(
     if config_path is None and os.environ.get("ORCHESTRATOR_CONFIG"):
         config_path = Path(os.environ["ORCHESTRATOR_CONFIG"])
     cwd = Path.cwd()
-    loaded = settings_for(config_path, repo or cwd)
+    # The repository is located once, for the settings and for the run.
+    location = locate_repo(repo or cwd, environ=os.environ)
+    loaded = settings_for(config_path, repo or cwd, location=location)
     on_cluster = on_cluster or loaded.settings.cluster.enabled
     if on_cluster:
         from orchestrator.cli.cluster_cmd import check_cluster_run
@@ -222,7 +225,7 @@ def run(
     try:
         if push_remote:
             check_remote(repo or cwd, push_remote)
-        record = service.create(spec)
+        record = service.create(spec, location=location)
         renderer = ConsoleRenderer(stream=sys.stderr)
         subscribers: list[Subscriber] = [renderer.run_event]
         registry = None

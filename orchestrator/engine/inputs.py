@@ -15,6 +15,8 @@ from pathlib import Path
 
 from orchestrator.errors import UsageError
 from orchestrator.workspace.git import Git
+from orchestrator.workspace.run_locate import RepoLocation
+from orchestrator.workspace.run_start import StartPoint, read_start
 
 # A task is a prompt: a few KiB usually, a pasted spec at most. Past this it is a mistake (a binary, a
 # log), and every step's prompt would carry it.
@@ -58,21 +60,33 @@ def read_task_file(name: str) -> str:
     return check_task(text)
 
 
-def check_not_bare(path: Path, environ: Mapping[str, str] | None) -> None:
-    """A bare repository has no checkout to branch from: say so (git's own words would mislead)."""
-    if not path.is_dir():
+def check_not_bare(
+    path: Path, environ: Mapping[str, str] | None, *, location: RepoLocation | None = None
+) -> None:
+    """A bare repository has no checkout to branch from: say so (git's own words would mislead).
+    `location`: what locate_repo found for `path`, when the caller asked already."""
+    if location is not None and location.path == path:
+        bare = location.bare
+    elif not path.is_dir():
         return
-    result = Git(path, environ=environ).run("rev-parse", "--is-bare-repository", check=False)
-    if result.ok and result.stdout.strip() == "true":
+    else:
+        result = Git(path, environ=environ).run("rev-parse", "--is-bare-repository", check=False)
+        bare = result.ok and result.stdout.strip() == "true"
+    if bare:
         raise UsageError(
             f"{path} is a bare repository (it has no work tree for a run to start from)",
             hint=f"clone it (git clone {path} DIR) and run there, or pass --repo with a checkout",
         )
 
 
-def check_base(root: Path, base: str, environ: Mapping[str, str] | None) -> None:
+def check_base(
+    root: Path, base: str, environ: Mapping[str, str] | None, *, run_id: str | None = None
+) -> StartPoint:
+    """What the run starts from (see workspace.run_start), once the base is known to name a commit.
+    With `run_id`, the start also says whether the run's names are free (RunWorkspace.create checks)."""
     git = Git(root, environ=environ)
-    if git.rev_parse(f"{base}^{{commit}}") is None:
+    start = read_start(git, base, run_id)
+    if start.base_sha is None:
         branches = git.run(
             "for-each-ref", "--count=5", "--format=%(refname:short)", "refs/heads/", check=False
         )
@@ -81,6 +95,7 @@ def check_base(root: Path, base: str, environ: Mapping[str, str] | None) -> None
             f"--base {base!r} does not name a commit in {root}",
             hint="give a branch, tag or commit" + (f" (branches here: {known})" if known else ""),
         )
+    return start
 
 
 @dataclass(frozen=True)

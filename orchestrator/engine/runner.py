@@ -67,7 +67,10 @@ class RunEngine(AgentCalls, ResumeState):
         readiness: AgentReadiness | None = None,
         masker: SecretMasker | None = None,
         workspace: RunWorkspace | None = None,
+        fresh_workspace: bool = False,
     ) -> None:
+        """`workspace`: the run's workspace when the caller has it (else it is opened); `fresh_workspace`:
+        it is the one RunWorkspace.create has just made, whose tip is its first commit."""
         self.store = store
         self.settings = settings
         self.env = env
@@ -77,7 +80,8 @@ class RunEngine(AgentCalls, ResumeState):
         self.cancel = cancel or threading.Event()
         self.run: RunRecord = store.get_run(run_id)
         self.workflow = Workflow.model_validate(self.run.workflow)
-        # A cluster worker gives the workspace it opened from its mirror (the run's repo is elsewhere).
+        # The workspace RunWorkspace.create has just made (no second open: 2 git processes), or the one
+        # a cluster worker opened from its mirror (the run's repo is elsewhere).
         self.ws = workspace or RunWorkspace.open(Path(self.run.repo), run_id, state_home, environ=env)
         self.nodes_run = 0  # nodes (steps, gates, groups) newly run by this engine, replays not counted
         self.paths = run_paths(state_home, run_id)
@@ -88,7 +92,10 @@ class RunEngine(AgentCalls, ResumeState):
         self._guard: dict[str, str] | None = None
         self.sandbox = resolve_sandbox(settings.sandbox, env)
         self._user_refs_before: dict[str, str] | None = None
+        # A fresh workspace's tip is the first commit create has just published (see head()).
         self._head_cache: str | None = None
+        if workspace is not None and fresh_workspace:
+            self._head_cache = workspace.first
         self._diff_cache: tuple[tuple[str, str], DiffText] | None = None
         self._gates: RunGates | None = None
         self.audit = AuditLog.for_state_home(state_home, masker=self.masker)

@@ -42,10 +42,9 @@ from orchestrator.store import RunOptions, RunRecord, Store, store_location
 from orchestrator.store.faults import caused_by_full_disk
 from orchestrator.trust import is_inside, require_trust
 from orchestrator.workspace.paths import default_workspace_dir, new_run_id, state_home
+from orchestrator.workspace.run_locate import RepoLocation, locate_repo
 from orchestrator.workspace.run_workspace import RunWorkspace, branch_name, resolve_repo
-from orchestrator.workspace.sandbox import resolve_sandbox
-
-log = structlog.get_logger(__name__)
+from orchestrator.workspace.sandbox import probe_in_background, resolve_sandbox
 
 log = structlog.get_logger(__name__)
 
@@ -80,6 +79,7 @@ class RunService:
         self.store = store or Store(location, masker=self.masker)
         self.readiness = AgentReadiness(settings, env, state_home=self.state_home)
         self._pending_notices: dict[str, list[str]] = {}  # run id -> warnings from create, for execute
+        self._created: dict[str, RunWorkspace] = {}  # run id -> the workspace create made, for execute
         # Runs whose orchestrator died (killed, crashed) show as interrupted from now on. On a full or
         # read-only disk that cannot be written; reading still works, so commands that only read do.
         # What an orchestrator that was killed left running is ended first; then its runs show as
@@ -117,15 +117,31 @@ class RunService:
     def close(self) -> None:
         self.store.close()
 
-    def create(self, spec: RunSpec) -> RunRecord:
+    def create(self, spec: RunSpec, *, location: RepoLocation | None = None) -> RunRecord:
+        """`location`: what locate_repo found for `spec.repo or spec.cwd`, when the caller asked
+        already (the repository is located once per run: every git process costs 5 to 15 ms)."""
         run_id = new_run_id()
+        probe_in_background(self.settings.sandbox, self.env)  # resolve_sandbox below waits for it
         check_task(spec.task)
-        check_not_bare((spec.repo or spec.cwd).resolve(), self.env)
+        where = spec.repo or spec.cwd
+        if location is None or location.path != where:
+            location = locate_repo(where, environ=self.env)
+        if location is not None:
+            check_not_bare(where, self.env, location=location)
+        else:
+            check_not_bare(where.resolve(), self.env)
         workspace_dir = self.settings.workspace_dir or default_workspace_dir(self.env)
         repo = resolve_repo(
-            spec.cwd, repo=spec.repo, workspace_dir=workspace_dir, new_name=f"run-{run_id}", environ=self.env
+            spec.cwd,
+            repo=spec.repo,
+            workspace_dir=workspace_dir,
+            new_name=f"run-{run_id}",
+            environ=self.env,
+            location=location,
         )
-        check_base(repo, spec.base, self.env)
+        if location is None or location.top != repo:
+            location = None  # a new repository: RunWorkspace.create finds it
+        start = check_base(repo, spec.base, self.env, run_id=run_id)
         if spec.include_uncommitted:
             self._pending_notices[run_id] = [
                 describe_submodule_change(change) for change in submodule_changes(repo, self.env)
@@ -151,6 +167,8 @@ class RunService:
             include_uncommitted=spec.include_uncommitted,
             state_home=self.state_home,
             environ=self.env,
+            location=location,
+            start=start,
         )
         self.audit.repo_write(
             "create_branch", repo=repo, ref=branch_name(run_id), commit=ws.base, run_id=run_id
@@ -166,7 +184,7 @@ class RunService:
             # Where workers fetch the repository: its path (a shared path), until remotes are given.
             **({"repo_url": str(repo)} if spec.cluster else {}),
         )
-        return self.store.create_run(
+        record = self.store.create_run(
             run_id=run_id,
             repo=repo,
             task=self.masker.mask(spec.task),
@@ -178,6 +196,8 @@ class RunService:
             worktree=ws.worktree,
             options=options,
         )
+        self._created[run_id] = ws  # handed to the run's engine (see execute), not opened again
+        return record
 
     def _check_workflow_trust(self, loaded: LoadedWorkflow, repo: Path, *, chosen_by_path: bool) -> None:
         """A workflow file from the repository (.orchestrator/workflows, or named by the repository's
@@ -242,6 +262,9 @@ class RunService:
         bus.subscribe(event_logger(), replay=False)
         for subscriber in subscribers:
             bus.subscribe(subscriber, replay=False)
+        # A run this service has just created starts with the workspace create made (its refs are
+        # the ones create wrote); any other run opens its workspace from the repository.
+        fresh = self._created.pop(run_id, None) if not resume and follow_up is None else None
         engine = RunEngine(
             store=self.store,
             settings=self.settings,
@@ -252,7 +275,8 @@ class RunService:
             cancel=cancel,
             readiness=self.readiness,
             masker=self.masker,
-            workspace=one_node,
+            workspace=one_node or fresh,
+            fresh_workspace=fresh is not None and one_node is None,
         )
         if resume or one_node is not None:
             # The interrupted step starts again from the last commit; partial edits are kept aside

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from orchestrator.limits.ledger import BudgetLedger, Budgets, LedgerConnection
-from orchestrator.store.postgres_backend import to_pyformat
+from orchestrator.store.placeholders import to_pyformat
 
 LEDGER_LOCK_KEY = 0x6F72636862756467  # "orchbudg": apart from the store's and the slots' keys
 CONNECT_TIMEOUT_S = 10

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 from orchestrator.errors import StoreError, StoreProblem, UsageError
 from orchestrator.store.backend import Backend, Connection
 from orchestrator.store.listen import CHANNEL, ChangeListener
+from orchestrator.store.placeholders import to_pyformat as to_pyformat
 
 try:
     import psycopg
@@ -73,19 +74,6 @@ def _row_factory(cursor: Any) -> Any:
         return Row(values, index)
 
     return make
-
-
-_TOKENS = re.compile(r"'(?:[^']|'')*'|\?|%")
-
-
-def to_pyformat(statement: str) -> str:
-    """`?` placeholders as psycopg's `%s` (and a literal `%` doubled), leaving string literals alone."""
-
-    def swap(match: re.Match[str]) -> str:
-        token = match.group(0)
-        return {"?": "%s", "%": "%%"}.get(token, token)
-
-    return _TOKENS.sub(swap, statement)
 
 
 _DDL = (

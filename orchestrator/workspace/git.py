@@ -215,13 +215,19 @@ class Git:
                 timeout_s=self.timeout_s,
             )
             keys = {line.split(" ", 1)[0].lower() for line in probe.stdout.splitlines() if line.strip()}
-            identity: list[str] = []
-            if "user.name" not in keys:
-                identity += ["-c", f"user.name={FALLBACK_NAME}"]
-            if "user.email" not in keys:
-                identity += ["-c", f"user.email={FALLBACK_EMAIL}"]
-            self._identity = tuple(identity)
+            self.note_identity(keys)
+        assert self._identity is not None
         return self._identity
+
+    def note_identity(self, configured: set[str]) -> None:
+        """Which of user.name and user.email (lower-case keys) the user's config sets, when read by a
+        command of the caller's (run_repo.copied_config): identity_args then needs no probe."""
+        identity: list[str] = []
+        if "user.name" not in configured:
+            identity += ["-c", f"user.name={FALLBACK_NAME}"]
+        if "user.email" not in configured:
+            identity += ["-c", f"user.email={FALLBACK_EMAIL}"]
+        self._identity = tuple(identity)
 
 
 def _is_lock_collision(result: CommandResult) -> bool:

@@ -30,9 +30,13 @@ import stat
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from orchestrator.errors import GitError
 from orchestrator.workspace.git import Git
+
+if TYPE_CHECKING:
+    from orchestrator.workspace.run_locate import RepoLocation
 
 CONFIG_COPY = "run-repo.gitconfig"  # in the run directory: the config we wrote, to restore it from
 
@@ -75,29 +79,62 @@ def config_text(*, object_format: str, copied: dict[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _user_settings(user: Git) -> tuple[Path, str, dict[str, str]]:
-    """The user's object store, object format, and the config values the run repository copies."""
-    common, object_format = user.out(
-        "rev-parse", "--path-format=absolute", "--git-common-dir", "--show-object-format"
-    ).splitlines()
-    local = user.run(
-        "config", "--local", "--get-regexp", r"^(user\.(name|email)|core\.hookspath)$", check=False
+def copied_config(user: Git) -> dict[str, str]:
+    """The values of the user's repository config (its own file, `--local`) the run repository takes
+    over. One `git config` for all scopes: the user's identity (any scope) is noted on `user` on the way,
+    so the identity look-up for the commands that write needs no process of its own."""
+    result = user.run(
+        "config", "--show-scope", "--get-regexp", r"^(user\.(name|email)|core\.hookspath)$", check=False
     )
     found: dict[str, str] = {}
-    for line in local.stdout.splitlines():
-        key, _, value = line.partition(" ")
+    identity: set[str] = set()
+    for line in result.stdout.splitlines():
+        scope, _, entry = line.partition("\t")
+        key, _, value = entry.partition(" ")
+        if scope == "command":  # our own `-c core.hooksPath=/dev/null`, not the user's
+            continue
+        if key.lower() in ("user.name", "user.email"):
+            identity.add(key.lower())
+        if scope != "local":
+            continue
         for wanted in _COPIED_KEYS:
             if key.lower() == wanted.lower():
                 found[wanted] = value
+    user.note_identity(identity)
+    return found
+
+
+def _user_settings(
+    user: Git, location: RepoLocation | None, copied: dict[str, str] | None
+) -> tuple[Path, str, dict[str, str]]:
+    """The user's object store, object format, and the config values the run repository copies (each
+    read unless the caller has it)."""
+    if location is not None:
+        common, object_format = str(location.common_dir), location.object_format
+    else:
+        common, object_format = user.out(
+            "rev-parse", "--path-format=absolute", "--git-common-dir", "--show-object-format"
+        ).splitlines()
+    found = dict(copied_config(user) if copied is None else copied)
     if "core.hooksPath" not in found:
         # The user's own hooks folder, so that the project's hooks keep running for agents' commits.
         found["core.hooksPath"] = str(Path(common) / "hooks")
     return Path(common), object_format, found
 
 
-def create_run_repo(user: Git, path: Path, *, branch: str, start: str, config_copy: Path) -> Git:
-    """A new run repository at `path` on `branch` at commit `start` (a commit of the user's), checked out."""
-    common, object_format, copied = _user_settings(user)
+def create_run_repo(
+    user: Git,
+    path: Path,
+    *,
+    branch: str,
+    start: str,
+    config_copy: Path,
+    location: RepoLocation | None = None,
+    copied: dict[str, str] | None = None,
+) -> Git:
+    """A new run repository at `path` on `branch` at commit `start` (a commit of the user's), checked
+    out. `location` (of the user's repository) and `copied` (copied_config's): when the caller has them."""
+    common, object_format, copied = _user_settings(user, location, copied)
     path.mkdir(parents=True, exist_ok=True)
     git_dir = path / ".git"
     init = user.at(path)
@@ -120,8 +157,9 @@ def create_run_repo(user: Git, path: Path, *, branch: str, start: str, config_co
     config_copy.parent.mkdir(parents=True, exist_ok=True)
     config_copy.write_text(text)
     git = run_repo_git(user, path)
-    git.run("update-ref", "-m", "orchestrator: run start", f"refs/heads/{branch}", start)
-    git.run("reset", "-q", "--hard", start)
+    # HEAD names the unborn branch: the reset creates it at `start` (its reflog says why) and checks
+    # it out, in one process.
+    git.run("reset", "-q", "--hard", start, env={"GIT_REFLOG_ACTION": "orchestrator: run start"})
     return git
 
 

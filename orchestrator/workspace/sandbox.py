@@ -21,10 +21,11 @@ Building the argv is pure (`bwrap_argv`); only `probe_bwrap` runs a process.
 
 from __future__ import annotations
 
-import functools
 import os
 import shutil
+import threading
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -230,9 +231,41 @@ def _findable(program: str, env: Mapping[str, str]) -> bool:
     return shutil.which(program, path=env.get("PATH", os.defpath)) is not None
 
 
-@functools.cache
+# executable -> its probe's answer, once per process; a Future so that a probe started ahead of time
+# (probe_in_background) is waited for, not run twice.
+_probes: dict[str, Future[str | None]] = {}
+_probes_lock = threading.Lock()
+
+
 def probe_bwrap(executable: str) -> str | None:
     """None when `executable` can make a sandbox here, else why not (its own words)."""
+    with _probes_lock:
+        probe = _probes.get(executable)
+        mine = probe is None
+        if probe is None:
+            probe = _probes[executable] = Future()
+    if mine:
+        try:
+            answer = _probe(executable)
+        except BaseException as exc:  # ^C meanwhile: whoever waits for this probe gets it too
+            probe.set_exception(exc)
+            raise
+        probe.set_result(answer)
+    return probe.result()
+
+
+def probe_in_background(setting: SandboxSetting, env: Mapping[str, str]) -> None:
+    """Start the probe resolve_sandbox will need, in a thread, so that its process (some 20 ms) runs
+    while the run is being prepared rather than on the way to the first CLI. The thread is not a
+    daemon: at exit the interpreter waits for it, so its process never outlives the orchestrator."""
+    if setting == "off":
+        return
+    executable = shutil.which("bwrap", path=env.get("PATH", os.defpath))
+    if executable is not None and executable not in _probes:
+        threading.Thread(target=probe_bwrap, args=(executable,), name="bwrap-probe").start()
+
+
+def _probe(executable: str) -> str | None:
     try:
         result = run_command(
             bwrap_argv(["true"], bwrap=executable, writable=(), cwd=Path("/")),

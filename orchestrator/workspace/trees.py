@@ -25,11 +25,12 @@ def index_path(git: Git) -> Path:
     return git.path / git.out("rev-parse", "--git-path", "index")
 
 
-def work_tree_tree(git: Git, tmp_dir: Path) -> str:
-    """The tree id of everything in the work tree at `git.path` that `git add -A` would take."""
+def work_tree_tree(git: Git, tmp_dir: Path, *, index: Path | None = None) -> str:
+    """The tree id of everything in the work tree at `git.path` that `git add -A` would take.
+    `index`: that work tree's index file, when the caller knows it (else git is asked)."""
     tmp_dir.mkdir(parents=True, exist_ok=True)
     temp_index = tmp_dir / f"index-{uuid.uuid4().hex}"
-    source = index_path(git)
+    source = index if index is not None else index_path(git)
     if source.is_file():
         # copy2 keeps the index's mtime, which git compares file mtimes against to catch a file changed
         # in the same second the index was written ("racily clean"); a fresh mtime would hide it.
