@@ -145,6 +145,12 @@ class Actions:
                 hint=f"resume it: orchestrator runs resume {run.id}",
             )
         request_id = self.store.request_control(run.id, "cancel", {"source": "the dashboard"})
+        if self.store.is_cluster_run(run.id) and self.service.settings.cluster.enabled:
+            # The worker's ControlWatch obeys the request once the run's step runs; the workflow's
+            # cancel also reaches a step still waiting for a worker or a slot (cluster/workflow.py).
+            from orchestrator.cluster.submit import cancel_workflow
+
+            cancel_workflow(self.service.settings, run.id)
         return {"run_id": run.id, "request_id": request_id}
 
     def merge_preview(self, run_id: str, into: str | None) -> dict[str, Any]:
