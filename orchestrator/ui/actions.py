@@ -90,14 +90,36 @@ class Actions:
         run = self.store.get_run(run_id)
         if run.status == "running":  # what `orchestrator runs resume` says
             raise UsageError(f"run {run.id} is still running", hint="wait for it, or stop its process first")
-        self._execute(run.id, resume=True)
+        if self.store.is_cluster_run(run.id):
+            self._resubmit(run.id)
+        else:
+            self._execute(run.id, resume=True)
         return {"run_id": run.id, "resumed": True}
+
+    def _resubmit(self, run_id: str) -> None:
+        """A cluster run goes on on the cluster's workers, as `runs resume` resubmits it (the page
+        follows its events from the shared store, like any run's)."""
+        settings = self.service.settings
+        if not settings.cluster.enabled:
+            raise UsageError(
+                f"run {run_id} runs on the cluster, and this dashboard has no cluster configured",
+                hint="start the dashboard with the cluster's configuration (`cluster: {temporal: ...}`)",
+            )
+        from orchestrator.cluster.submit import submit
+
+        submit(settings, self.store, self.store.get_run(run_id), self.service.env, resume=True)
 
     def follow_up(self, run_id: str, body: Mapping[str, Any]) -> dict[str, Any]:
         text = _text(body, "text")
         if not text:
             raise UsageError("a follow-up needs some text", hint="say what the agents should do next")
         run = self.store.get_run(run_id)
+        if self.store.is_cluster_run(run.id):
+            # Its follow-up would be run by this process, not by the cluster (the shell says the same).
+            raise UsageError(
+                f"run {run.id} runs on the cluster, where follow-ups are not supported yet",
+                hint="start a new run with your message",
+            )
         request_id = self.store.request_control(
             run.id, "follow_up", {"text": text, "source": "the dashboard"}
         )
