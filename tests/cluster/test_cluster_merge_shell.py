@@ -7,6 +7,8 @@ from __future__ import annotations
 import io
 import json
 import os
+import signal
+import threading
 import time
 from pathlib import Path
 
@@ -17,7 +19,12 @@ from orchestrator.cli.shell.session import ShellSession
 from orchestrator.config import load_settings
 from orchestrator.engine.service import RunService
 from orchestrator.store import Store
-from orchestrator.testing.cluster import newest_run_id, wait_for_run, wait_for_step
+from orchestrator.testing.cluster import (
+    newest_run_id,
+    processes_running,
+    wait_for_run,
+    wait_for_step,
+)
 from tests.cluster.conftest import APPROVE, Cluster
 from tests.cluster.test_cluster_dashboard import serve
 from tests.cluster.test_cluster_runs import step_attempts
@@ -117,6 +124,36 @@ def test_the_shell_submits_to_the_cluster(cluster: Cluster) -> None:
         session.handle(Command("/merge"))
         assert "merged orchestrator/" in out.getvalue(), out.getvalue()
         assert (cluster.repo / "app.py").read_text() == "def greet():\n    return 'Hello'\n"
+    finally:
+        session.service.close()
+
+
+def test_ctrl_c_in_the_shell_cancels_the_cluster_run_on_its_worker(cluster: Cluster) -> None:
+    cluster.use_scenario([{"hang": 600}, {"text": "done"}, {"text": APPROVE}])
+    cluster.worker("w1")
+    out = io.StringIO()
+    session = shell_session(cluster, out)
+
+    def press_ctrl_c() -> None:
+        # Once the step's agent runs on the worker: Ctrl-C, as the terminal sends it to the shell.
+        run_id = newest_run_id(cluster.database)
+        wait_for_step(cluster.database, run_id, {"running"})
+        deadline = time.monotonic() + 30
+        while not processes_running("orchestrator.adapters.fake_agent") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    pressing = threading.Thread(target=press_ctrl_c, daemon=True)
+    pressing.start()
+    try:
+        session.handle(Message("make greet() return Hello"))
+        pressing.join(30)
+        run_id = session.run_id
+        assert run_id is not None, out.getvalue()
+        assert "cancelling the current step" in out.getvalue()
+        assert wait_for_run(cluster.database, run_id, timeout_s=30).status == "cancelled"
+        assert processes_running("orchestrator.adapters.fake_agent") == []
+        assert f"orchestrator runs resume {run_id}` goes on with it on the cluster" in out.getvalue()
     finally:
         session.service.close()
 

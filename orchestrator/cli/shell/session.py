@@ -155,8 +155,14 @@ class ShellSession:
         for line in self._group_lines(report):
             self.say(line)
         view.line(format_summary(report), "bold")
-        if cancelled or report.status in ("cancelled", "interrupted"):
-            self.say("your next message follows up on this run and branch; /new starts a fresh run")
+        if (cancelled or report.status in ("cancelled", "interrupted")) and self.run_id is not None:
+            if self.service.store.is_cluster_run(self.run_id):
+                self.say(
+                    f"`orchestrator runs resume {self.run_id}` goes on with it on the cluster; "
+                    "/new starts a fresh run"
+                )
+            else:
+                self.say("your next message follows up on this run and branch; /new starts a fresh run")
 
     def _send_to_cluster(
         self,
