@@ -72,9 +72,15 @@ class Actions:
             budget_usd=_number(body, "budget_usd", float),
             max_iterations=_number(body, "max_iterations", int),
             agent_overrides=overrides,
+            cluster=self.service.settings.cluster.enabled,
         )
+        if spec.cluster:
+            self._check_cluster()
         record = self.service.create(spec)
-        self._execute(record.id)
+        if spec.cluster:
+            self._submit(record.id)
+        else:
+            self._execute(record.id)
         command = run_command_line(
             task,
             repo=str(repo),
@@ -96,18 +102,35 @@ class Actions:
             self._execute(run.id, resume=True)
         return {"run_id": run.id, "resumed": True}
 
-    def _resubmit(self, run_id: str) -> None:
-        """A cluster run goes on on the cluster's workers, as `runs resume` resubmits it (the page
-        follows its events from the shared store, like any run's)."""
+    # --- on the cluster (cluster.temporal is configured): the workers run it, the page follows it from
+    # the shared store like any run; nothing of it runs in this process, so stopping the dashboard
+    # leaves it going.
+
+    def _check_cluster(self, run_id: str | None = None) -> None:
         settings = self.service.settings
-        if not settings.cluster.enabled:
+        if run_id is not None and not settings.cluster.enabled:
             raise UsageError(
                 f"run {run_id} runs on the cluster, and this dashboard has no cluster configured",
                 hint="start the dashboard with the cluster's configuration (`cluster: {temporal: ...}`)",
             )
+        from orchestrator.cli.cluster_cmd import check_cluster_run
+
+        check_cluster_run(settings)
+
+    def _submit(self, run_id: str) -> None:
+        """A new run to the cluster, as `run --cluster` hands it over."""
         from orchestrator.cluster.submit import submit
 
-        submit(settings, self.store, self.store.get_run(run_id), self.service.env, resume=True)
+        # The run's repository is the workers' (cli/cluster_cmd.py says why this copy goes).
+        self.service.workspace(run_id).remove_worktree()
+        submit(self.service.settings, self.store, self.store.get_run(run_id), self.service.env)
+
+    def _resubmit(self, run_id: str) -> None:
+        """A cluster run goes on on the cluster's workers, as `runs resume` resubmits it."""
+        from orchestrator.cluster.submit import submit
+
+        self._check_cluster(run_id)
+        submit(self.service.settings, self.store, self.store.get_run(run_id), self.service.env, resume=True)
 
     def follow_up(self, run_id: str, body: Mapping[str, Any]) -> dict[str, Any]:
         text = _text(body, "text")

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import BrowserContext, expect
 
+from orchestrator.store import Store
 from orchestrator.testing.cluster import (
     OrchestratorProcess,
     cluster_env,
@@ -22,6 +23,7 @@ from orchestrator.testing.cluster import (
     wait_for_step,
 )
 from tests.cluster.conftest import APPROVE, Cluster
+from tests.cluster.test_cluster_runs import step_attempts
 from tests.ui.browser import Console, chromium
 from tests.ui.conftest import TOKEN, Server
 
@@ -182,3 +184,27 @@ def test_cancel_from_the_dashboard_reaches_a_step_still_waiting_for_a_slot(clust
     assert status == 202, body
     assert holding.join(120).exit_code == 130, holding.output
     assert wait_for_run(cluster.database, first, timeout_s=30).status == "cancelled"
+
+
+def test_a_run_started_from_the_dashboard_runs_on_the_cluster(cluster: Cluster) -> None:
+    # The implement step hangs a while: the dashboard is stopped meanwhile, and the run goes on.
+    cluster.use_scenario([FIXED, {"hang": 3}, {"text": "done"}, {"text": APPROVE}])
+    cluster.worker("w1")
+    server = serve(cluster)
+    status, body, _ = server.request("POST", "/api/runs", {"task": "make greet() return Hello"})
+    assert status == 202, body
+    run_id = body["run_id"]
+    wait_for_step(cluster.database, run_id, {"running"})
+    stopped = server.process.stop()  # type: ignore[attr-defined]
+    assert stopped is not None and stopped.exit_code == 130
+    record = wait_for_run(cluster.database, run_id, timeout_s=120)
+    assert record.status == "approved"
+    with Store(cluster.database) as store:
+        assert store.is_cluster_run(run_id)
+        assert [(s.step_id, s.status) for s in store.steps(run_id)] == [
+            ("i1-s1-implement", "succeeded"),
+            ("i1-s2-review", "succeeded"),
+        ]
+    # Both steps ran on the worker, none in the dashboard's process; the branch is in the repository.
+    assert [w for w, _ in step_attempts(cluster.temporal.address, run_id)] == ["w1", "w1"]
+    assert cluster.cli_git("show", f"orchestrator/{run_id}:app.py") == FIXED["write_file"]["content"]
