@@ -5,6 +5,7 @@ a state home of its own) pointed at the same PostgreSQL store; the JSON API and 
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -41,6 +42,33 @@ def serve(cluster: Cluster) -> Server:
     cluster.processes.append(process)
     line = process.wait_for("Dashboard: http://", 60)
     return Server(process, line.split("Dashboard: ", 1)[1].strip())  # type: ignore[arg-type]
+
+
+def our_fake_agents() -> list[int]:
+    """The fake agents running below this test process (other tests on the machine run theirs)."""
+
+    def parent(pid: int) -> int:
+        try:
+            return int(Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[-1].split()[1])
+        except (OSError, ValueError, IndexError):
+            return 0
+
+    mine = []
+    for pid in processes_running("orchestrator.adapters.fake_agent"):
+        ancestor = parent(pid)
+        while ancestor > 1 and ancestor != os.getpid():
+            ancestor = parent(ancestor)
+        if ancestor == os.getpid():
+            mine.append(pid)
+    return mine
+
+
+def wait_for_fake_agents(running: bool, timeout_s: float = 30) -> list[int]:
+    """Our fake agents once some run (`running`) or once none is left, or as they are at the deadline."""
+    deadline = time.monotonic() + timeout_s
+    while bool(our_fake_agents()) != running and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return our_fake_agents()
 
 
 def workflow_status(address: str, run_id: str) -> str:
@@ -128,10 +156,7 @@ def test_cancel_from_the_dashboard_ends_the_cluster_run_on_its_worker(
     run = cluster.submit()
     run_id = newest_run_id(cluster.database)
     wait_for_step(cluster.database, run_id, {"running"})
-    deadline = time.monotonic() + 30
-    while not processes_running("orchestrator.adapters.fake_agent") and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert processes_running("orchestrator.adapters.fake_agent")
+    assert wait_for_fake_agents(running=True)
     server = serve(cluster)
     page = browser.new_page()
     page.goto(server.login_url)
@@ -142,10 +167,7 @@ def test_cancel_from_the_dashboard_ends_the_cluster_run_on_its_worker(
     expect(page.locator("#run-status .status")).to_have_text("cancelled", timeout=90_000)
     assert wait_for_run(cluster.database, run_id, timeout_s=30).status == "cancelled"
     # The step's whole process tree on the worker ended; the workflow ended too (cancelled).
-    deadline = time.monotonic() + 30
-    while processes_running("orchestrator.adapters.fake_agent") and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert processes_running("orchestrator.adapters.fake_agent") == []
+    assert wait_for_fake_agents(running=False) == []
     # The workflow is closed: cancelled, or completed when the worker's ControlWatch (the store's
     # request) ended the step before the workflow's cancel reached it.
     assert wait_for_workflow(cluster.temporal.address, run_id) in ("CANCELED", "COMPLETED")

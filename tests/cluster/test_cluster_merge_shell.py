@@ -21,12 +21,11 @@ from orchestrator.engine.service import RunService
 from orchestrator.store import Store
 from orchestrator.testing.cluster import (
     newest_run_id,
-    processes_running,
     wait_for_run,
     wait_for_step,
 )
 from tests.cluster.conftest import APPROVE, Cluster
-from tests.cluster.test_cluster_dashboard import serve
+from tests.cluster.test_cluster_dashboard import serve, wait_for_fake_agents
 from tests.cluster.test_cluster_runs import step_attempts
 
 pytestmark = pytest.mark.slow
@@ -138,9 +137,7 @@ def test_ctrl_c_in_the_shell_cancels_the_cluster_run_on_its_worker(cluster: Clus
         # Once the step's agent runs on the worker: Ctrl-C, as the terminal sends it to the shell.
         run_id = newest_run_id(cluster.database)
         wait_for_step(cluster.database, run_id, {"running"})
-        deadline = time.monotonic() + 30
-        while not processes_running("orchestrator.adapters.fake_agent") and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_for_fake_agents(running=True)
         os.kill(os.getpid(), signal.SIGINT)
 
     pressing = threading.Thread(target=press_ctrl_c, daemon=True)
@@ -152,7 +149,7 @@ def test_ctrl_c_in_the_shell_cancels_the_cluster_run_on_its_worker(cluster: Clus
         assert run_id is not None, out.getvalue()
         assert "cancelling the current step" in out.getvalue()
         assert wait_for_run(cluster.database, run_id, timeout_s=30).status == "cancelled"
-        assert processes_running("orchestrator.adapters.fake_agent") == []
+        assert wait_for_fake_agents(running=False) == []
         assert f"orchestrator runs resume {run_id}` goes on with it on the cluster" in out.getvalue()
     finally:
         session.service.close()
