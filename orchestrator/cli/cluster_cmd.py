@@ -33,8 +33,10 @@ def run_on_cluster(
     subscribers: Sequence[Callable[[RunEvent], None]],
     *,
     resume: bool = False,
+    runner: Callable[[Callable[[threading.Event], RunReport]], tuple[RunReport, bool]] = run_cancellable,
 ) -> tuple[RunReport, bool]:
-    """Submits (or resubmits) `record` and follows it to its end: (report, interrupted)."""
+    """Submits (or resubmits) `record` and follows it to its end: (report, interrupted). `runner` waits
+    for the following (the shell passes its own, which returns to the prompt on Ctrl-C)."""
     from orchestrator.cluster import submit
 
     settings = service.settings
@@ -58,7 +60,7 @@ def run_on_cluster(
         submit.fetch_back(record, service.env)
         return build_report(store, record.id)
 
-    return run_cancellable(follow)
+    return runner(follow)
 
 
 def check_cluster_run(settings: Settings) -> None:

@@ -72,9 +72,15 @@ class Actions:
             budget_usd=_number(body, "budget_usd", float),
             max_iterations=_number(body, "max_iterations", int),
             agent_overrides=overrides,
+            cluster=self.service.settings.cluster.enabled,
         )
+        if spec.cluster:
+            self._check_cluster()
         record = self.service.create(spec)
-        self._execute(record.id)
+        if spec.cluster:
+            self._submit(record.id)
+        else:
+            self._execute(record.id)
         command = run_command_line(
             task,
             repo=str(repo),
@@ -90,14 +96,53 @@ class Actions:
         run = self.store.get_run(run_id)
         if run.status == "running":  # what `orchestrator runs resume` says
             raise UsageError(f"run {run.id} is still running", hint="wait for it, or stop its process first")
-        self._execute(run.id, resume=True)
+        if self.store.is_cluster_run(run.id):
+            self._resubmit(run.id)
+        else:
+            self._execute(run.id, resume=True)
         return {"run_id": run.id, "resumed": True}
+
+    # --- on the cluster (cluster.temporal is configured): the workers run it, the page follows it from
+    # the shared store like any run; nothing of it runs in this process, so stopping the dashboard
+    # leaves it going.
+
+    def _check_cluster(self, run_id: str | None = None) -> None:
+        settings = self.service.settings
+        if run_id is not None and not settings.cluster.enabled:
+            raise UsageError(
+                f"run {run_id} runs on the cluster, and this dashboard has no cluster configured",
+                hint="start the dashboard with the cluster's configuration (`cluster: {temporal: ...}`)",
+            )
+        from orchestrator.cli.cluster_cmd import check_cluster_run
+
+        check_cluster_run(settings)
+
+    def _submit(self, run_id: str) -> None:
+        """A new run to the cluster, as `run --cluster` hands it over."""
+        from orchestrator.cluster.submit import submit
+
+        # The run's repository is the workers' (cli/cluster_cmd.py says why this copy goes).
+        self.service.workspace(run_id).remove_worktree()
+        submit(self.service.settings, self.store, self.store.get_run(run_id), self.service.env)
+
+    def _resubmit(self, run_id: str) -> None:
+        """A cluster run goes on on the cluster's workers, as `runs resume` resubmits it."""
+        from orchestrator.cluster.submit import submit
+
+        self._check_cluster(run_id)
+        submit(self.service.settings, self.store, self.store.get_run(run_id), self.service.env, resume=True)
 
     def follow_up(self, run_id: str, body: Mapping[str, Any]) -> dict[str, Any]:
         text = _text(body, "text")
         if not text:
             raise UsageError("a follow-up needs some text", hint="say what the agents should do next")
         run = self.store.get_run(run_id)
+        if self.store.is_cluster_run(run.id):
+            # Its follow-up would be run by this process, not by the cluster (the shell says the same).
+            raise UsageError(
+                f"run {run.id} runs on the cluster, where follow-ups are not supported yet",
+                hint="start a new run with your message",
+            )
         request_id = self.store.request_control(
             run.id, "follow_up", {"text": text, "source": "the dashboard"}
         )
@@ -145,6 +190,12 @@ class Actions:
                 hint=f"resume it: orchestrator runs resume {run.id}",
             )
         request_id = self.store.request_control(run.id, "cancel", {"source": "the dashboard"})
+        if self.store.is_cluster_run(run.id) and self.service.settings.cluster.enabled:
+            # The worker's ControlWatch obeys the request once the run's step runs; the workflow's
+            # cancel also reaches a step still waiting for a worker or a slot (cluster/workflow.py).
+            from orchestrator.cluster.submit import cancel_workflow
+
+            cancel_workflow(self.service.settings, run.id)
         return {"run_id": run.id, "request_id": request_id}
 
     def merge_preview(self, run_id: str, into: str | None) -> dict[str, Any]:

@@ -108,8 +108,16 @@ class ShellSession:
     # --- messages: a new run, or a follow-up on the current one -------------------------------------
 
     def send(self, text: str) -> None:
-        view = ProgressView(self.out, plain=self.plain)
         run_id = self.run_id
+        on_cluster = self.service.settings.cluster.enabled
+        if run_id is not None and self.service.store.is_cluster_run(run_id):
+            # A follow-up's iteration is kept on the machine that runs it (engine/resume.py), and a
+            # cluster run's next step may run on another worker: not on the cluster yet.
+            raise UsageError(
+                f"run {run_id} runs on the cluster, where follow-ups are not supported yet",
+                hint="/new starts a fresh run with your message (on the cluster)",
+            )
+        view = ProgressView(self.out, plain=self.plain)
         started: dict[str, str] = {}
 
         def work(cancel: threading.Event) -> RunReport:
@@ -136,7 +144,10 @@ class ShellSession:
 
         view.start()
         try:
-            report, cancelled = self.runner(work, interrupted)
+            if run_id is None and on_cluster:
+                report, cancelled = self._send_to_cluster(text, view, started, interrupted)
+            else:
+                report, cancelled = self.runner(work, interrupted)
         finally:
             view.stop()
             if run_id is None and "id" in started:
@@ -144,8 +155,41 @@ class ShellSession:
         for line in self._group_lines(report):
             self.say(line)
         view.line(format_summary(report), "bold")
-        if cancelled or report.status in ("cancelled", "interrupted"):
-            self.say("your next message follows up on this run and branch; /new starts a fresh run")
+        if (cancelled or report.status in ("cancelled", "interrupted")) and self.run_id is not None:
+            if self.service.store.is_cluster_run(self.run_id):
+                self.say(
+                    f"`orchestrator runs resume {self.run_id}` goes on with it on the cluster; "
+                    "/new starts a fresh run"
+                )
+            else:
+                self.say("your next message follows up on this run and branch; /new starts a fresh run")
+
+    def _send_to_cluster(
+        self,
+        text: str,
+        view: ProgressView,
+        started: dict[str, str],
+        interrupted: Callable[[bool], None],
+    ) -> tuple[RunReport, bool]:
+        """A new run submitted to the cluster (cluster.temporal is configured), as `run` does; Ctrl-C
+        cancels it on its worker and comes back to the prompt."""
+        from orchestrator.cli.cluster_cmd import check_cluster_run, run_on_cluster
+
+        check_cluster_run(self.service.settings)
+        record = self.service.create(
+            RunSpec(
+                task=text,
+                cwd=self.cwd,
+                repo=self.repo,
+                workflow=self.workflow_spec,
+                agent_overrides=self._override_list(),
+                cluster=True,
+            )
+        )
+        started["id"] = record.id
+        return run_on_cluster(
+            self.service, record, [view.event], runner=lambda work: self.runner(work, interrupted)
+        )
 
     # --- commands ----------------------------------------------------------------------------------
 
