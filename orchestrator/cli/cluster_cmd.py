@@ -20,7 +20,8 @@ from orchestrator.cli.worker import run_cancellable
 from orchestrator.config import Settings
 from orchestrator.engine.report import RunReport, build_report
 from orchestrator.engine.service import RunService
-from orchestrator.events import RunEvent
+from orchestrator.engine.workflow import Workflow
+from orchestrator.events import Notice, RunEvent
 from orchestrator.store import RunRecord
 
 if TYPE_CHECKING:
@@ -38,6 +39,7 @@ def run_on_cluster(
     """Submits (or resubmits) `record` and follows it to its end: (report, interrupted). `runner` waits
     for the following (the shell passes its own, which returns to the prompt on Ctrl-C)."""
     from orchestrator.cluster import submit
+    from orchestrator.cluster.watch import check_queues
 
     settings = service.settings
     store = service.store
@@ -46,6 +48,11 @@ def run_on_cluster(
         # The run's repository is the workers' (made from their mirrors); this machine's copy, made
         # when the run was created, would only go stale: `runs diff` and the rest read the run's tip.
         service.workspace(record.id).remove_worktree()
+    # This machine's CLIs do not matter (the workers check theirs): does any worker serve this run?
+    missing = check_queues(settings, Workflow.model_validate(record.workflow).agents or ("fake",))
+    if missing is not None:
+        for subscriber in subscribers:
+            subscriber(Notice(run_id=record.id, level="warning", text=missing))
     submit.submit(settings, store, record, service.env, resume=resume)
 
     def follow(cancel: threading.Event) -> RunReport:
@@ -56,6 +63,7 @@ def run_on_cluster(
             after_seq=after,
             cancel=cancel,
             on_cancel=lambda: submit.request_cancel(settings, store, record.id, "run --cluster (Ctrl-C)"),
+            settings=settings,
         )
         submit.fetch_back(record, service.env)
         return build_report(store, record.id)
@@ -63,13 +71,16 @@ def run_on_cluster(
     return runner(follow)
 
 
-def check_cluster_run(settings: Settings) -> None:
-    """`run --cluster` needs the cluster's configuration and a reachable Temporal (exit 2 otherwise)."""
+def check_cluster_run(settings: Settings) -> tuple[str, ...]:
+    """`run --cluster` needs the cluster's configuration and a reachable Temporal (exit 2 otherwise).
+    Returns the CLIs its workers serve now (RunSpec.cluster_agents)."""
     from orchestrator.cluster.submit import check_reachable
+    from orchestrator.cluster.watch import served_agents
     from orchestrator.cluster.worker import check_cluster
 
     check_cluster(settings, os.environ)
     check_reachable(settings)
+    return served_agents(settings)
 
 
 @click.command("worker")

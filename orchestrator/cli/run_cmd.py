@@ -202,10 +202,12 @@ def run(
     location = locate_repo(repo or cwd, environ=os.environ)
     loaded = settings_for(config_path, repo or cwd, location=location)
     on_cluster = on_cluster or loaded.settings.cluster.enabled
+    cluster_agents: tuple[str, ...] = ()
     if on_cluster:
         from orchestrator.cli.cluster_cmd import check_cluster_run
 
-        check_cluster_run(loaded.settings)  # before anything is created: exit 2 when unreachable
+        # Before anything is created: exit 2 when unreachable.
+        cluster_agents = check_cluster_run(loaded.settings)
     service = RunService(settings=loaded.settings, env=os.environ)
     spec = RunSpec(
         task=task,
@@ -221,6 +223,7 @@ def run(
         config_path=config_path,
         base_gates=False if no_base_gates else None,
         cluster=on_cluster,
+        cluster_agents=cluster_agents,
     )
     try:
         if push_remote:

@@ -141,6 +141,20 @@ def discard_run(service: RunService, run: RunRecord) -> str:
     return kept
 
 
+def settle_cluster_run(service: RunService, run: RunRecord) -> RunRecord:
+    """A cluster run the store says is running, while no submitter follows it: when its workflow is
+    gone (terminated, lost), it is ended as failed here (cluster/watch.py), so that `runs show` tells
+    the truth and `runs resume` can submit it again. `runs list` does not ask Temporal per run."""
+    if run.status != "running" or not service.settings.cluster.enabled:
+        return run
+    if not service.store.is_cluster_run(run.id):
+        return run
+    from orchestrator.cluster.watch import settle_vanished
+
+    settle_vanished(service.settings, service.store, run.id)
+    return service.store.get_run(run.id)
+
+
 @click.group("runs")
 def runs() -> None:
     """Inspect and manage runs (a run id, a unique prefix of one, or `last`)."""
@@ -174,7 +188,8 @@ def list_cmd(all_repos: bool, limit: int, config_path: Path | None, as_json: boo
 def show_cmd(run_ref: str, config_path: Path | None, as_json: bool) -> None:
     """The run's report."""
     service = _service(config_path)
-    report = build_report(service.store, find_run(service, run_ref).id)
+    run = settle_cluster_run(service, find_run(service, run_ref))
+    report = build_report(service.store, run.id)
     if as_json:
         print_json(report.model_dump(mode="json"))
     else:
@@ -249,6 +264,7 @@ def resume_cmd(run_ref: str, config_path: Path | None, as_json: bool) -> None:
             )
         service.close()
         service = _service(Path(remembered), runs_agents=True)
+    run = settle_cluster_run(service, run)
     if run.status == "running":
         raise UsageError(f"run {run.id} is still running", hint="wait for it, or stop its process first")
     renderer = ConsoleRenderer(stream=sys.stderr)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from orchestrator.cluster.messages import WORKFLOW_NAME, RunRequest
 from orchestrator.cluster.mirror import fetch_run_branch, publish_run_start
 from orchestrator.cluster.queues import agents_queue, workflow_queue
+from orchestrator.cluster.watch import CHECK_EVERY_S, WorkflowWatch, end_vanished
 from orchestrator.cluster.worker import connect
 from orchestrator.config import Settings
 from orchestrator.engine.workflow import Workflow
@@ -138,15 +139,23 @@ def follow(
     cancel: threading.Event | None = None,
     on_cancel: Callable[[], None] = lambda: None,
     poll_s: float = 0.5,
+    settings: Settings | None = None,
+    check_every_s: float = CHECK_EVERY_S,
 ) -> None:
     """Hands the run's stored events to `subscribers` in order until its RunFinished. A change in
     the store (LISTEN/NOTIFY on PostgreSQL) wakes it at once; `poll_s` is the fallback. When `cancel`
-    is set, `on_cancel` is called once and following goes on until the run has wound down."""
+    is set, `on_cancel` is called once and following goes on until the run has wound down. With
+    `settings`, Temporal is asked every `check_every_s` whether the run's workflow is still open: one
+    that closed without ending the run (terminated, lost) ends it here (watch.py), so this returns."""
     wake = threading.Event()
     listener = store.change_listener(lambda changed: wake.set() if changed == run_id else None)
     if listener is not None:
         listener.start()
-    cancelled = False
+    watch = None
+    if settings is not None:
+        watch = WorkflowWatch(settings, run_id, on_closed=wake.set, every_s=check_every_s)
+        watch.start()
+    cancelled = settled = False
     try:
         while True:
             if cancel is not None and cancel.is_set() and not cancelled:
@@ -159,8 +168,15 @@ def follow(
                     subscriber(stored.event)
                 if isinstance(stored.event, RunFinished):
                     return
+            gone = watch.gone if watch is not None else None
+            if gone is not None and not settled:
+                settled = True  # its Notice and RunFinished are read on the next round
+                end_vanished(store, run_id, gone)
+                continue
             wake.wait(poll_s)
     finally:
+        if watch is not None:
+            watch.stop()
         if listener is not None:
             listener.stop()
 

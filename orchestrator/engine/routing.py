@@ -85,12 +85,21 @@ def choose(task: str, history: Iterable[StepRecord], candidates: Sequence[str]) 
     return RoutingChoice(task=task, agent=best.agent, reason=why, records=known)
 
 
-def route_auto(workflow: Workflow, store: Store, readiness: AgentReadiness, order: Sequence[str]) -> Workflow:
-    """`workflow` with every `agent: auto` replaced by the chosen CLI, the choices in `routing`."""
+def route_auto(
+    workflow: Workflow,
+    store: Store,
+    readiness: AgentReadiness,
+    order: Sequence[str],
+    *,
+    candidates: Sequence[str] | None = None,
+) -> Workflow:
+    """`workflow` with every `agent: auto` replaced by the chosen CLI, the choices in `routing`. The
+    candidates are the ready CLIs of `order` here, unless given (a cluster run: those its workers serve)."""
     if not any(isinstance(s, Step) and s.agent == AUTO for s in workflow.steps):
         return workflow
-    readiness.probe(order)
-    candidates = [a for a in order if readiness.of(a).ready]
+    if candidates is None:
+        readiness.probe(order)
+        candidates = [a for a in order if readiness.of(a).ready]
     history = [step for run in store.list_runs(limit=HISTORY_RUNS) for step in store.steps(run.id)]
     steps = []
     choices: list[RoutingChoice] = []

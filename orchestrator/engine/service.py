@@ -64,6 +64,9 @@ class RunSpec:
     config_path: Path | None = None  # the --config file, remembered for resume
     base_gates: bool | None = None  # False: do not run the gates on the base (--no-base-gates)
     cluster: bool = False  # runs on the cluster's workers: the record keeps the URL they fetch
+    # A cluster run: the CLIs some worker serves (what `agent: auto` chooses from). This machine's
+    # CLIs do not matter then: the workers check their own (a step waits for a worker that has its CLI).
+    cluster_agents: tuple[str, ...] = ()
 
 
 class RunService:
@@ -151,9 +154,14 @@ class RunService:
         by_path = "/" in given or given.endswith((".yaml", ".yml"))
         self._check_workflow_trust(loaded, repo, chosen_by_path=by_path)
         workflow = apply_agent_overrides(loaded.workflow, spec.agent_overrides)
-        workflow = route_auto(workflow, self.store, self.readiness, self.settings.fallback_order)
+        candidates = (
+            [a for a in self.settings.fallback_order if a in spec.cluster_agents] if spec.cluster else None
+        )
+        workflow = route_auto(
+            workflow, self.store, self.readiness, self.settings.fallback_order, candidates=candidates
+        )
         # Before anything is created: a run whose required steps no agent can take would only fail.
-        blocked = self.readiness.blocked_steps(workflow)
+        blocked = [] if spec.cluster else self.readiness.blocked_steps(workflow)
         if blocked:
             raise UsageError(
                 "no agent is ready for these steps:\n  - " + "\n  - ".join(blocked),

@@ -175,7 +175,7 @@ class ShellSession:
         cancels it on its worker and comes back to the prompt."""
         from orchestrator.cli.cluster_cmd import check_cluster_run, run_on_cluster
 
-        check_cluster_run(self.service.settings)
+        cluster_agents = check_cluster_run(self.service.settings)
         record = self.service.create(
             RunSpec(
                 task=text,
@@ -184,6 +184,7 @@ class ShellSession:
                 workflow=self.workflow_spec,
                 agent_overrides=self._override_list(),
                 cluster=True,
+                cluster_agents=cluster_agents,
             )
         )
         started["id"] = record.id
