@@ -23,7 +23,7 @@ import structlog
 from orchestrator.cluster.queues import agents_queue, workflow_queue
 from orchestrator.cluster.worker import connect
 from orchestrator.config import Settings
-from orchestrator.events import Notice, RunFinished
+from orchestrator.events import RunFinished
 from orchestrator.store import Store
 
 if TYPE_CHECKING:
@@ -38,6 +38,7 @@ NOT_FOUND = "NOT_FOUND"  # no workflow with the run's id on the server
 # workflow (or only the previous, closed one) for a run that is about to be driven.
 SETTLE_AFTER_S = 15.0
 VANISHED_REASON = "cluster_error"
+STEP_MESSAGE = "the run's workflow on the cluster ended during this step"
 
 
 @dataclass(frozen=True)
@@ -80,27 +81,20 @@ async def workflow_status(client: Client, run_id: str) -> str:
 
 
 def end_vanished(store: Store, run_id: str, gone: Vanished) -> bool:
-    """Ends the run as `gone` says unless it is finished already; True when this call ended it. A run
-    finished in the store without its RunFinished (the worker's last write was fenced off) gets one."""
+    """Ends the run (and its running steps) as `gone` says unless it is finished already; True when
+    this call ended it. A run finished in the store without its RunFinished (the worker's last write
+    was fenced off) gets one, so that its followers stop."""
     store.hold_fence(run_id, store.acquire_fence(run_id))
     try:
-        run = store.get_run(run_id)
-        if run.finished:
-            if not store.events(run_id, types=("run_finished",)):
-                store.add_event(
-                    run_id,
-                    RunFinished(
-                        run_id=run_id, status=run.status, stop_reason=run.stop_reason, branch=run.branch
-                    ),
-                )
-            return False
-        store.update_run_status(run_id, gone.status, stop_reason=VANISHED_REASON)
-        store.add_event(run_id, Notice(run_id=run_id, level="error", text=gone.text))
-        store.add_event(
-            run_id,
-            RunFinished(run_id=run_id, status=gone.status, stop_reason=VANISHED_REASON, branch=run.branch),
-        )
-        return True
+        if store.end_if_running(run_id, gone.status, VANISHED_REASON, gone.text, step_message=STEP_MESSAGE):
+            return True
+        if not store.events(run_id, types=("run_finished",)):
+            run = store.get_run(run_id)
+            finished = RunFinished(
+                run_id=run_id, status=run.status, stop_reason=run.stop_reason, branch=run.branch
+            )
+            store.add_event(run_id, finished)
+        return False
     finally:
         store.release_fence(run_id)  # this process may resume the run later (the shell)
 

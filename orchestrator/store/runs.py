@@ -261,6 +261,22 @@ class RunsMixin(StoreBase):
                     marker.touch()
             return False
 
+    def end_if_running(
+        self, run_id: str, status: RunStatus, reason: str, text: str, *, step_message: str | None = None
+    ) -> bool:
+        """Ends a run that is still running, its running steps too, in one transaction: a Notice
+        saying why (`text`), then RunFinished. False when it had finished already."""
+        with self._write() as tx:
+            row = tx.execute(
+                f"SELECT branch, status FROM runs WHERE id = ?{self._backend.for_update}", (run_id,)
+            ).fetchone()
+            if row is None:
+                raise RunNotFound(f"no run {run_id!r} in {self.location}")
+            if row["status"] != "running":
+                return False
+            self._end_run(tx, run_id, row["branch"], status, reason, text, step_message=step_message)
+        return True
+
     def stop_marker(self, run_id: str, reason: str) -> Path | None:
         """The empty file a run stopped by a full disk leaves beside the store when even marking it
         failed in the store was impossible; the next open marks it failed. A file, not a folder of
@@ -284,7 +300,7 @@ class RunsMixin(StoreBase):
     ) -> None:
         now = time.time()
         self._touch_run(tx, run_id, "status = ?, stop_reason = ?, finished_at = ?", (status, reason, now))
-        step_status = "interrupted" if status == "interrupted" else "failed"
+        step_status = status if status in ("interrupted", "cancelled") else "failed"
         tx.execute(
             "UPDATE steps SET status = ?, finished_at = ?, error_kind = 'other', error_message = ?"
             " WHERE run_id = ? AND status = 'running'",

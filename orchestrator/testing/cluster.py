@@ -209,6 +209,36 @@ def processes_running(needle: str) -> list[int]:
     return found
 
 
+def processes_below(needle: str, ancestor: int | None = None) -> list[int]:
+    """`processes_running(needle)` below `ancestor` (default: this process): a test's own, while other
+    tests on the machine run theirs."""
+    root = os.getpid() if ancestor is None else ancestor
+
+    def parent(pid: int) -> int:
+        try:
+            return int(Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[-1].split()[1])
+        except (OSError, ValueError, IndexError):
+            return 0
+
+    mine = []
+    for pid in processes_running(needle):
+        up = parent(pid)
+        while up > 1 and up != root:
+            up = parent(up)
+        if up == root:
+            mine.append(pid)
+    return mine
+
+
+def wait_for_processes(needle: str, *, running: bool, timeout_s: float = 30) -> list[int]:
+    """Our processes matching `needle` once some run (`running`) or once none is left, or as they
+    are at the deadline."""
+    deadline = time.monotonic() + timeout_s
+    while bool(processes_below(needle)) != running and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return processes_below(needle)
+
+
 def start_worker(
     config: Path,
     env: Mapping[str, str],

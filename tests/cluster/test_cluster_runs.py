@@ -23,13 +23,16 @@ from orchestrator.testing.cluster import (
     OrchestratorProcess,
     cluster_env,
     newest_run_id,
-    processes_running,
+    processes_below,
+    wait_for_processes,
     wait_for_run,
     wait_for_step,
 )
 from tests.cluster.conftest import APPROVE, Cluster
 
 pytestmark = pytest.mark.slow
+
+FAKE_AGENT = "orchestrator.adapters.fake_agent"
 
 
 def report_of(output: str) -> dict[str, Any]:
@@ -145,10 +148,8 @@ def test_ctrl_c_cancels_the_cluster_run(cluster: Cluster) -> None:
     run = cluster.submit()
     run_id = newest_run_id(cluster.database)
     wait_for_step(cluster.database, run_id, {"running"})
-    deadline = time.monotonic() + 30
-    while not processes_running("orchestrator.adapters.fake_agent") and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert processes_running("orchestrator.adapters.fake_agent")
+    # Only the fake agents below this test (other tests on the machine run theirs).
+    assert wait_for_processes(FAKE_AGENT, running=True)
     cancelled_at = time.monotonic()
     run.interrupt()
     result = run.join(120)
@@ -157,7 +158,7 @@ def test_ctrl_c_cancels_the_cluster_run(cluster: Cluster) -> None:
     assert record.status == "cancelled"
     print(f"Ctrl-C to exit 130: {time.monotonic() - cancelled_at:.2f} s")
     # The step's whole process tree ended (the worker still runs).
-    assert processes_running("orchestrator.adapters.fake_agent") == []
+    assert wait_for_processes(FAKE_AGENT, running=False) == []
     with Store(cluster.database) as store:
         assert [s.status for s in store.steps(run_id)] == ["cancelled"]
 
@@ -181,12 +182,9 @@ def test_a_worker_killed_mid_step_hands_the_step_to_the_other(cluster: Cluster) 
     cluster.worker("w2")  # only now: the first attempt is w1's
     killed_at = time.monotonic()
     doomed.kill()
-    # No process of the dead worker is left on the machine (its agents ended with it).
-    deadline = time.monotonic() + 10
-    while processes_running("orchestrator.adapters.fake_agent") and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert processes_running("orchestrator.adapters.fake_agent") == []
-    assert doomed.pid is not None and not processes_running("--name w1 ")
+    # No process of the dead worker is left (its agents ended with it).
+    assert wait_for_processes(FAKE_AGENT, running=False, timeout_s=10) == []
+    assert doomed.pid is not None and not processes_below("--name w1 ")
     with Store(cluster.database) as store:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
