@@ -98,8 +98,7 @@ class StepActivities:
                 log.info("step cancelled", run_id=request.run_id, by_user=asked)
                 if not asked:
                     raise ApplicationError(
-                        f"worker {self.name} gave up run {request.run_id}'s step "
-                        f"({'shutting down' if details and details.worker_shutdown else 'heartbeats timed out'})"
+                        f"worker {self.name} gave up run {request.run_id}'s step ({_given_up_why(details)})"
                     ) from None
                 raise
         finally:
@@ -191,6 +190,14 @@ class StepActivities:
                     run_id=run_id, status=request.status, stop_reason=request.reason, branch=run.branch
                 ),
             )
+
+
+def _given_up_why(details: activity.ActivityCancellationDetails | None) -> str:
+    if details is not None and details.worker_shutdown:
+        return "shutting down"
+    if details is not None and details.not_found:
+        return "its workflow is gone: terminated or deleted"  # the submitter ends the run (watch.py)
+    return "heartbeats timed out"
 
 
 async def _wait_through_cancels(future: asyncio.Future[StepOutcome]) -> None:
