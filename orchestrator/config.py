@@ -40,13 +40,13 @@ class RetryPolicy(BaseModel):
     again after that wait: `attempts` tries in all (1: never again), a wait over `max_wait_s` is not
     waited for."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(defer_build=True, extra="forbid")
     attempts: int = Field(default=3, ge=1, le=20)
     max_wait_s: float = Field(default=120.0, ge=0)
 
 
 class AgentConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(defer_build=True, extra="forbid")
 
     command: str | None = None
     args: list[str] = Field(default_factory=list)
@@ -82,7 +82,7 @@ class ClusterConfig(BaseModel):
     names the task queues (`<prefix>.workflows`, `<prefix>.agents.<a+b>`), so that several teams can
     share one Temporal namespace."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(defer_build=True, extra="forbid")
     database: str | None = None
     temporal: str | None = None
     namespace: str = "default"
@@ -140,7 +140,7 @@ class ClusterConfig(BaseModel):
 class MachineLimits(BaseModel):
     """The config's `limits:`: `per_agent: {claude: 2}` caps a CLI on the whole machine (default 4)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(defer_build=True, extra="forbid")
 
     per_agent: dict[str, int] = Field(default_factory=dict)
 
@@ -156,7 +156,7 @@ class MachineLimits(BaseModel):
 
 
 class Settings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(defer_build=True, extra="forbid")
 
     agents: dict[str, AgentConfig] = Field(default_factory=dict)
     # Who takes a step when its agent is not ready (not installed, not authenticated, rate-limited).

@@ -21,7 +21,7 @@ ToolStatus = Literal["started", "succeeded", "failed", "refused"]
 
 
 class _Event(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(defer_build=True, frozen=True, extra="forbid")
     ts: float = Field(default_factory=time.time)
 
 
@@ -213,8 +213,8 @@ RunEvent = Annotated[
     Field(discriminator="type"),
 ]
 
-agent_event_adapter: TypeAdapter[AgentEvent] = TypeAdapter(AgentEvent)
-run_event_adapter: TypeAdapter[RunEvent] = TypeAdapter(RunEvent)
+agent_event_adapter: TypeAdapter[AgentEvent] = TypeAdapter(AgentEvent, config=ConfigDict(defer_build=True))
+run_event_adapter: TypeAdapter[RunEvent] = TypeAdapter(RunEvent, config=ConfigDict(defer_build=True))
 
 Subscriber = Callable[[RunEvent], None]
 

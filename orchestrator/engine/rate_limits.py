@@ -9,8 +9,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-import tenacity
-
 from orchestrator.adapters.runner import AgentStepResult
 from orchestrator.config import RetryPolicy
 from orchestrator.retries import RetryNote, report_retry, short
@@ -35,6 +33,10 @@ def call_with_rate_limit_retries(
 ) -> AgentStepResult:
     """`call()`, again after each rate limit that may be retried; `failed` gets each result given up
     on (so its usage is still counted). The last result is returned whatever it is."""
+    first = call()
+    if policy.attempts <= 1 or retryable_wait(first, policy) is None:
+        return first  # the usual case: tenacity is imported only when a try is to be repeated
+    import tenacity
 
     def should_retry(state: tenacity.RetryCallState) -> bool:
         if state.outcome is None or state.outcome.failed:
@@ -70,9 +72,13 @@ def call_with_rate_limit_retries(
         retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
         reraise=True,
     )
-    last: list[AgentStepResult] = []
+    last: list[AgentStepResult] = [first]
+    tries = iter([first])  # the first try, already made, is tenacity's attempt 1
 
     def attempt() -> AgentStepResult:
+        made = next(tries, None)
+        if made is not None:
+            return made
         if cancel.is_set() and last:
             return last[-1]  # cancelled while waiting: no new try
         last.append(call())

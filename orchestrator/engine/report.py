@@ -24,13 +24,13 @@ GATE_TAIL_LINES = 20
 
 
 class StepError(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(defer_build=True, frozen=True, extra="forbid")
     kind: str | None
     message: str
 
 
 class StepReport(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(defer_build=True, frozen=True, extra="forbid")
     id: str
     agent: str
     task: str
@@ -44,7 +44,7 @@ class StepReport(BaseModel):
 class BaseGateReport(BaseModel):
     """A gate's result on the base, before any agent's change (in a checkout of its own)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(defer_build=True, frozen=True, extra="forbid")
     gate_index: int
     command: str
     passed: bool | None  # None: skipped
@@ -59,7 +59,7 @@ class BaseGateReport(BaseModel):
 class GateReport(BaseModel):
     """A gate's last result in the run, beside its result on the base."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(defer_build=True, frozen=True, extra="forbid")
     command: str
     passed: bool
     exit_code: int | None
@@ -76,7 +76,7 @@ class GateReport(BaseModel):
 class SetupReport(BaseModel):
     """A `setup:` command: where it ran (the run's repository or the base checkout) and how."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(defer_build=True, frozen=True, extra="forbid")
     where: str
     command: str
     ok: bool | None  # None: nothing to run, or its tool is not installed (see note)
@@ -87,7 +87,7 @@ class SetupReport(BaseModel):
 
 
 class RunReport(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(defer_build=True, frozen=True, extra="forbid")
     run_id: str
     status: RunStatus
     stop_reason: str | None

@@ -21,7 +21,7 @@ Verdict = Literal["approve", "request_changes"]
 
 
 class Finding(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(defer_build=True, frozen=True, extra="forbid")
 
     severity: Severity = "medium"
     file: str | None = None
@@ -36,7 +36,7 @@ class Finding(BaseModel):
 
 
 class ReviewVerdict(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(defer_build=True, frozen=True, extra="forbid")
 
     verdict: Verdict
     findings: tuple[Finding, ...] = ()

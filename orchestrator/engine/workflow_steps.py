@@ -40,7 +40,7 @@ DEFAULT_QUORUM = 2
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(defer_build=True, frozen=True, extra="forbid")
 
 
 def _known_agent(value: str) -> str:

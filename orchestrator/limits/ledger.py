@@ -70,7 +70,7 @@ CREATE TABLE IF NOT EXISTS reservation (
 class Budgets(BaseModel):
     """The config's `budgets:` block (to be embedded in orchestrator/config.py's Settings)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(defer_build=True, frozen=True, extra="forbid")
 
     hour_usd: float | None = Field(default=None, gt=0)
     day_usd: float | None = Field(default=None, gt=0)

@@ -24,7 +24,7 @@ ControlStatus = Literal["pending", "taken", "done", "refused"]
 
 
 class ControlRequest(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(defer_build=True, frozen=True)
     id: int
     run_id: str
     kind: ControlKind

@@ -20,8 +20,6 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Self
 
-import tenacity
-
 from orchestrator.errors import OrchestratorError, RunNotFound, StaleFence
 from orchestrator.events import RunEvent
 from orchestrator.logs import SecretMasker
@@ -135,6 +133,19 @@ class StoreBase:
 
     def _open(self) -> None:
         self._backend.prepare()
+        try:
+            self._set_up()
+            return
+        except Exception as exc:
+            if not self._backend.is_busy(exc):
+                raise
+            seen: list[BaseException] = [exc]  # tenacity's try 1; imported only now (4 ms off a start)
+        import tenacity
+
+        def first_then_set_up() -> None:
+            if seen:
+                raise seen.pop()
+            self._set_up()
 
         def before_sleep(state: tenacity.RetryCallState) -> None:
             failure = state.outcome.exception() if state.outcome is not None else None
@@ -150,7 +161,7 @@ class StoreBase:
             before_sleep=before_sleep,
             reraise=True,
         )
-        retrying(self._set_up)
+        retrying(first_then_set_up)
 
     def _set_up(self) -> None:
         try:

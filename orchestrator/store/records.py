@@ -45,7 +45,7 @@ COMPLETED_STEP_STATUSES: frozenset[str] = frozenset({"succeeded", "skipped"})
 class TokenUsage(BaseModel):
     """Tokens and cost. `cost_usd` is None when nothing that was counted had a known price."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(defer_build=True, frozen=True, extra="forbid")
     input_tokens: int = 0
     output_tokens: int = 0
     cached_tokens: int = 0
@@ -65,7 +65,7 @@ class RunOptions(BaseModel):
     """The options a run was started with, kept so that a resume runs under the same ones."""
 
     # Options added by later versions survive a round trip through an older one.
-    model_config = ConfigDict(frozen=True, extra="allow")
+    model_config = ConfigDict(defer_build=True, frozen=True, extra="allow")
     budget_usd: float | None = None
     timeout_s: float | None = None
     max_iterations: int | None = None
@@ -77,7 +77,7 @@ class RunOptions(BaseModel):
 
 
 class RunRecord(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(defer_build=True, frozen=True)
     id: str
     repo: str
     task: str
@@ -103,7 +103,7 @@ class RunRecord(BaseModel):
 
 
 class StepRecord(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(defer_build=True, frozen=True)
     run_id: str
     step_id: str  # e.g. "i1-s2-review"
     iteration: int
@@ -125,7 +125,7 @@ class StepRecord(BaseModel):
 
 
 class StoredEvent(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(defer_build=True, frozen=True)
     run_id: str
     seq: int
     step_id: str | None

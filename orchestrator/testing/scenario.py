@@ -29,7 +29,7 @@ Times = int | Literal["always"]
 
 
 class _Turn(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(defer_build=True, frozen=True, extra="forbid")
     # How many main requests this turn answers before the next one takes over ("always": for ever,
     # e.g. an error that every retry should see).
     times: Times = 1
@@ -77,7 +77,7 @@ PlainTurn = Annotated[WriteFile | EditFile | Shell | Text | HttpError | Hang, Fi
 
 
 class PickCase(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(defer_build=True, frozen=True, extra="forbid")
     contains: str = Field(min_length=1)
     turn: PlainTurn
 
@@ -129,7 +129,7 @@ def _expand_short_form(raw: Any) -> Any:
 
 
 class Scenario(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(defer_build=True, frozen=True, extra="forbid")
     name: str = "scenario"
     turns: list[Turn] = Field(default_factory=list)
     # Tokens reported for each answer, so usage and cost are testable.
