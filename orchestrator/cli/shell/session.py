@@ -110,13 +110,7 @@ class ShellSession:
     def send(self, text: str) -> None:
         run_id = self.run_id
         on_cluster = self.service.settings.cluster.enabled
-        if run_id is not None and self.service.store.is_cluster_run(run_id):
-            # A follow-up's iteration is kept on the machine that runs it (engine/resume.py), and a
-            # cluster run's next step may run on another worker: not on the cluster yet.
-            raise UsageError(
-                f"run {run_id} runs on the cluster, where follow-ups are not supported yet",
-                hint="/new starts a fresh run with your message (on the cluster)",
-            )
+        cluster_run = run_id is not None and self.service.store.is_cluster_run(run_id)
         view = ProgressView(self.out, plain=self.plain)
         started: dict[str, str] = {}
 
@@ -144,7 +138,9 @@ class ShellSession:
 
         view.start()
         try:
-            if run_id is None and on_cluster:
+            if run_id is not None and cluster_run:
+                report, cancelled = self._follow_up_on_cluster(run_id, text, view, interrupted)
+            elif run_id is None and on_cluster:
                 report, cancelled = self._send_to_cluster(text, view, started, interrupted)
             else:
                 report, cancelled = self.runner(work, interrupted)
@@ -189,6 +185,29 @@ class ShellSession:
         started["id"] = record.id
         return run_on_cluster(
             self.service, record, [view.event], runner=lambda work: self.runner(work, interrupted)
+        )
+
+    def _follow_up_on_cluster(
+        self, run_id: str, text: str, view: ProgressView, interrupted: Callable[[bool], None]
+    ) -> tuple[RunReport, bool]:
+        """A follow-up on a cluster run: recorded in the run's event log and the run resubmitted, as
+        `runs resume` does; its steps run on the workers, this shell follows them."""
+        from orchestrator.cli.cluster_cmd import check_cluster_run, cluster_follow_up, run_on_cluster
+
+        run = self.service.store.get_run(run_id)
+        if not self.service.settings.cluster.enabled:
+            raise UsageError(
+                f"run {run_id} runs on the cluster, and this shell has no cluster configured",
+                hint="start the shell with the cluster's configuration (`cluster: {temporal: ...}`)",
+            )
+        check_cluster_run(self.service.settings)
+        follow_up = cluster_follow_up(self.service.store, run, text, source="the shell")
+        return run_on_cluster(
+            self.service,
+            run,
+            [view.event],
+            follow_up=follow_up,
+            runner=lambda work: self.runner(work, interrupted),
         )
 
     # --- commands ----------------------------------------------------------------------------------
