@@ -154,8 +154,8 @@ class ShellSession:
         if (cancelled or report.status in ("cancelled", "interrupted")) and self.run_id is not None:
             if self.service.store.is_cluster_run(self.run_id):
                 self.say(
-                    f"`orchestrator runs resume {self.run_id}` goes on with it on the cluster; "
-                    "/new starts a fresh run"
+                    f"`orchestrator runs resume {self.run_id}` goes on with it on the cluster; your next "
+                    "message follows up on this run and branch (on the cluster); /new starts a fresh run"
                 )
             else:
                 self.say("your next message follows up on this run and branch; /new starts a fresh run")
