@@ -4,10 +4,10 @@
 
 It takes turns from the scenario named by $ORCHESTRATOR_FAKE_SCENARIO (the scripted model server's
 format; a group member named by $ORCHESTRATOR_INSTANCE plays `<scenario>.<member>.yaml` when it
-exists), keeping its place in a state file beside it (and each prompt in `<scenario>.prompts.jsonl`),
-until a text turn ends the step. Without a
-scenario it edits `orchestrator-fake.txt` (edit mode) or approves (read-only). It prints one JSON object
-per line, read by orchestrator/adapters/fake.py.
+exists), keeping its place in a state file beside it (and each prompt it was given in
+`<scenario>.prompts.jsonl`), until a text turn ends the step. Without a scenario it edits
+`orchestrator-fake.txt` (edit mode) or approves (read-only). It prints one JSON object per line, read
+by orchestrator/adapters/fake.py.
 """
 
 from __future__ import annotations

@@ -139,8 +139,7 @@ class Actions:
         from orchestrator.cli.cluster_cmd import cluster_follow_up
 
         self._check_cluster(run_id)
-        follow_up = cluster_follow_up(self.store, self.store.get_run(run_id), text, source="the dashboard")
-        self.store.add_event(run_id, follow_up)
+        cluster_follow_up(self.store, run_id, text, source="the dashboard")
         self._resubmit(run_id, checked=True)
         return {"run_id": run_id, "request_id": None, "queued": False}
 

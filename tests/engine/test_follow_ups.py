@@ -7,8 +7,10 @@ import json
 import os
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pytest
 import yaml
 
 from orchestrator.config import settings_from_data
@@ -20,6 +22,7 @@ from orchestrator.engine.follow_ups import (
     stored_follow_ups,
 )
 from orchestrator.engine.service import RunService, RunSpec
+from orchestrator.errors import UsageError
 from orchestrator.events import FollowUp, Notice
 from orchestrator.store import RunOptions, Store
 from orchestrator.workspace.paths import run_paths
@@ -64,6 +67,33 @@ def test_follow_ups_round_trip_through_the_event_log_for_any_other_process(store
         assert [(f.iteration, f.max_iterations) for f in known] == [(2, 4), (3, 5)]
         plan = plan_follow_ups(known, {})
         assert (plan.first, plan.max_iterations, plan.texts) == (3, 5, {2: "add b", 3: "now c"})
+
+
+def test_a_cluster_follow_up_is_recorded_once_and_never_while_the_run_runs(store_location):
+    """What the shell and the dashboard rely on (cli/cluster_cmd.py): the check, the FollowUp and the
+    run set running again are one transaction, so of several processes following up at once, one does."""
+    with Store(store_location) as store:
+        make_run(store, iterations=1)  # running, as created
+        with pytest.raises(UsageError, match="still running on the cluster"):
+            store.continue_cluster_run("r1", lambda run: next_follow_up(run, "too early"))
+        assert stored_follow_ups(store, "r1") == []
+        store.update_run_status("r1", "approved", stop_reason="approved")
+
+    def follow_up(n: int) -> FollowUp | None:
+        with Store(store_location) as mine:
+            try:
+                return mine.continue_cluster_run("r1", lambda run: next_follow_up(run, f"asked by {n}"))
+            except UsageError:
+                return None
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(follow_up, range(4)))
+    [won] = [r for r in results if r is not None]
+    with Store(store_location) as store:
+        assert stored_follow_ups(store, "r1") == [won]
+        assert (won.iteration, won.max_iterations) == (2, 4)
+        run = store.get_run("r1")
+        assert (run.status, run.stop_reason, run.finished_at) == ("running", None, None)
 
 
 def test_a_run_without_follow_ups_starts_at_its_first_iteration_and_legacy_texts_are_kept(tmp_path):

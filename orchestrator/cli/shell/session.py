@@ -192,7 +192,7 @@ class ShellSession:
     ) -> tuple[RunReport, bool]:
         """A follow-up on a cluster run: recorded in the run's event log and the run resubmitted, as
         `runs resume` does; its steps run on the workers, this shell follows them."""
-        from orchestrator.cli.cluster_cmd import check_cluster_run, cluster_follow_up, run_on_cluster
+        from orchestrator.cli.cluster_cmd import FollowUpAsked, check_cluster_run, run_on_cluster
 
         run = self.service.store.get_run(run_id)
         if not self.service.settings.cluster.enabled:
@@ -201,12 +201,11 @@ class ShellSession:
                 hint="start the shell with the cluster's configuration (`cluster: {temporal: ...}`)",
             )
         check_cluster_run(self.service.settings)
-        follow_up = cluster_follow_up(self.service.store, run, text, source="the shell")
         return run_on_cluster(
             self.service,
             run,
             [view.event],
-            follow_up=follow_up,
+            follow_up=FollowUpAsked(text, "the shell"),
             runner=lambda work: self.runner(work, interrupted),
         )
 
