@@ -176,6 +176,19 @@ class RunFinished(_Event):
     branch: str
 
 
+class FollowUp(_Event):
+    """A follow-up on a run: `text` drives the implement step of `iteration` (the first one it adds),
+    and the run may go on to `max_iterations`. Kept in the event log, the one source of truth, so
+    whichever process or cluster worker resumes the run finds it (engine/follow_ups.py)."""
+
+    type: Literal["follow_up"] = "follow_up"
+    run_id: str
+    text: str
+    iteration: int
+    max_iterations: int
+    source: str = ""  # who asked: "the shell", "the dashboard", ...
+
+
 class AgentActivity(_Event):
     """An agent event, tagged with the run and step it belongs to (what the bus carries)."""
 
@@ -208,6 +221,7 @@ RunEvent = Annotated[
     | SetupFinished
     | BaseGateFinished
     | RunFinished
+    | FollowUp
     | AgentActivity
     | Notice,
     Field(discriminator="type"),

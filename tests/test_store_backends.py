@@ -159,6 +159,27 @@ def test_a_store_at_schema_1_is_migrated_forward_keeping_its_runs(store_location
         assert [r.kind for r in store.pending_controls("old")] == ["follow_up"]
         assert store.fence("old") == 0  # the column migration 3 added
         assert store.acquire_fence("old") == 1
+        assert store._conn().execute(INDEX_NAMED[store_location.startswith("postgresql")]).fetchall()
+
+
+# Migration 5's index, as each backend lists its indexes.
+INDEX_NAMED = {
+    False: "SELECT name FROM sqlite_master WHERE type = 'index' AND name = 'events_by_type'",
+    True: "SELECT indexname FROM pg_indexes WHERE indexname = 'events_by_type'",
+}
+
+
+def test_a_runs_follow_ups_are_found_through_the_index_not_its_whole_log(tmp_path):
+    """SQLite only (its planner answers the same on any size of table): the lookup every engine start
+    makes (engine/follow_ups.py) reads the run's FollowUp events by index."""
+    with Store(tmp_path / "state.db") as store:
+        make_run(store)
+        plan = store._conn().execute(
+            "EXPLAIN QUERY PLAN SELECT run_id, seq, step_id, data FROM events"
+            " WHERE run_id = ? AND seq > ? AND type IN (?) ORDER BY seq",
+            ("r1", 0, "follow_up"),
+        )
+        assert "events_by_type" in " ".join(str(tuple(row)) for row in plan.fetchall())
 
 
 def test_creating_a_run_twice_is_refused(store):

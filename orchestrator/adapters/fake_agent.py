@@ -4,9 +4,10 @@
 
 It takes turns from the scenario named by $ORCHESTRATOR_FAKE_SCENARIO (the scripted model server's
 format; a group member named by $ORCHESTRATOR_INSTANCE plays `<scenario>.<member>.yaml` when it
-exists), keeping its place in a state file beside it, until a text turn ends the step. Without a
-scenario it edits `orchestrator-fake.txt` (edit mode) or approves (read-only). It prints one JSON object
-per line, read by orchestrator/adapters/fake.py.
+exists), keeping its place in a state file beside it (and each prompt it was given in
+`<scenario>.prompts.jsonl`), until a text turn ends the step. Without a scenario it edits
+`orchestrator-fake.txt` (edit mode) or approves (read-only). It prints one JSON object per line, read
+by orchestrator/adapters/fake.py.
 """
 
 from __future__ import annotations
@@ -163,6 +164,20 @@ def _member_scenario(path: Path, instance: str | None) -> Path:
     return path
 
 
+def _note_prompt(scenario_path: Path, prompt: str) -> None:
+    """Each prompt the scenario's agents were given, one JSON line each in `<scenario>.prompts.jsonl`
+    beside its state file: what tests read to see what a step asked (a follow-up's text, findings)."""
+    line = json.dumps({"instance": os.environ.get("ORCHESTRATOR_INSTANCE", ""), "prompt": prompt})
+    try:
+        with open(
+            scenario_path.with_name(scenario_path.name + ".prompts.jsonl"), "a", encoding="utf-8"
+        ) as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            fh.write(line + "\n")
+    except OSError:
+        pass  # a scenario folder it may not write (a sandbox without it): the step goes on
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="fake-agent")
     parser.add_argument("--permission", default="edit", choices=["edit", "read_only", "bypass"])
@@ -179,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         path = _member_scenario(Path(scenario_file), os.environ.get("ORCHESTRATOR_INSTANCE"))
         scenario = load_scenario(path)
         cursor = _Cursor(path)
+        _note_prompt(path, args.prompt)
         turns_left: list[Turn] | None = None
     else:
         scenario = Scenario()

@@ -10,6 +10,7 @@ import os
 import sys
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,11 +19,12 @@ import click
 from orchestrator.cli.common import config_option, settings_for
 from orchestrator.cli.worker import run_cancellable
 from orchestrator.config import Settings
+from orchestrator.engine.follow_ups import next_follow_up
 from orchestrator.engine.report import RunReport, build_report
 from orchestrator.engine.service import RunService
 from orchestrator.engine.workflow import Workflow
-from orchestrator.events import Notice, RunEvent
-from orchestrator.store import RunRecord
+from orchestrator.events import FollowUp, Notice, RunEvent
+from orchestrator.store import RunRecord, Store
 
 if TYPE_CHECKING:
     from orchestrator.cluster.worker import WorkerPlan
@@ -34,16 +36,23 @@ def run_on_cluster(
     subscribers: Sequence[Callable[[RunEvent], None]],
     *,
     resume: bool = False,
+    follow_up: FollowUpAsked | None = None,
     runner: Callable[[Callable[[threading.Event], RunReport]], tuple[RunReport, bool]] = run_cancellable,
 ) -> tuple[RunReport, bool]:
     """Submits (or resubmits) `record` and follows it to its end: (report, interrupted). `runner` waits
-    for the following (the shell passes its own, which returns to the prompt on Ctrl-C)."""
+    for the following (the shell passes its own, which returns to the prompt on Ctrl-C). A `follow_up`
+    goes into the run's event log first (cluster_follow_up): the workers' engine, resuming the run,
+    continues it from there (engine/follow_ups.py)."""
     from orchestrator.cluster import submit
     from orchestrator.cluster.watch import check_queues
 
     settings = service.settings
     store = service.store
+    resume = resume or follow_up is not None
     after = store.last_seq(record.id) if resume else 0
+    if follow_up is not None:
+        # Followed (and shown) below, like the run's own events.
+        cluster_follow_up(store, record.id, follow_up.text, source=follow_up.source)
     if not resume:
         # The run's repository is the workers' (made from their mirrors); this machine's copy, made
         # when the run was created, would only go stale: `runs diff` and the rest read the run's tip.
@@ -69,6 +78,20 @@ def run_on_cluster(
         return build_report(store, record.id)
 
     return runner(follow)
+
+
+@dataclass(frozen=True)
+class FollowUpAsked:
+    text: str
+    source: str  # who asks: "the shell", "the dashboard"
+
+
+def cluster_follow_up(store: Store, run_id: str, text: str, *, source: str) -> FollowUp:
+    """Records a follow-up on a finished cluster run and sets it running, for its workflow to be
+    started again (run_on_cluster, the dashboard). A run still running on the cluster is refused: its
+    submitter follows it to its RunFinished, and nothing on the cluster would take a follow-up queued
+    behind it."""
+    return store.continue_cluster_run(run_id, lambda run: next_follow_up(run, text, source=source))
 
 
 def check_cluster_run(settings: Settings) -> tuple[str, ...]:

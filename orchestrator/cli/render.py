@@ -21,6 +21,7 @@ from orchestrator.events import (
     AgentEvent,
     AssistantMessage,
     BaseGateFinished,
+    FollowUp,
     GateFinished,
     Notice,
     Result,
@@ -163,5 +164,7 @@ class ConsoleRenderer:
                 )
         elif isinstance(event, Notice):
             self._line("note", event.text, {"warning": "yellow", "error": "red"}.get(event.level, "dim"))
+        elif isinstance(event, FollowUp):
+            self._line("run", f"follow-up from iteration {event.iteration}: {event.text}", "bold")
         elif isinstance(event, RunFinished):
             self._line("run", f"{event.status} ({event.stop_reason}); branch {event.branch}", "bold")

@@ -1,9 +1,7 @@
-"""Resume and follow-ups: what a run's earlier steps left in the store, read back into its state."""
+"""Resume and follow-ups: what a run's earlier steps left in the store, read back into its state
+(follow_ups.py says where a follow-up starts)."""
 
 from __future__ import annotations
-
-import json
-from pathlib import Path
 
 from orchestrator.engine.gates import GateResult
 from orchestrator.engine.review import Finding, ReviewVerdict
@@ -38,10 +36,13 @@ class ResumeState:
                 last = other.commit
         return last or self.ws.first
 
-    def restore_latest(self) -> None:
-        """For a follow-up: the last review's findings and the gates' latest results."""
+    def restore_latest(self, *, before_iteration: int) -> None:
+        """For a follow-up: the last review's findings and the gates' latest results, from the steps of
+        the iterations before it (its own are replayed by the walk)."""
         head = self.head()
         for record in self.store.steps(self.run_id):
+            if record.iteration >= before_iteration:
+                continue
             if "verdict" in record.detail:
                 verdict = ReviewVerdict(
                     verdict=record.detail["verdict"],
@@ -53,19 +54,3 @@ class ResumeState:
                 self.state.gates[record.index] = GateResult(
                     passed=gate["passed"], head=gate.get("head", head), blocks=bool(gate.get("blocks", True))
                 )
-
-    def follow_ups_path(self) -> Path:
-        return self.paths.run_dir / "follow-ups.json"
-
-    def follow_ups(self) -> dict[int, str]:
-        try:
-            raw = json.loads(self.follow_ups_path().read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return {}
-        return {int(k): str(v) for k, v in raw.items()}
-
-    def save_follow_up(self, iteration: int, text: str) -> None:
-        known = self.follow_ups()
-        known[iteration] = self.masker.mask(text)
-        self.follow_ups_path().parent.mkdir(parents=True, exist_ok=True)
-        self.follow_ups_path().write_text(json.dumps({str(k): v for k, v in known.items()}), encoding="utf-8")

@@ -25,6 +25,12 @@ from orchestrator.config import Settings, agent_environments
 from orchestrator.engine.agent_calls import AgentCalls
 from orchestrator.engine.budgets import BudgetExceeded, RunBudget
 from orchestrator.engine.expressions import WhenState, parse_expression
+from orchestrator.engine.follow_ups import (
+    legacy_follow_ups,
+    next_follow_up,
+    plan_follow_ups,
+    stored_follow_ups,
+)
 from orchestrator.engine.gates import RunGates, build_run_gates
 from orchestrator.engine.readiness import AgentReadiness
 from orchestrator.engine.report import RunReport, build_report
@@ -117,13 +123,19 @@ class RunEngine(AgentCalls, ResumeState):
         options = self.run.options
         max_iterations = options.max_iterations or self.workflow.max_iterations
         first = 1
+        known = stored_follow_ups(self.store, self.run_id)
         if follow_up is not None:
-            self.restore_latest()
-            first = max(self.run.iterations, 0) + 1
-            max_iterations = first - 1 + max_iterations
-            self.save_follow_up(first, follow_up)
+            event = next_follow_up(self.run, self.masker.mask(follow_up))
+            self.bus.publish(event)  # into the event log, where a resume (on any machine) finds it
+            known.append(event)
+        plan = plan_follow_ups(known, legacy_follow_ups(self.paths.run_dir))
+        if plan.first is not None and plan.max_iterations is not None:
+            # The latest follow-up's iterations are walked (their finished steps replayed); the ones
+            # before it only leave their last verdict and gate results.
+            self.restore_latest(before_iteration=plan.first)
+            first, max_iterations = plan.first, plan.max_iterations
         self.max_iterations = max_iterations
-        follow_ups = self.follow_ups()
+        follow_ups = plan.texts
         decision: StopDecision | None = None
         iteration = first
         self.run_gates().start()

@@ -7,12 +7,12 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import RunNotFound, UsageError
-from orchestrator.events import Notice, RunFinished
+from orchestrator.events import FollowUp, Notice, RunFinished
 from orchestrator.store.backend import Connection, Row
 from orchestrator.store.db import StoreBase
 from orchestrator.store.owners import CLUSTER_OWNER, process_token
@@ -191,6 +191,27 @@ class RunsMixin(StoreBase):
         process's death marks it interrupted (a dead worker's step is retried on another one)."""
         with self._write() as tx:
             self._touch_run(tx, run_id, "owner_pid = NULL, owner_token = ?", (CLUSTER_OWNER,))
+
+    def continue_cluster_run(self, run_id: str, follow_up: Callable[[RunRecord], FollowUp]) -> FollowUp:
+        """A follow-up on a finished cluster run, in one transaction: refused while the run is still
+        running, else the FollowUp made from the run as it is (`follow_up`) goes into its event log and
+        the run is running again (the cluster's still), ready for its workflow to be started again.
+        Two processes following up at once: one wins, the other is refused."""
+        with self._write() as tx:
+            row = tx.execute(
+                f"SELECT {RUN_COLUMNS} FROM runs WHERE id = ?{self._backend.for_update}", (run_id,)
+            ).fetchone()
+            if row is None:
+                raise RunNotFound(f"no run {run_id!r} in {self.location}")
+            if row["status"] == "running":
+                raise UsageError(
+                    f"run {run_id} is still running on the cluster",
+                    hint="send the follow-up once it has finished (or cancel it first)",
+                )
+            event = follow_up(self._record(row))
+            self._insert_event(tx, run_id, event)
+            self._touch_run(tx, run_id, "status = 'running', stop_reason = NULL, finished_at = NULL")
+        return event
 
     def is_cluster_run(self, run_id: str) -> bool:
         return self.get_run(run_id).owner_token == CLUSTER_OWNER

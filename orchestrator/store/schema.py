@@ -119,6 +119,9 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             label TEXT NOT NULL DEFAULT ''
         )""",
     ),
+    # 5: a run's events of some types without reading its whole log: every engine start (a resume, each
+    # step of a cluster run on its worker) looks up the run's follow-ups (engine/follow_ups.py).
+    ("CREATE INDEX events_by_type ON events (run_id, type, seq)",),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -125,12 +125,23 @@ class Actions:
         self.service.workspace(run_id).remove_worktree()
         submit(self.service.settings, self.store, self.store.get_run(run_id), self.service.env)
 
-    def _resubmit(self, run_id: str) -> None:
+    def _resubmit(self, run_id: str, *, checked: bool = False) -> None:
         """A cluster run goes on on the cluster's workers, as `runs resume` resubmits it."""
         from orchestrator.cluster.submit import submit
 
-        self._check_cluster(run_id)
+        if not checked:
+            self._check_cluster(run_id)
         submit(self.service.settings, self.store, self.store.get_run(run_id), self.service.env, resume=True)
+
+    def _follow_up_on_cluster(self, run_id: str, text: str) -> dict[str, Any]:
+        """The follow-up goes into the run's event log and the run to the cluster's workers again, as
+        the shell's does (cli/cluster_cmd.py); the page follows it from the store."""
+        from orchestrator.cli.cluster_cmd import cluster_follow_up
+
+        self._check_cluster(run_id)
+        cluster_follow_up(self.store, run_id, text, source="the dashboard")
+        self._resubmit(run_id, checked=True)
+        return {"run_id": run_id, "request_id": None, "queued": False}
 
     def follow_up(self, run_id: str, body: Mapping[str, Any]) -> dict[str, Any]:
         text = _text(body, "text")
@@ -138,11 +149,7 @@ class Actions:
             raise UsageError("a follow-up needs some text", hint="say what the agents should do next")
         run = self.store.get_run(run_id)
         if self.store.is_cluster_run(run.id):
-            # Its follow-up would be run by this process, not by the cluster (the shell says the same).
-            raise UsageError(
-                f"run {run.id} runs on the cluster, where follow-ups are not supported yet",
-                hint="start a new run with your message",
-            )
+            return self._follow_up_on_cluster(run.id, text)
         request_id = self.store.request_control(
             run.id, "follow_up", {"text": text, "source": "the dashboard"}
         )

@@ -105,14 +105,16 @@ def cli_state_paths(agent: str | None, env: Mapping[str, str]) -> list[Path]:
         return [folder, config / "github-copilot", cache / "copilot", state / ".copilot"]
     if agent == "fake" and env.get("ORCHESTRATOR_FAKE_SCENARIO"):
         # The fake agent keeps its place in the scenario in a file beside it (fake_agent.py), and so
-        # does each group member with a scenario of its own (<scenario>.<member>.yaml).
+        # does each group member with a scenario of its own (<scenario>.<member>.yaml); the prompts
+        # they were given go beside the scenario too.
         scenario = Path(env["ORCHESTRATOR_FAKE_SCENARIO"])
         members = sorted(scenario.parent.glob(f"{scenario.stem}.*{scenario.suffix}"))
-        return [path.with_name(path.name + ".state") for path in (scenario, *members)]
+        states = [path.with_name(path.name + ".state") for path in (scenario, *members)]
+        return [*states, *(path.with_name(path.name + ".prompts.jsonl") for path in (scenario, *members))]
     return []
 
 
-_STATE_FILES = (".json", ".backup", ".state")
+_STATE_FILES = (".json", ".backup", ".state", ".jsonl")
 
 
 def cli_protected_paths(agent: str | None, env: Mapping[str, str]) -> list[Path]:

@@ -1,6 +1,7 @@
 """Finished cluster runs from the submitting machine (the user's repository): `runs merge` lands the run
 branch, `runs discard` removes it (its commits kept under a backup ref); the shell submits to the
-cluster when one is configured; the dashboard resumes a cluster run on the cluster."""
+cluster when one is configured; the dashboard resumes a cluster run on the cluster (follow-ups on
+cluster runs: test_cluster_follow_ups.py)."""
 
 from __future__ import annotations
 
@@ -111,11 +112,7 @@ def test_the_shell_submits_to_the_cluster(cluster: Cluster) -> None:
             assert store.get_run(run_id).status == "approved"
         # Both steps ran on the worker, not in this process.
         assert [w for w, _ in step_attempts(cluster.temporal.address, run_id)] == ["w1", "w1"]
-        # A follow-up is refused clearly (not run here behind the cluster's back).
-        out.truncate(0)
-        session.handle(Message("now make it say Hi"))
-        assert "runs on the cluster, where follow-ups are not supported yet" in out.getvalue()
-        assert "/new" in out.getvalue()
+        # (A follow-up goes on on the cluster too: test_cluster_follow_ups.py.)
         # /diff and /merge work on the cluster run from the user's repository.
         out.truncate(0)
         session.handle(Command("/diff"))
@@ -166,8 +163,6 @@ def test_the_dashboard_resumes_a_cancelled_cluster_run_on_the_cluster(cluster: C
     assert run.join(120).exit_code == 130, run.output
     assert wait_for_run(cluster.database, run_id).status == "cancelled"
     server = serve(cluster)
-    status, body, _ = server.request("POST", f"/api/runs/{run_id}/follow-up", {"text": "go on"})
-    assert status == 409 and "follow-ups are not supported yet" in body["error"], body
     status, body, _ = server.request("POST", f"/api/runs/{run_id}/resume", {})
     assert status == 202, body
     assert server.wait_run(run_id, {"approved", "failed", "not_approved"})["status"] == "approved"

@@ -207,6 +207,10 @@ def test_follow_up_and_merge_from_the_page(world, browser):
     page.click("#follow-up button")
     expect(page.locator("#timeline li.follow-up-sent .body")).to_have_text("you: also add bye.py (started)")
     expect(page.locator("#timeline li.step_started").last).to_contain_text("i2-s1-implement", timeout=60_000)
+    # The follow-up as the event log keeps it (engine/follow_ups.py), not only the page's own note.
+    expect(page.locator("#timeline li.follow_up .body")).to_have_text(
+        "follow-up from iteration 2: also add bye.py"
+    )
     expect(page.locator("#run-status .status")).to_have_text("approved", timeout=120_000)
     expect(page.locator("#timeline li.run_finished")).to_have_count(2)
     page.click("#act-merge")

@@ -26,6 +26,7 @@ from orchestrator.events import (
     AgentActivity,
     AgentErrorEvent,
     AssistantMessage,
+    FollowUp,
     GateFinished,
     Notice,
     RunEvent,
@@ -208,6 +209,8 @@ class ProgressView:
         elif isinstance(event, Notice):
             style = {"warning": "yellow", "error": "red"}.get(event.level, "dim")
             self.line(f"note: {event.text}", style)
+        elif isinstance(event, FollowUp):
+            self.line(f"follow-up from iteration {event.iteration}: {event.text}", "bold")
 
     def _agent(self, activity: AgentActivity) -> None:
         inner = activity.event

@@ -110,13 +110,7 @@ class ShellSession:
     def send(self, text: str) -> None:
         run_id = self.run_id
         on_cluster = self.service.settings.cluster.enabled
-        if run_id is not None and self.service.store.is_cluster_run(run_id):
-            # A follow-up's iteration is kept on the machine that runs it (engine/resume.py), and a
-            # cluster run's next step may run on another worker: not on the cluster yet.
-            raise UsageError(
-                f"run {run_id} runs on the cluster, where follow-ups are not supported yet",
-                hint="/new starts a fresh run with your message (on the cluster)",
-            )
+        cluster_run = run_id is not None and self.service.store.is_cluster_run(run_id)
         view = ProgressView(self.out, plain=self.plain)
         started: dict[str, str] = {}
 
@@ -144,7 +138,9 @@ class ShellSession:
 
         view.start()
         try:
-            if run_id is None and on_cluster:
+            if run_id is not None and cluster_run:
+                report, cancelled = self._follow_up_on_cluster(run_id, text, view, interrupted)
+            elif run_id is None and on_cluster:
                 report, cancelled = self._send_to_cluster(text, view, started, interrupted)
             else:
                 report, cancelled = self.runner(work, interrupted)
@@ -158,8 +154,8 @@ class ShellSession:
         if (cancelled or report.status in ("cancelled", "interrupted")) and self.run_id is not None:
             if self.service.store.is_cluster_run(self.run_id):
                 self.say(
-                    f"`orchestrator runs resume {self.run_id}` goes on with it on the cluster; "
-                    "/new starts a fresh run"
+                    f"`orchestrator runs resume {self.run_id}` goes on with it on the cluster; your next "
+                    "message follows up on this run and branch (on the cluster); /new starts a fresh run"
                 )
             else:
                 self.say("your next message follows up on this run and branch; /new starts a fresh run")
@@ -190,6 +186,28 @@ class ShellSession:
         started["id"] = record.id
         return run_on_cluster(
             self.service, record, [view.event], runner=lambda work: self.runner(work, interrupted)
+        )
+
+    def _follow_up_on_cluster(
+        self, run_id: str, text: str, view: ProgressView, interrupted: Callable[[bool], None]
+    ) -> tuple[RunReport, bool]:
+        """A follow-up on a cluster run: recorded in the run's event log and the run resubmitted, as
+        `runs resume` does; its steps run on the workers, this shell follows them."""
+        from orchestrator.cli.cluster_cmd import FollowUpAsked, check_cluster_run, run_on_cluster
+
+        run = self.service.store.get_run(run_id)
+        if not self.service.settings.cluster.enabled:
+            raise UsageError(
+                f"run {run_id} runs on the cluster, and this shell has no cluster configured",
+                hint="start the shell with the cluster's configuration (`cluster: {temporal: ...}`)",
+            )
+        check_cluster_run(self.service.settings)
+        return run_on_cluster(
+            self.service,
+            run,
+            [view.event],
+            follow_up=FollowUpAsked(text, "the shell"),
+            runner=lambda work: self.runner(work, interrupted),
         )
 
     # --- commands ----------------------------------------------------------------------------------

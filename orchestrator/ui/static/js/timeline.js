@@ -128,6 +128,8 @@ const Timeline = (() => {
         return agentRow(ev);
       case "notice":
         return [el("span", { class: `notice n-${ev.level}`, text: ev.text })];
+      case "follow_up":
+        return [el("strong", { text: `follow-up from iteration ${ev.iteration}: ` }), el("span", { text: ev.text })];
       case "run_finished":
         return [el("strong", { text: "run finished: " }), el("span", { class: `status s-${ev.status}`, text: ev.status }), ` (${ev.stop_reason})`];
       default:
