@@ -124,7 +124,8 @@ class RunService:
         """`location`: what locate_repo found for `spec.repo or spec.cwd`, when the caller asked
         already (the repository is located once per run: every git process costs 5 to 15 ms)."""
         run_id = new_run_id()
-        probe_in_background(self.settings.sandbox, self.env)  # resolve_sandbox below waits for it
+        if not spec.cluster:  # a cluster run's agents run in its workers' sandboxes, not here
+            probe_in_background(self.settings.sandbox, self.env)  # resolve_sandbox below waits for it
         check_task(spec.task)
         where = spec.repo or spec.cwd
         if location is None or location.path != where:
@@ -167,7 +168,8 @@ class RunService:
                 "no agent is ready for these steps:\n  - " + "\n  - ".join(blocked),
                 hint="`orchestrator agents` shows what each CLI needs; or change fallback_order or --agent TASK=AGENT",
             )
-        resolve_sandbox(self.settings.sandbox, self.env)  # `sandbox: bwrap` where it cannot work: exit 2
+        if not spec.cluster:  # the workers resolve their own (runner.py, on each step)
+            resolve_sandbox(self.settings.sandbox, self.env)  # `sandbox: bwrap` where it cannot work: exit 2
         ws = RunWorkspace.create(
             repo,
             run_id,
