@@ -143,6 +143,8 @@ class ProcSpec:
     install_hint: str | None = None  # said when the executable is missing
     # pty only: output that means the CLI is waiting on a dialog we cannot answer (trust, sign-in).
     fail_patterns: Sequence[tuple[str, str]] = ()
+    # Called once the process exists (its supervisor is running), before any output is read.
+    on_started: Callable[[], None] | None = None
 
 
 @dataclass
@@ -227,6 +229,8 @@ class SubprocessCommunicator:
             start_new_session=True,
             bufsize=0,
         )
+        if spec.on_started is not None:
+            spec.on_started()
         watch = Watch(spec, cancel)
         result = ProcResult(exit_code=None, pid=proc.pid)
         tail = Tail(spec.tail_bytes)
@@ -359,6 +363,8 @@ class PtyCommunicator:
         child = pexpect.spawn(
             argv[0], argv[1:], cwd=str(spec.cwd), env=env, echo=False, encoding=None, dimensions=(50, 200)
         )
+        if spec.on_started is not None:
+            spec.on_started()
         watch = Watch(spec, cancel)
         result = ProcResult(exit_code=None, pid=child.pid)
         tail = Tail(spec.tail_bytes)

@@ -54,6 +54,16 @@ def test_streams_lines_as_they_arrive(comm, tmp_path):
     assert result.first_output_s < result.duration_s - 0.45
 
 
+def test_on_started_is_called_once_when_the_process_exists_before_its_output(comm, tmp_path):
+    seen: list[tuple[str, float]] = []
+    s = spec(
+        "print('hello', flush=True)", tmp_path, on_started=lambda: seen.append(("started", time.monotonic()))
+    )
+    result = comm.run(s, lambda stream, line: seen.append((line, time.monotonic())), None)
+    assert result.exit_code == 0
+    assert [what for what, _ in seen] == ["started", "hello"]
+
+
 def test_exit_code_and_tail(comm, tmp_path):
     result, _ = collect(comm, spec("import sys; print('bye'); sys.exit(7)", tmp_path))
     assert result.exit_code == 7

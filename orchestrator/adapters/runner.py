@@ -176,6 +176,7 @@ def run_agent_step(
     track_changes: bool = True,
     sandbox: Sandbox | None = None,
     masker: SecretMasker | None = None,
+    on_started: Callable[[], None] | None = None,
 ) -> AgentStepResult:
     """Run one step. `track_changes` compares git status before and after to list changed files; the
     engine turns it off because it commits each step and takes the files from the commit.
@@ -204,6 +205,7 @@ def run_agent_step(
         wall_timeout_s=config.timeout_s,
         idle_timeout_s=config.idle_timeout_s,
         install_hint=install_hint(adapter.name),
+        on_started=on_started,
     )
     communicator = PtyCommunicator() if config.communicator == "pty" else SubprocessCommunicator()
     events: list[AgentEvent] = []

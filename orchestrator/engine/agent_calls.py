@@ -59,6 +59,7 @@ class AgentCalls:
     audit: AuditLog
     run_slots: RunSlots
     machine_slots: MachineSlots
+    agent_started: threading.Event  # set once the run's first agent process exists (the base run waits)
     _guard: dict[str, str] | None
     _head_cache: str | None
     _diff_cache: tuple[tuple[str, str], DiffText] | None
@@ -157,6 +158,7 @@ class AgentCalls:
                 track_changes=False,
                 sandbox=self.sandbox,
                 masker=self.masker,
+                on_started=self.agent_started.set,
             )
         if result.summary.error_kind == "rate_limit":
             cap = self.machine_slots.rate_limited(agent)  # every run on the machine starts fewer

@@ -48,6 +48,8 @@ from orchestrator.workspace.sandbox import Sandbox
 log = structlog.get_logger(__name__)
 
 GATE_TAIL_CHARS = 4_000
+# How long the base run waits for the run's first agent to start before it starts anyway (BaseRun).
+HEAD_START_MAX_S = 5.0
 _OUTPUT_BYTES = 256_000  # kept of a command's output, to find failing tests and causes in it
 Where = Literal["run", "base"]
 
@@ -306,8 +308,13 @@ class BaseRun:
         run_id: str,
         publish: Callable[[RunEvent], None],
         known: Mapping[int, BaseGateFinished] | None = None,
+        head_start: threading.Event | None = None,
     ) -> None:
         self.source = source
+        # Set once the run's first agent process exists: the base run (a clone, a checkout, the gates,
+        # all beside the agent) waits for it, so that its processes do not compete with the agent's
+        # start for the CPU; at most HEAD_START_MAX_S (the agent may wait for a slot).
+        self.head_start = head_start
         self.commit = commit
         self.ctx = ctx
         self.gates = [(i, s) for i, s in enumerate(workflow.steps) if isinstance(s, GateStep)]
@@ -336,6 +343,7 @@ class BaseRun:
         """The base result of gate `index`, starting the base run if it has not started, and waiting
         for it. None when the base run could not run that gate (cancelled, or no checkout)."""
         if index not in self.results:
+            self._no_head_start()  # a gate waits for this result: no reason to wait any more
             self.start()
             self.join()
         return self.results.get(index)
@@ -347,11 +355,20 @@ class BaseRun:
 
     def stop(self) -> None:
         self.ctx.cancel.set()
+        self._no_head_start()
         self.join()
 
+    def _no_head_start(self) -> None:
+        if self.head_start is not None:
+            self.head_start.set()
+
     def _main(self) -> None:
+        if self.head_start is not None:
+            self.head_start.wait(HEAD_START_MAX_S)
         started = time.monotonic()
         try:
+            if self.ctx.cancel.is_set():
+                return
             self._checkout()
             tree_gates = TreeGates(self.ctx, self.setup, "base", self.run_id, self.publish)
             done: dict[tuple[str, float], GateOutcome] = {}  # a gate listed twice runs once on the base
@@ -538,6 +555,7 @@ def build_run_gates(
     known_base: Sequence[BaseGateFinished],
     publish: Callable[[RunEvent], None],
     cancel: threading.Event,
+    head_start: threading.Event | None = None,
 ) -> RunGates:
     """The run's gates: setup and gates in `run_tree`, and (when on) the base run beside them, in
     <run dir>/base-tree, a checkout of `first_commit` (the tree before any agent's change)."""
@@ -575,5 +593,6 @@ def build_run_gates(
             run_id=run_id,
             publish=publish,
             known={event.gate_index: event for event in known_base},
+            head_start=head_start,
         )
     return RunGates(run_tree=tree_gates, base=base)

@@ -104,6 +104,7 @@ class RunEngine(AgentCalls, ResumeState):
             self._head_cache = workspace.first
         self._diff_cache: tuple[tuple[str, str], DiffText] | None = None
         self._gates: RunGates | None = None
+        self.agent_started = threading.Event()
         self.audit = AuditLog.for_state_home(state_home, masker=self.masker)
         limits = self.workflow.limits
         self.run_slots = RunSlots(limits.concurrency, limits.per_agent)
@@ -394,6 +395,7 @@ class RunEngine(AgentCalls, ResumeState):
                 guard_env=self.guard_env(),
                 sandbox=self.sandbox,
                 base_option=self.run.options.base_gates,
+                head_start=self.agent_started,
                 known_base=[
                     stored.event
                     for stored in self.store.events(self.run_id, types=("base_gate_finished",))

@@ -3,6 +3,7 @@ that never sees the agents' edits, and ended with the run."""
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
@@ -10,6 +11,8 @@ from pathlib import Path
 
 from orchestrator.engine.gates import parallel_allowed
 from orchestrator.engine.service import RunSpec
+from orchestrator.events import RunEvent
+from orchestrator.proc import run_command
 
 from .conftest import make_repo
 
@@ -125,3 +128,63 @@ def test_an_approving_review_does_not_skip_refine_while_a_gate_fails_and_resume_
     assert len(report.base_gates) == 1  # the base ran once, before the resume
     events = run.service.store.events(record.id, types=("base_gate_finished",))
     assert len(events) == 1
+
+
+def _base_gates(tmp_path: Path, head_start: threading.Event):
+    """The run gates of a one-gate workflow on a fresh repository, with the base run on."""
+    from orchestrator.engine.gates import build_run_gates
+    from orchestrator.engine.workflow import Workflow
+
+    repo = make_repo(tmp_path / "r", {"app.py": "base"})
+    head = run_command(["git", "rev-parse", "HEAD"], repo, check=True).stdout.strip()
+    workflow = Workflow.model_validate(
+        {
+            "name": "w",
+            "steps": [
+                {"agent": "fake", "task": "implement"},
+                {"run": f'{sys.executable} -c "pass"', "name": "ok"},
+            ]
+        }
+    )
+    published: list[RunEvent] = []
+    gates = build_run_gates(
+        workflow=workflow,
+        run_id="r1",
+        run_tree=repo,
+        first_commit=head,
+        user_checkout=repo,
+        run_dir=tmp_path / "run",
+        state_home=tmp_path / "state",
+        env=os.environ,
+        guard_env={},
+        base_option=True,
+        known_base=[],
+        publish=published.append,
+        cancel=threading.Event(),
+        head_start=head_start,
+    )
+    assert gates.base is not None
+    return gates.base, published
+
+
+def test_the_base_run_waits_for_the_first_agent_to_start(tmp_path):
+    """Its clone, checkout and gates start once the agent's process exists, not against its start."""
+    agent_started = threading.Event()
+    base, published = _base_gates(tmp_path, agent_started)
+    base.start()
+    try:
+        time.sleep(0.5)
+        assert published == [] and not (tmp_path / "run" / "base-tree").exists()
+        agent_started.set()
+        base.join()
+        assert [e.type for e in published] == ["base_gate_finished"]
+    finally:
+        base.stop()
+
+
+def test_a_gate_that_needs_the_base_result_does_not_wait_for_an_agent(tmp_path):
+    agent_started = threading.Event()  # never set by an agent: the run starts with a gate (a resume)
+    base, _ = _base_gates(tmp_path, agent_started)
+    outcome = base.result(1)
+    assert outcome is not None and outcome.passed
+    assert agent_started.is_set()
