@@ -103,8 +103,9 @@ def submit(
         store.claim_run(record.id)  # running again; a cluster run stays the cluster's
     else:
         store.hand_to_cluster(record.id)
-        publish_run_start(Path(record.repo), _url(record), record.id, env)
     try:
+        if not resume:  # a failed push fails the run too (it is the cluster's already)
+            publish_run_start(Path(record.repo), _url(record), record.id, env)
         start_workflow(settings, request)
     except BaseException as exc:
         if not resume or not isinstance(exc, UsageError):
