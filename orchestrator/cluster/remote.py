@@ -75,7 +75,9 @@ def check_reachable(url: str, *, repo: Path, env: Mapping[str, str]) -> None:
         "ls-remote", "--", url, "HEAD", check=False
     )
     if not result.ok:
-        said = (result.stderr or result.stdout).strip()[-500:] or f"git exited with {result.returncode}"
+        # git's first line says what went wrong; the rest is its boilerplate about access rights.
+        lines = [line.strip() for line in (result.stderr or result.stdout).splitlines() if line.strip()]
+        said = lines[0][:500] if lines else f"git exited with {result.returncode}"
         raise UsageError(
             f"cannot reach the cluster's remote {masked_url(url)}: {masked_url(said)}",
             hint="check the URL and that this machine may fetch from it (every worker must too); "

@@ -1,0 +1,131 @@
+"""Cluster runs through a remote (`run --cluster --remote NAME|URL`, `cluster.remote`), for real: the
+run's start pushed to a bare repository under the run's own refs, the workers fetching from it and
+pushing the run branch to it, the branch fetched back into the user's repository at the end (`runs diff`
+and `runs merge` read it there); the user's branches never pushed; a URL with a password refused with
+nothing recorded; an unreachable remote refused before the run exists."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from orchestrator.cluster.mirror import mirror_key
+from orchestrator.proc import run_command
+from orchestrator.store import Store
+from orchestrator.testing.cluster import newest_run_id
+from tests.cluster.conftest import Cluster
+
+pytestmark = pytest.mark.slow
+
+SECRET = "hunter2-secret-value"
+
+
+def bare_remote(cluster: Cluster) -> Path:
+    remote = cluster.tmp / "remote.git"
+    run_command(["git", "init", "-q", "--bare", str(remote)], cluster.tmp, check=True)
+    return remote
+
+
+def refs_of(repo: Path) -> dict[str, str]:
+    out = run_command(["git", "for-each-ref", "--format=%(refname) %(objectname)"], repo, check=True).stdout
+    return dict(tuple(line.split(" ", 1)) for line in out.splitlines())
+
+
+def test_a_run_through_a_named_remote_lands_there_and_is_fetched_back(cluster: Cluster) -> None:
+    remote = bare_remote(cluster)
+    cluster.cli_git("remote", "add", "shared", "../remote.git")  # relative: resolved to its absolute path
+    cluster.cli_git("branch", "feature")
+    user_branches = {r: s for r, s in refs_of(cluster.repo).items() if r.startswith("refs/heads/")}
+    cluster.worker("w1")
+    run = cluster.submit(extra=("--json", "--remote", "shared"))
+    assert run.join(180).exit_code == 0, run.output
+    run_id = newest_run_id(cluster.database)
+    branch = f"refs/heads/orchestrator/{run_id}"
+    with Store(cluster.database) as store:
+        record = store.get_run(run_id)
+    assert record.status == "approved"
+    assert getattr(record.options, "repo_url", None) == str(remote)
+
+    # The remote holds the run's refs only (none of the user's branches), the run branch at the
+    # workers' last step, not at the start the submitter pushed.
+    on_remote = refs_of(remote)
+    assert set(on_remote) >= {branch, f"refs/orchestrator/runs/{run_id}/tip"}
+    assert all(r == branch or r.startswith("refs/orchestrator/") for r in on_remote), on_remote
+    assert on_remote[branch] != record.base_sha
+    # The worker went through its mirror of the remote.
+    mirrors = worker_mirrors(cluster, "w1")
+    assert [m.name for m in mirrors] == [f"{mirror_key(str(remote))}.git"]
+
+    # The user's repository: the run branch fetched back, their own branches as they were.
+    mine = refs_of(cluster.repo)
+    assert mine[branch] == on_remote[branch]
+    assert {r: s for r, s in mine.items() if r.startswith("refs/heads/") and r != branch} == user_branches
+
+    # `runs diff` and `runs merge` work from what was fetched.
+    diff = cluster.cli("runs", "diff", run_id)
+    assert diff.returncode == 0, diff.stderr
+    assert "orchestrator-fake.txt" in diff.stdout
+    merged = cluster.cli("runs", "merge", run_id, "--json")
+    assert merged.returncode == 0, merged.stderr
+    assert json.loads(merged.stdout)["fast_forward"] is True
+    assert cluster.cli_git("rev-parse", "main").strip() == on_remote[branch]
+    assert "refs/heads/main" not in refs_of(remote)  # merging is the user's: nothing pushed
+
+
+def worker_mirrors(cluster: Cluster, worker: str) -> list[Path]:
+    return sorted(p for p in (cluster.tmp / worker).rglob("cluster/mirrors/*.git") if p.is_dir())
+
+
+def test_the_configured_remote_is_used_as_a_url(cluster: Cluster) -> None:
+    remote = bare_remote(cluster)
+    cluster.config.write_text(
+        cluster.config.read_text().replace("cluster:\n", f"cluster:\n  remote: file://{remote}\n", 1)
+    )
+    cluster.worker("w1")
+    run = cluster.submit()
+    assert run.join(180).exit_code == 0, run.output
+    run_id = newest_run_id(cluster.database)
+    branch = f"refs/heads/orchestrator/{run_id}"
+    assert refs_of(remote)[branch] == refs_of(cluster.repo)[branch]
+
+
+def test_a_url_with_a_password_is_refused_and_recorded_nowhere(cluster: Cluster) -> None:
+    result = cluster.cli("run", "--cluster", "--remote", f"https://me:{SECRET}@127.0.0.1:9/r.git", "a task")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "https://me:***@127.0.0.1:9/r.git" in result.stderr
+    assert "credential helper" in result.stderr
+    assert SECRET not in result.stdout + result.stderr
+    assert_no_run(cluster)
+    for path in (cluster.tmp / "submitter").rglob("*"):
+        if path.is_file():
+            assert SECRET.encode() not in path.read_bytes(), path
+
+
+def test_an_unreachable_remote_is_refused_before_the_run_exists(cluster: Cluster) -> None:
+    missing = cluster.tmp / "nowhere.git"
+    result = cluster.cli("run", "--cluster", "--remote", str(missing), "a task")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"cannot reach the cluster's remote {missing}" in result.stderr
+    assert_no_run(cluster)
+    no_name = cluster.cli("run", "--cluster", "--remote", "upstream", "a task")
+    assert no_name.returncode == 2 and "has no remote named 'upstream'" in no_name.stderr
+    assert_no_run(cluster)
+
+
+def test_remote_needs_the_cluster(cluster: Cluster) -> None:
+    plain = cluster.tmp / "plain.yaml"
+    plain.write_text("fallback_order: [fake]\n")
+    argv = ["run", "--remote", "origin", "a task", "--config", str(plain)]
+    result = run_command(
+        [sys.executable, "-m", "orchestrator", *argv], cluster.repo, env=cluster.env, timeout_s=60
+    )
+    assert result.returncode == 2 and "needs --cluster" in result.stderr
+
+
+def assert_no_run(cluster: Cluster) -> None:
+    with Store(cluster.database) as store:
+        assert store.list_runs() == []
+    assert not [r for r in refs_of(cluster.repo) if "orchestrator" in r]
