@@ -9,7 +9,7 @@ import asyncio
 import os
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,7 +20,9 @@ from orchestrator.cli.worker import run_cancellable
 from orchestrator.config import Settings
 from orchestrator.engine.report import RunReport, build_report
 from orchestrator.engine.service import RunService
-from orchestrator.events import RunEvent
+from orchestrator.errors import GitError
+from orchestrator.events import Notice, RunEvent
+from orchestrator.secrets import masked_url
 from orchestrator.store import RunRecord
 
 if TYPE_CHECKING:
@@ -57,10 +59,31 @@ def run_on_cluster(
             cancel=cancel,
             on_cancel=lambda: submit.request_cancel(settings, store, record.id, "run --cluster (Ctrl-C)"),
         )
-        submit.fetch_back(record, service.env)
+        submit.wait_closed(settings, record.id)  # the last step's push has landed
+        fetch_back_or_say(record, service.env, subscribers)
         return build_report(store, record.id)
 
     return runner(follow)
+
+
+def fetch_back_or_say(
+    record: RunRecord, env: Mapping[str, str], subscribers: Sequence[Callable[[RunEvent], None]]
+) -> None:
+    """The run branch into the user's repository. A fetch that fails (the remote went away) is said,
+    not fatal: the run's result stands, and its branch is on the remote."""
+    from orchestrator.cluster import submit
+
+    try:
+        submit.fetch_back(record, env)
+    except GitError as exc:
+        url = masked_url(submit.repo_url_of(record))
+        ref = f"refs/heads/{record.branch}"
+        text = (
+            f"could not fetch the run branch from {url}: {masked_url(exc.message)[-800:]}; the run's "
+            f"result stands and its branch is there (git fetch {url} {ref}:{ref})"
+        )
+        for subscriber in subscribers:
+            subscriber(Notice(run_id=record.id, level="warning", text=text))
 
 
 def check_cluster_run(settings: Settings) -> None:

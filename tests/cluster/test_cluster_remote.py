@@ -11,12 +11,15 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from orchestrator.cluster.mirror import mirror_key
 from orchestrator.proc import run_command
 from orchestrator.store import Store
-from orchestrator.testing.cluster import newest_run_id
+from orchestrator.testing.cluster import cluster_env, newest_run_id, start_worker, submit_run
 from tests.cluster.conftest import Cluster
+
+FIXED = {"write_file": {"path": "app.py", "content": "def greet():\n    return 'Hello'\n"}}
 
 pytestmark = pytest.mark.slow
 
@@ -129,3 +132,47 @@ def assert_no_run(cluster: Cluster) -> None:
     with Store(cluster.database) as store:
         assert store.list_runs() == []
     assert not [r for r in refs_of(cluster.repo) if "orchestrator" in r]
+
+
+# A stand-in for ssh (GIT_SSH_VARIANT=simple: `ssh HOST COMMAND`): runs the command "on the host",
+# here, each push a while late, as over a slow network.
+FAKE_SSH = """#!/bin/sh
+for last; do :; done
+case "$last" in git-receive-pack*) sleep 1.5 ;; esac
+exec sh -c "$last"
+"""
+
+
+def test_a_commit_made_by_the_runs_last_node_is_fetched_back_over_ssh(cluster: Cluster) -> None:
+    """Through an ssh:// remote (ssh set up as the user's environment says), with slow pushes. The
+    budget stops the run right after its implement step committed: RunFinished is in the store before
+    the worker's push of that commit lands on the remote; what is fetched back is the pushed tip all
+    the same."""
+    remote = bare_remote(cluster)
+    ssh = cluster.tmp / "fake-ssh"
+    ssh.write_text(FAKE_SSH)
+    ssh.chmod(0o755)
+    via_ssh = {"GIT_SSH_COMMAND": str(ssh), "GIT_SSH_VARIANT": "simple"}
+    scenario = cluster.tmp / "priced.yaml"
+    scenario.write_text(yaml.safe_dump({"model": "gpt-5", "turns": [FIXED, {"text": "done"}]}))
+    cluster.agent["env"] = {"ORCHESTRATOR_FAKE_SCENARIO": str(scenario)}
+    cluster.write_config()
+    env = cluster_env(cluster.tmp, "w1", via_ssh)
+    cluster.workers.append(start_worker(cluster.config, env, cwd=cluster.tmp, name="w1"))
+    url = f"ssh://storage.example{remote}"
+    extra = ("--json", "--remote", url, "--budget-usd", "0.000001")
+    submitter_env = {**cluster.env, **via_ssh}
+    run = submit_run(
+        cluster.config, submitter_env, "make greet() return Hello", cwd=cluster.repo, extra=extra
+    )
+    cluster.processes.append(run)
+    run.join(180)
+    run_id = newest_run_id(cluster.database)
+    branch = f"refs/heads/orchestrator/{run_id}"
+    with Store(cluster.database) as store:
+        record = store.get_run(run_id)
+        assert [(s.step_id, s.status) for s in store.steps(run_id)] == [("i1-s1-implement", "succeeded")]
+    assert (record.stop_reason, getattr(record.options, "repo_url", None)) == ("budget_exceeded", url)
+    on_remote = refs_of(remote)
+    assert on_remote[branch] != record.base_sha, run.output  # the step's commit was pushed
+    assert refs_of(cluster.repo)[branch] == on_remote[branch], run.output
