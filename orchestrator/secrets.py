@@ -150,6 +150,14 @@ def masked_url(url: str) -> str:
     return _url_parts_masked(url)[0]
 
 
+_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"`<>]+")
+
+
+def mask_urls(text: str) -> str:
+    """`text` (git's message, say) with every URL in it as `masked_url` shows it."""
+    return _URL_IN_TEXT.sub(lambda found: masked_url(found.group(0)), text)
+
+
 def url_has_credentials(url: str) -> bool:
     """Whether the URL carries a credential (`masked_url` would change it)."""
     return _url_parts_masked(url)[1]

@@ -15,6 +15,7 @@ from orchestrator.secrets import (
     given_secrets,
     is_plain_setting,
     mask_model,
+    mask_urls,
     masked_url,
     url_has_credentials,
 )
@@ -142,3 +143,11 @@ def test_a_url_with_credentials_is_masked(url: str, shown: str):
 def test_a_url_without_credentials_is_left_as_it_is(url: str):
     assert not url_has_credentials(url)
     assert masked_url(url) == url
+
+
+def test_urls_in_a_message_are_masked_and_the_rest_kept():
+    said = "`git fetch --quiet -- https://me:pw-1234@h/r.git` failed: fatal: 'ssh://h/x' not found"
+    assert (
+        mask_urls(said)
+        == "`git fetch --quiet -- https://me:***@h/r.git` failed: fatal: 'ssh://h/x' not found"
+    )

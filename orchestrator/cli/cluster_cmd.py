@@ -22,7 +22,8 @@ from orchestrator.engine.report import RunReport, build_report
 from orchestrator.engine.service import RunService
 from orchestrator.errors import GitError
 from orchestrator.events import Notice, RunEvent
-from orchestrator.secrets import masked_url
+from orchestrator.retries import short
+from orchestrator.secrets import mask_urls, masked_url
 from orchestrator.store import RunRecord
 
 if TYPE_CHECKING:
@@ -79,7 +80,7 @@ def fetch_back_or_say(
         url = masked_url(submit.repo_url_of(record))
         ref = f"refs/heads/{record.branch}"
         text = (
-            f"could not fetch the run branch from {url}: {masked_url(exc.message)[-800:]}; the run's "
+            f"could not fetch the run branch from {url}: {short(mask_urls(exc.message), 600)}; the run's "
             f"result stands and its branch is there (git fetch {url} {ref}:{ref})"
         )
         for subscriber in subscribers:

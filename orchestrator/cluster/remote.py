@@ -24,7 +24,7 @@ from pathlib import Path
 
 from orchestrator.cluster.mirror import local_path
 from orchestrator.errors import UsageError
-from orchestrator.secrets import masked_url, url_has_credentials
+from orchestrator.secrets import mask_urls, masked_url, url_has_credentials
 from orchestrator.workspace.git import Git
 
 # Reaching a remote is one round trip; a remote that does not answer within this is as good as down
@@ -79,7 +79,7 @@ def check_reachable(url: str, *, repo: Path, env: Mapping[str, str]) -> None:
         lines = [line.strip() for line in (result.stderr or result.stdout).splitlines() if line.strip()]
         said = lines[0][:500] if lines else f"git exited with {result.returncode}"
         raise UsageError(
-            f"cannot reach the cluster's remote {masked_url(url)}: {masked_url(said)}",
+            f"cannot reach the cluster's remote {masked_url(url)}: {mask_urls(said)}",
             hint="check the URL and that this machine may fetch from it (every worker must too); "
             "or leave --remote and cluster.remote out to use the repository's path",
         )

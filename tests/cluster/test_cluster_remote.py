@@ -176,3 +176,51 @@ def test_a_commit_made_by_the_runs_last_node_is_fetched_back_over_ssh(cluster: C
     on_remote = refs_of(remote)
     assert on_remote[branch] != record.base_sha, run.output  # the step's commit was pushed
     assert refs_of(cluster.repo)[branch] == on_remote[branch], run.output
+
+
+# For the submitter: its first fetch (the reachability check) goes through, every later one fails.
+SSH_THEN_DOWN = """#!/bin/sh
+mark="$1"
+for last; do :; done
+case "$last" in git-upload-pack*)
+    if [ -e "$mark" ]; then echo "ssh: connect to host storage.example port 22: Connection refused" >&2; exit 255; fi
+    touch "$mark" ;;
+esac
+exec sh -c "$last"
+"""
+
+
+def test_a_remote_gone_at_the_end_is_a_warning_and_the_result_stands(cluster: Cluster) -> None:
+    remote = bare_remote(cluster)
+    ssh, down = cluster.tmp / "fake-ssh", cluster.tmp / "ssh-then-down"
+    ssh.write_text(FAKE_SSH.replace("sleep 1.5", ":"))
+    down.write_text(SSH_THEN_DOWN)
+    for script in (ssh, down):
+        script.chmod(0o755)
+    env = cluster_env(cluster.tmp, "w1", {"GIT_SSH_COMMAND": str(ssh), "GIT_SSH_VARIANT": "simple"})
+    cluster.workers.append(start_worker(cluster.config, env, cwd=cluster.tmp, name="w1"))
+    submitter_env = {
+        **cluster.env,
+        "GIT_SSH_COMMAND": f"{down} {cluster.tmp / 'fetched-once'}",
+        "GIT_SSH_VARIANT": "simple",
+    }
+    url = f"ssh://storage.example{remote}"
+    extra = ("--json", "--remote", url)
+    run = submit_run(
+        cluster.config, submitter_env, "make greet() return Hello", cwd=cluster.repo, extra=extra
+    )
+    cluster.processes.append(run)
+    result = run.join(180)
+    assert result.exit_code == 0, run.output  # approved: the run's own result
+    run_id = newest_run_id(cluster.database)
+    warning = next(line for line in run.stderr if "could not fetch the run branch" in line)
+    assert url in warning and "Connection refused" in warning
+    assert f"git fetch {url} refs/heads/orchestrator/{run_id}" in warning
+    assert report_status(run.output) == "approved"
+    assert f"refs/heads/orchestrator/{run_id}" in refs_of(remote)
+
+
+def report_status(output: str) -> str:
+    lines = output.splitlines()
+    start = max(i for i, line in enumerate(lines) if line == "{")
+    return str(json.loads("\n".join(lines[start:]))["status"])
