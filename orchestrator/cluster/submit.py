@@ -176,7 +176,7 @@ def request_cancel(settings: Settings, store: Store, run_id: str, source: str) -
     cancel_workflow(settings, run_id)
 
 
-async def _closed(settings: Settings, run_id: str, timeout_s: float) -> None:
+async def _closed(settings: Settings, run_id: str, timeout_s: float | None) -> None:
     from temporalio.client import WorkflowFailureError
     from temporalio.service import RPCError
 
@@ -185,8 +185,8 @@ async def _closed(settings: Settings, run_id: str, timeout_s: float) -> None:
         await asyncio.wait_for(client.get_workflow_handle(run_id).result(), timeout_s)
 
 
-def wait_closed(settings: Settings, run_id: str, timeout_s: float = CLOSE_WAIT_S) -> None:
-    """Until the run's workflow has closed, however it ended (at most `timeout_s`). A step records
+def wait_closed(settings: Settings, run_id: str, timeout_s: float | None = CLOSE_WAIT_S) -> None:
+    """Until the run's workflow has closed, however it ended (at most `timeout_s`; None: for as long as it runs). A step records
     RunFinished before it pushes its commits; its workflow closes only once that push has landed, so a
     fetch after this sees the run's last commit."""
     with contextlib.suppress(UsageError):  # Temporal gone meanwhile: fetch what is there

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from orchestrator.proc import run_command
 from orchestrator.store import Store
 from orchestrator.testing.cluster import cluster_env, newest_run_id, start_worker, submit_run
 from tests.cluster.conftest import Cluster
+from tests.cluster.test_cluster_dashboard import serve
 
 FIXED = {"write_file": {"path": "app.py", "content": "def greet():\n    return 'Hello'\n"}}
 
@@ -224,3 +226,23 @@ def report_status(output: str) -> str:
     lines = output.splitlines()
     start = max(i for i, line in enumerate(lines) if line == "{")
     return str(json.loads("\n".join(lines[start:]))["status"])
+
+
+def test_a_run_the_dashboard_starts_is_fetched_back_from_the_configured_remote(cluster: Cluster) -> None:
+    remote = bare_remote(cluster)
+    cluster.config.write_text(
+        cluster.config.read_text().replace("cluster:\n", f"cluster:\n  remote: {remote}\n", 1)
+    )
+    cluster.worker("w1")
+    server = serve(cluster)
+    status, body, _ = server.request("POST", "/api/runs", {"task": "make greet() return Hello"})
+    assert status == 202, body
+    run_id = body["run_id"]
+    assert server.wait_run(run_id, {"approved", "failed", "not_approved"})["status"] == "approved"
+    branch = f"refs/heads/orchestrator/{run_id}"
+    deadline = time.monotonic() + 60
+    while refs_of(cluster.repo).get(branch) != refs_of(remote).get(branch) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert (
+        refs_of(cluster.repo)[branch] == refs_of(remote)[branch] != refs_of(cluster.repo)["refs/heads/main"]
+    )
