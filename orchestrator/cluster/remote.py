@@ -78,6 +78,8 @@ def check_reachable(url: str, *, repo: Path, env: Mapping[str, str]) -> None:
         # git's first line says what went wrong; the rest is its boilerplate about access rights.
         lines = [line.strip() for line in (result.stderr or result.stdout).splitlines() if line.strip()]
         said = lines[0][:500] if lines else f"git exited with {result.returncode}"
+        if result.timed_out:
+            said = f"no answer in {REACH_TIMEOUT_S:g} s"
         raise UsageError(
             f"cannot reach the cluster's remote {masked_url(url)}: {mask_urls(said)}",
             hint="check the URL and that this machine may fetch from it (every worker must too); "
@@ -95,7 +97,7 @@ def cluster_repo_url(repo: Path, remote: str | None, *, cwd: Path, env: Mapping[
 
     def remote_url(name: str) -> str | None:
         result = git.run("remote", "get-url", "--", name, check=False)
-        return result.stdout.strip() or None if result.ok else None
+        return (result.stdout.strip() or None) if result.ok else None
 
     url = resolve_remote(remote, remote_url=remote_url, repo=repo, cwd=cwd)
     if url != remote:
