@@ -32,6 +32,7 @@ from orchestrator.adapters import AGENT_NAMES, get_adapter
 from orchestrator.errors import ConfigError
 from orchestrator.files import read_config_text
 from orchestrator.limits.ledger import Budgets
+from orchestrator.secrets import masked_url, url_has_credentials
 from orchestrator.trust import require_trust, trust_state, untrusted_config_keys, without_trust_keys
 
 
@@ -80,7 +81,11 @@ class ClusterConfig(BaseModel):
     on a pool of `orchestrator worker`s (orchestrator/cluster/). `heartbeat_timeout_s` is how long a
     step's worker may stay silent before Temporal gives its step to another worker; `task_queue_prefix`
     names the task queues (`<prefix>.workflows`, `<prefix>.agents.<a+b>`), so that several teams can
-    share one Temporal namespace."""
+    share one Temporal namespace.
+
+    `remote` (a remote's name in the run's repository, or a git URL) is where workers fetch a run's
+    repository and push its branch (cluster/remote.py); without it, the repository's own path (one
+    machine, or a shared file system). A URL with a password or token in it is refused."""
 
     model_config = ConfigDict(defer_build=True, extra="forbid")
     database: str | None = None
@@ -88,6 +93,7 @@ class ClusterConfig(BaseModel):
     namespace: str = "default"
     heartbeat_timeout_s: float = 30.0
     task_queue_prefix: str = "orchestrator"
+    remote: str | None = None
 
     @field_validator("database")
     @classmethod
@@ -129,6 +135,21 @@ class ClusterConfig(BaseModel):
     def _prefix(cls, value: str) -> str:
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}", value):
             raise ValueError(f"must be letters, digits, _ or - (a task queue name's start), not {value!r}")
+        return value
+
+    @field_validator("remote")
+    @classmethod
+    def _remote(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.strip():
+            raise ValueError("must be a remote's name or a git URL, not empty")
+        if url_has_credentials(value):
+            # The message names the URL masked: pydantic's own would repeat the value as it is.
+            raise ValueError(
+                f"{masked_url(value)} has a password or token in it; give the URL without it and use a "
+                "credential helper (https://) or an SSH URL, so that no run record holds the secret"
+            )
         return value
 
     @property
@@ -206,7 +227,7 @@ class LoadedSettings:
 
 _ALLOWED = {
     "": "agents, fallback_order, workspace_dir, workflow, sandbox, cluster, budgets, limits",
-    "cluster": "database, temporal, namespace, heartbeat_timeout_s, task_queue_prefix",
+    "cluster": "database, temporal, namespace, heartbeat_timeout_s, task_queue_prefix, remote",
     "agents": ", ".join(AGENT_NAMES),
     "agent": "command, args, env, model, timeout_s, idle_timeout_s, inherit_credentials, communicator,"
     " retry, transcript_max_bytes",

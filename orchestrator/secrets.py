@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel
 
@@ -106,6 +106,61 @@ def is_plain_setting(value: str) -> bool:
         except OSError:
             return False
     return False
+
+
+def _mask_shapes(text: str) -> str:
+    for shaped, replacement in SECRET_PATTERNS:
+        text = shaped.sub(replacement, text)
+    return text
+
+
+def _url_parts_masked(url: str) -> tuple[str, bool]:
+    """The URL with its credentials as MASK, and whether it held any: a password
+    (https://user:secret@host), a token-shaped user (https://ghp_...@github.com), a secret-named query
+    parameter (?access_token=...), or a credential-shaped string anywhere in it."""
+    shaped = _mask_shapes(url)
+    if "://" not in url:
+        return shaped, shaped != url  # a path or user@host:path: no password can be written there
+    parts = urlsplit(url)
+    userinfo, at, host = parts.netloc.rpartition("@")
+    found = shaped != url
+    netloc = parts.netloc
+    if at:
+        user, colon, _password = userinfo.partition(":")
+        masked_user = _mask_shapes(user)
+        found = found or bool(colon) or masked_user != user
+        netloc = f"{masked_user}{':' + MASK if colon else ''}@{host}"
+    pairs = []
+    for pair in parts.query.split("&") if parts.query else []:
+        name, eq, value = pair.partition("=")
+        secret = (
+            bool(eq) and bool(value) and (is_secret_name(name) or name.lower() in ("pass", "pwd", "auth"))
+        )
+        found = found or secret
+        pairs.append(f"{name}={MASK}" if secret else pair)
+    if not found:
+        return url, False
+    rebuilt = urlunsplit((parts.scheme, netloc, parts.path, "&".join(pairs), parts.fragment))
+    return _mask_shapes(rebuilt), True
+
+
+def masked_url(url: str) -> str:
+    """The URL (a git remote's, a database's) safe to show: any password, token-shaped user or
+    secret-named query value replaced by MASK. A URL with none is returned as it is."""
+    return _url_parts_masked(url)[0]
+
+
+_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"`<>]+")
+
+
+def mask_urls(text: str) -> str:
+    """`text` (git's message, say) with every URL in it as `masked_url` shows it."""
+    return _URL_IN_TEXT.sub(lambda found: masked_url(found.group(0)), text)
+
+
+def url_has_credentials(url: str) -> bool:
+    """Whether the URL carries a credential (`masked_url` would change it)."""
+    return _url_parts_masked(url)[1]
 
 
 def given_secrets(environments: Mapping[str, Mapping[str, str]]) -> dict[str, str]:
@@ -198,9 +253,7 @@ class SecretMasker:
         pattern = self._pattern
         if pattern is not None:
             text = pattern.sub(MASK, text)
-        for shaped, replacement in SECRET_PATTERNS:
-            text = shaped.sub(replacement, text)
-        return text
+        return _mask_shapes(text)
 
     def mask_value(self, value: Any) -> Any:
         """Masks strings inside dicts, lists and tuples; other values are returned as they are."""

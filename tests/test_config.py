@@ -83,6 +83,7 @@ def test_unset_reference_is_left_out_and_reported(tmp_path):
         ("cluster: {namespace: 'two words'}", "cluster.namespace", None),
         ("cluster: {heartbeat_timeout_s: 1}", "cluster.heartbeat_timeout_s", None),
         ("cluster: {task_queue_prefix: 'a.b'}", "cluster.task_queue_prefix", None),
+        ("cluster: {remote: ''}", "cluster.remote", None),
     ],
 )
 def test_bad_files_name_file_key_path_and_allowed(tmp_path, text, key_path, allowed):
@@ -185,3 +186,15 @@ def test_a_mistake_in_your_file_names_your_file_under_a_repository_file(tmp_path
     with pytest.raises(ConfigError) as caught:
         load_settings(None, repo_root=repo, env={"XDG_CONFIG_HOME": str(xdg)})
     assert caught.value.file == str(user_file)
+
+
+def test_a_cluster_remote_with_a_password_is_refused_and_never_repeated(tmp_path):
+    path = write(tmp_path / "c.yaml", "cluster: {remote: 'https://me:hunter2-secret@git.example.com/r.git'}")
+    with pytest.raises(ConfigError) as info:
+        load_settings(path, env={})
+    message = str(info.value)
+    assert "cluster.remote" in message and "credential helper" in message
+    assert "https://me:***@git.example.com/r.git" in message
+    assert "hunter2-secret" not in message
+    fine = write(tmp_path / "ok.yaml", "cluster: {remote: origin}")
+    assert load_settings(fine, env={}).settings.cluster.remote == "origin"

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from orchestrator.config import Settings, agent_environments
 from orchestrator.events import AgentActivity, AssistantMessage, Notice
 from orchestrator.logs import SecretMasker as ReExported
@@ -13,6 +15,9 @@ from orchestrator.secrets import (
     given_secrets,
     is_plain_setting,
     mask_model,
+    mask_urls,
+    masked_url,
+    url_has_credentials,
 )
 
 
@@ -107,3 +112,42 @@ def test_agent_environments_hold_configured_and_inherited_credentials():
     )
     assert envs["claude"] == {"ANTHROPIC_API_KEY": "a-key", "X": "up-value"}
     assert envs["codex"] == {}
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("https://user:hunter2-secret@git.example.com/o/r.git", "https://user:***@git.example.com/o/r.git"),
+        ("ssh://git:pw-1234@host:22/r.git", "ssh://git:***@host:22/r.git"),
+        ("https://ghp_abcdefghijklmnopqrstuvwx@github.com/o/r", "https://gh_***@github.com/o/r"),
+        ("https://h/r.git?access_token=abc123&ref=main", "https://h/r.git?access_token=***&ref=main"),
+    ],
+)
+def test_a_url_with_credentials_is_masked(url: str, shown: str):
+    assert url_has_credentials(url)
+    assert masked_url(url) == shown
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://github.com/o/r.git",
+        "https://user@git.example.com/o/r.git",  # a user alone: git asks its credential helper
+        "git@github.com:o/r.git",
+        "ssh://git@host:22/r.git",
+        "/srv/git/r.git",
+        "file:///srv/git/r.git",
+        "https://h/r.git?ref=main",
+    ],
+)
+def test_a_url_without_credentials_is_left_as_it_is(url: str):
+    assert not url_has_credentials(url)
+    assert masked_url(url) == url
+
+
+def test_urls_in_a_message_are_masked_and_the_rest_kept():
+    said = "`git fetch --quiet -- https://me:pw-1234@h/r.git` failed: fatal: 'ssh://h/x' not found"
+    assert (
+        mask_urls(said)
+        == "`git fetch --quiet -- https://me:***@h/r.git` failed: fatal: 'ssh://h/x' not found"
+    )

@@ -9,7 +9,7 @@ import asyncio
 import os
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,7 +23,10 @@ from orchestrator.engine.follow_ups import next_follow_up
 from orchestrator.engine.report import RunReport, build_report
 from orchestrator.engine.service import RunService
 from orchestrator.engine.workflow import Workflow
+from orchestrator.errors import GitError
 from orchestrator.events import FollowUp, Notice, RunEvent
+from orchestrator.retries import short
+from orchestrator.secrets import mask_urls, masked_url
 from orchestrator.store import RunRecord, Store
 
 if TYPE_CHECKING:
@@ -74,7 +77,8 @@ def run_on_cluster(
             on_cancel=lambda: submit.request_cancel(settings, store, record.id, "run --cluster (Ctrl-C)"),
             settings=settings,
         )
-        submit.fetch_back(record, service.env)
+        submit.wait_closed(settings, record.id)  # the last step's push has landed
+        fetch_back_or_say(record, service.env, subscribers)
         return build_report(store, record.id)
 
     return runner(follow)
@@ -92,6 +96,26 @@ def cluster_follow_up(store: Store, run_id: str, text: str, *, source: str) -> F
     submitter follows it to its RunFinished, and nothing on the cluster would take a follow-up queued
     behind it."""
     return store.continue_cluster_run(run_id, lambda run: next_follow_up(run, text, source=source))
+
+
+def fetch_back_or_say(
+    record: RunRecord, env: Mapping[str, str], subscribers: Sequence[Callable[[RunEvent], None]]
+) -> None:
+    """The run branch into the user's repository. A fetch that fails (the remote went away) is said,
+    not fatal: the run's result stands, and its branch is on the remote."""
+    from orchestrator.cluster import submit
+
+    try:
+        submit.fetch_back(record, env)
+    except GitError as exc:
+        url = masked_url(submit.repo_url_of(record))
+        ref = f"refs/heads/{record.branch}"
+        text = (
+            f"could not fetch the run branch from {url}: {short(mask_urls(exc.message), 600)}; the run's "
+            f"result stands and its branch is there (git fetch {url} {ref}:{ref})"
+        )
+        for subscriber in subscribers:
+            subscriber(Notice(run_id=record.id, level="warning", text=text))
 
 
 def check_cluster_run(settings: Settings) -> tuple[str, ...]:

@@ -158,6 +158,14 @@ def send_to_pushgateway(
     help="Run on the cluster's workers (Temporal); the default whenever cluster.temporal is configured.",
 )
 @click.option(
+    "--remote",
+    "cluster_remote",
+    default=None,
+    metavar="NAME|URL",
+    help="With --cluster: the remote (or git URL) workers fetch from and push the run branch to "
+    "(default: cluster.remote, else this repository's path).",
+)
+@click.option(
     "--push",
     "push_remote",
     default=None,
@@ -184,6 +192,7 @@ def run(
     metrics_file: Path | None,
     pushgateway: str | None,
     on_cluster: bool,
+    cluster_remote: str | None,
 ) -> None:
     """Run a workflow on TASK (or --task-file). Exit 0 only when the review approved and the gates
     passed."""
@@ -203,6 +212,11 @@ def run(
     loaded = settings_for(config_path, repo or cwd, location=location)
     on_cluster = on_cluster or loaded.settings.cluster.enabled
     cluster_agents: tuple[str, ...] = ()
+    if cluster_remote is not None and not on_cluster:
+        raise UsageError(
+            "--remote is where a cluster run's workers fetch from: it needs --cluster",
+            hint="add --cluster (and a `cluster:` configuration), or use --push REMOTE to push the run branch",
+        )
     if on_cluster:
         from orchestrator.cli.cluster_cmd import check_cluster_run
 
@@ -224,6 +238,7 @@ def run(
         base_gates=False if no_base_gates else None,
         cluster=on_cluster,
         cluster_agents=cluster_agents,
+        remote=cluster_remote,
     )
     try:
         if push_remote:

@@ -11,6 +11,7 @@ makes sense, exactly as for a local resume.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -32,6 +33,8 @@ if TYPE_CHECKING:
 
 # A node (a step, a gate, a group) may run for hours; a dead worker is noticed by its heartbeats.
 STEP_TIMEOUT_S = 6 * 3600.0
+# Once the run has finished in the store, its workflow closes as soon as the last step's push is done.
+CLOSE_WAIT_S = 120.0
 
 
 def run_request(settings: Settings, record: RunRecord) -> RunRequest:
@@ -104,8 +107,9 @@ def submit(
         store.claim_run(record.id)  # running again; a cluster run stays the cluster's
     else:
         store.hand_to_cluster(record.id)
-        publish_run_start(Path(record.repo), _url(record), record.id, env)
     try:
+        if not resume:  # a failed push fails the run too (it is the cluster's already)
+            publish_run_start(Path(record.repo), repo_url_of(record), record.id, env)
         start_workflow(settings, request)
     except BaseException as exc:
         if not resume or not isinstance(exc, UsageError):
@@ -114,7 +118,8 @@ def submit(
     return request
 
 
-def _url(record: RunRecord) -> str:
+def repo_url_of(record: RunRecord) -> str:
+    """The URL the run goes through (a remote's, or the repository's path)."""
     url = getattr(record.options, "repo_url", None)
     return url if isinstance(url, str) and url else record.repo
 
@@ -187,6 +192,23 @@ def request_cancel(settings: Settings, store: Store, run_id: str, source: str) -
     cancel_workflow(settings, run_id)
 
 
+async def _closed(settings: Settings, run_id: str, timeout_s: float | None) -> None:
+    from temporalio.client import WorkflowFailureError
+    from temporalio.service import RPCError
+
+    client = await connect(settings)
+    with contextlib.suppress(WorkflowFailureError, RPCError, TimeoutError):
+        await asyncio.wait_for(client.get_workflow_handle(run_id).result(), timeout_s)
+
+
+def wait_closed(settings: Settings, run_id: str, timeout_s: float | None = CLOSE_WAIT_S) -> None:
+    """Until the run's workflow has closed, however it ended (at most `timeout_s`; None: for as long as it runs). A step records
+    RunFinished before it pushes its commits; its workflow closes only once that push has landed, so a
+    fetch after this sees the run's last commit."""
+    with contextlib.suppress(UsageError):  # Temporal gone meanwhile: fetch what is there
+        asyncio.run(_closed(settings, run_id, timeout_s))
+
+
 def fetch_back(record: RunRecord, env: Mapping[str, str]) -> str | None:
     """The run branch into the user's repository (nothing to do when the URL is that repository)."""
-    return fetch_run_branch(Path(record.repo), _url(record), record.id, env)
+    return fetch_run_branch(Path(record.repo), repo_url_of(record), record.id, env)

@@ -67,6 +67,7 @@ class RunSpec:
     # A cluster run: the CLIs some worker serves (what `agent: auto` chooses from). This machine's
     # CLIs do not matter then: the workers check their own (a step waits for a worker that has its CLI).
     cluster_agents: tuple[str, ...] = ()
+    remote: str | None = None  # --remote: where the workers fetch (default: cluster.remote, else the path)
 
 
 class RunService:
@@ -146,6 +147,7 @@ class RunService:
         if location is None or location.top != repo:
             location = None  # a new repository: RunWorkspace.create finds it
         start = check_base(repo, spec.base, self.env, run_id=run_id)
+        repo_url = self._repo_url(spec, repo) if spec.cluster else None
         if spec.include_uncommitted:
             self._pending_notices[run_id] = [
                 describe_submodule_change(change) for change in submodule_changes(repo, self.env)
@@ -191,8 +193,8 @@ class RunService:
             include_uncommitted=spec.include_uncommitted,
             config_path=str(spec.config_path.resolve()) if spec.config_path is not None else None,
             base_gates=spec.base_gates,
-            # Where workers fetch the repository: its path (a shared path), until remotes are given.
-            **({"repo_url": str(repo)} if spec.cluster else {}),
+            # Where workers fetch the repository: a remote's URL, or its path (a shared path).
+            **({"repo_url": repo_url} if repo_url is not None else {}),
         )
         record = self.store.create_run(
             run_id=run_id,
@@ -208,6 +210,14 @@ class RunService:
         )
         self._created[run_id] = ws  # handed to the run's engine (see execute), not opened again
         return record
+
+    def _repo_url(self, spec: RunSpec, repo: Path) -> str:
+        """The URL a cluster run's workers go through, resolved and reached before anything of the run
+        exists (a wrong or unreachable remote: exit 2)."""
+        from orchestrator.cluster.remote import cluster_repo_url
+
+        remote = spec.remote or self.settings.cluster.remote
+        return cluster_repo_url(repo, remote, cwd=spec.cwd, env=self.env)
 
     def _check_workflow_trust(self, loaded: LoadedWorkflow, repo: Path, *, chosen_by_path: bool) -> None:
         """A workflow file from the repository (.orchestrator/workflows, or named by the repository's

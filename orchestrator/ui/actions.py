@@ -17,7 +17,7 @@ from typing import Any
 from orchestrator.cli.runs_cmd import discard_run, merge_run_into, rollback_run
 from orchestrator.engine.service import RunService, RunSpec
 from orchestrator.errors import UsageError
-from orchestrator.events import Notice
+from orchestrator.events import Notice, RunEvent
 from orchestrator.logs import get_logger
 from orchestrator.store.records import repo_key
 from orchestrator.ui.commands import run_command_line
@@ -124,6 +124,7 @@ class Actions:
         # The run's repository is the workers' (cli/cluster_cmd.py says why this copy goes).
         self.service.workspace(run_id).remove_worktree()
         submit(self.service.settings, self.store, self.store.get_run(run_id), self.service.env)
+        self._fetch_back_when_closed(run_id)
 
     def _resubmit(self, run_id: str, *, checked: bool = False) -> None:
         """A cluster run goes on on the cluster's workers, as `runs resume` resubmits it."""
@@ -132,6 +133,24 @@ class Actions:
         if not checked:
             self._check_cluster(run_id)
         submit(self.service.settings, self.store, self.store.get_run(run_id), self.service.env, resume=True)
+        self._fetch_back_when_closed(run_id)
+
+    def _fetch_back_when_closed(self, run_id: str) -> None:
+        """As `run --cluster` does at the end: once the run's workflow has closed, its branch into the
+        user's repository (a remote's; nothing to do for a shared path). A failed fetch is logged;
+        a dashboard stopped before the run ends leaves it on the remote."""
+        from orchestrator.cli.cluster_cmd import fetch_back_or_say
+        from orchestrator.cluster.submit import wait_closed
+
+        def work() -> None:
+            wait_closed(self.service.settings, run_id, timeout_s=None)
+            fetch_back_or_say(self.store.get_run(run_id), self.service.env, [log_notice])
+
+        def log_notice(event: RunEvent) -> None:
+            if isinstance(event, Notice):
+                log.warning(event.text, run_id=run_id)
+
+        threading.Thread(target=work, name=f"dashboard-fetch-{run_id}", daemon=True).start()
 
     def _follow_up_on_cluster(self, run_id: str, text: str) -> dict[str, Any]:
         """The follow-up goes into the run's event log and the run to the cluster's workers again, as

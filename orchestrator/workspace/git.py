@@ -54,6 +54,12 @@ _GIT_PASSTHROUGH: tuple[str, ...] = (
     "GIT_CONFIG_SYSTEM",
     "GIT_CONFIG_NOSYSTEM",
     "GIT_CEILING_DIRECTORIES",
+    # How git reaches an SSH remote (a cluster's `--remote git@host:...`): the user's agent socket and
+    # ssh command. Paths and commands, never a key; only git and its ssh see them, no agent does.
+    "SSH_AUTH_SOCK",
+    "GIT_SSH",
+    "GIT_SSH_COMMAND",
+    "GIT_SSH_VARIANT",
 )
 
 _QUIET_ENV: dict[str, str] = {

@@ -143,7 +143,7 @@ def _base_gates(tmp_path: Path, head_start: threading.Event):
             "steps": [
                 {"agent": "fake", "task": "implement"},
                 {"run": f'{sys.executable} -c "pass"', "name": "ok"},
-            ]
+            ],
         }
     )
     published: list[RunEvent] = []

@@ -167,3 +167,10 @@ def test_reading_status_never_rewrites_the_users_index(tmp_path, make_repo):
     # Plain git would have refreshed it (so the check above can fail).
     Git(path).run("status", "--porcelain", env={"GIT_OPTIONAL_LOCKS": "1"})
     assert index.read_bytes() != before
+
+
+def test_git_reaches_ssh_remotes_as_the_user_set_them_up(tmp_path):
+    environ = {**os.environ, "SSH_AUTH_SOCK": "/run/agent.sock", "GIT_SSH_COMMAND": "ssh -i k", "X": "1"}
+    env = git_environment(environ)
+    assert (env["SSH_AUTH_SOCK"], env["GIT_SSH_COMMAND"]) == ("/run/agent.sock", "ssh -i k")
+    assert "X" not in env
