@@ -5,7 +5,6 @@ a state home of its own) pointed at the same PostgreSQL store; the JSON API and 
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -19,7 +18,7 @@ from orchestrator.testing.cluster import (
     OrchestratorProcess,
     cluster_env,
     newest_run_id,
-    processes_running,
+    wait_for_processes,
     wait_for_run,
     wait_for_step,
 )
@@ -44,31 +43,12 @@ def serve(cluster: Cluster) -> Server:
     return Server(process, line.split("Dashboard: ", 1)[1].strip())  # type: ignore[arg-type]
 
 
-def our_fake_agents() -> list[int]:
-    """The fake agents running below this test process (other tests on the machine run theirs)."""
-
-    def parent(pid: int) -> int:
-        try:
-            return int(Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[-1].split()[1])
-        except (OSError, ValueError, IndexError):
-            return 0
-
-    mine = []
-    for pid in processes_running("orchestrator.adapters.fake_agent"):
-        ancestor = parent(pid)
-        while ancestor > 1 and ancestor != os.getpid():
-            ancestor = parent(ancestor)
-        if ancestor == os.getpid():
-            mine.append(pid)
-    return mine
+FAKE_AGENT = "orchestrator.adapters.fake_agent"
 
 
 def wait_for_fake_agents(running: bool, timeout_s: float = 30) -> list[int]:
-    """Our fake agents once some run (`running`) or once none is left, or as they are at the deadline."""
-    deadline = time.monotonic() + timeout_s
-    while bool(our_fake_agents()) != running and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return our_fake_agents()
+    """Our fake agents (below this test process) once some run (`running`) or once none is left."""
+    return wait_for_processes(FAKE_AGENT, running=running, timeout_s=timeout_s)
 
 
 def workflow_status(address: str, run_id: str) -> str:
