@@ -25,11 +25,12 @@ repository is being removed (then makes it again), and a sweep skips a run whose
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import threading
 import time
 from collections import Counter
-from collections.abc import Collection, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -182,7 +183,7 @@ def run_folders(state_home: Path) -> list[str]:
 
 
 def sweep_run_repos(
-    store: Store,
+    lookup: Callable[[str], StoredRun],
     *,
     state_home: Path,
     env: Mapping[str, str],
@@ -191,7 +192,8 @@ def sweep_run_repos(
     now: float | None = None,
     stop: threading.Event | None = None,
 ) -> list[Removed]:
-    """Removes the repositories `removable_runs` names, each as the workspace removes one; logs each
+    """Removes the repositories `removable_runs` names (`lookup`: what the store says of a run id,
+    `stored_run`), each as the workspace removes one; logs each
     (and what it freed) and returns them. A folder that cannot be removed is logged and left. `stop`
     set (the worker shuts down): the sweep ends after the folder it is removing."""
     from orchestrator.cluster.mirror import MIRRORS, RepoMirror, mirror_key
@@ -201,7 +203,7 @@ def sweep_run_repos(
     for folder in folders:
         for run_id in candidate_ids(folder):
             if run_id not in stored:
-                stored[run_id] = stored_run(store, run_id)
+                stored[run_id] = lookup(run_id)
             if stored[run_id].state != "absent":
                 break
     moment = time.time() if now is None else now
@@ -267,7 +269,7 @@ def sweep_worker(
     home = state_home(env)
     with Store(store_location(settings.cluster.database, env, home)) as store:
         return sweep_run_repos(
-            store,
+            functools.partial(stored_run, store),
             state_home=home,
             env=env,
             in_use=in_use,

@@ -36,7 +36,9 @@ def test_a_finished_runs_repository_is_swept_and_a_follow_up_makes_it_again(clus
     run_id = newest_run_id(cluster.database)
     state = cluster.tmp / "w1" / "state"
     repository = state / "repos" / run_id
-    assert wait_gone(repository), f"{repository} is still there: {sorted(p.name for p in repository.iterdir())}"
+    assert wait_gone(repository), (
+        f"{repository} is still there: {sorted(p.name for p in repository.iterdir())}"
+    )
     assert (state / "runs" / run_id).is_dir()  # the run folder (logs, transcripts) stays
     # The run branch is intact in the user's repository: the implement step's commit is on it.
     branch = f"orchestrator/{run_id}"
