@@ -125,7 +125,7 @@ def check_cluster_run(settings: Settings) -> tuple[str, ...]:
     "--sweep-every",
     "sweep_every_s",
     type=click.FloatRange(0.1, 86400),
-    default=300,
+    default=300,  # cluster/cleanup.py SWEEP_EVERY_S (not imported here: the CLI starts fast)
     show_default=True,
     metavar="SECONDS",
     help="How often to remove finished runs' repositories from this machine (cluster.keep_finished_runs_s"

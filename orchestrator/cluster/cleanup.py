@@ -193,9 +193,10 @@ def sweep_run_repos(
     stop: threading.Event | None = None,
 ) -> list[Removed]:
     """Removes the repositories `removable_runs` names (`lookup`: what the store says of a run id,
-    `stored_run`), each as the workspace removes one; logs each
-    (and what it freed) and returns them. A folder that cannot be removed is logged and left. `stop`
-    set (the worker shuts down): the sweep ends after the folder it is removing."""
+    `stored_run`), each as the workspace removes one; logs each (and what it freed) and returns them.
+    A folder that cannot be removed (its run unknown to this worker's mirror, its repository
+    tampered with) is logged and left. `stop` set (the worker shuts down): the sweep ends after the
+    folder it is removing."""
     from orchestrator.cluster.mirror import MIRRORS, RepoMirror, mirror_key
 
     folders = run_folders(state_home)
