@@ -85,7 +85,12 @@ class ClusterConfig(BaseModel):
 
     `remote` (a remote's name in the run's repository, or a git URL) is where workers fetch a run's
     repository and push its branch (cluster/remote.py); without it, the repository's own path (one
-    machine, or a shared file system). A URL with a password or token in it is refused."""
+    machine, or a shared file system). A URL with a password or token in it is refused.
+
+    `keep_finished_runs_s` is how long a worker keeps a finished run's
+    repository (a full checkout) on its disk before its sweep removes it (0: at once); the run branch
+    is on the repository's URL already, and a later step makes the repository again from it
+    (cluster/cleanup.py)."""
 
     model_config = ConfigDict(defer_build=True, extra="forbid")
     database: str | None = None
@@ -94,6 +99,7 @@ class ClusterConfig(BaseModel):
     heartbeat_timeout_s: float = 30.0
     task_queue_prefix: str = "orchestrator"
     remote: str | None = None
+    keep_finished_runs_s: float = 3600.0
 
     @field_validator("database")
     @classmethod
@@ -128,6 +134,14 @@ class ClusterConfig(BaseModel):
         # above an hour a dead worker's step would wait that long for another worker.
         if not 2.0 <= value <= 3600.0:
             raise ValueError(f"must be from 2 to 3600 seconds, not {value:g}")
+        return value
+
+    @field_validator("keep_finished_runs_s")
+    @classmethod
+    def _keep(cls, value: float) -> float:
+        # Up to a year: "keep forever" is not what a worker's disk can promise (math.inf is refused too).
+        if not 0.0 <= value <= 366 * 86400.0:
+            raise ValueError(f"must be from 0 (at once) to 31622400 seconds (a year), not {value:g}")
         return value
 
     @field_validator("task_queue_prefix")
@@ -227,7 +241,8 @@ class LoadedSettings:
 
 _ALLOWED = {
     "": "agents, fallback_order, workspace_dir, workflow, sandbox, cluster, budgets, limits",
-    "cluster": "database, temporal, namespace, heartbeat_timeout_s, task_queue_prefix, remote",
+    "cluster": "database, temporal, namespace, heartbeat_timeout_s, task_queue_prefix, remote,"
+    " keep_finished_runs_s",
     "agents": ", ".join(AGENT_NAMES),
     "agent": "command, args, env, model, timeout_s, idle_timeout_s, inherit_credentials, communicator,"
     " retry, transcript_max_bytes",

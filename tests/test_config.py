@@ -84,6 +84,10 @@ def test_unset_reference_is_left_out_and_reported(tmp_path):
         ("cluster: {heartbeat_timeout_s: 1}", "cluster.heartbeat_timeout_s", None),
         ("cluster: {task_queue_prefix: 'a.b'}", "cluster.task_queue_prefix", None),
         ("cluster: {remote: ''}", "cluster.remote", None),
+        ("cluster: {keep_finished_runs_s: -1}", "cluster.keep_finished_runs_s", None),
+        ("cluster: {keep_finished_runs_s: .nan}", "cluster.keep_finished_runs_s", None),
+        ("cluster: {keep_finished_runs_s: .inf}", "cluster.keep_finished_runs_s", None),
+        ("cluster: {keep: 1}", "cluster.keep", "keep_finished_runs_s"),
     ],
 )
 def test_bad_files_name_file_key_path_and_allowed(tmp_path, text, key_path, allowed):
@@ -148,6 +152,9 @@ def test_cluster_settings_and_their_defaults(tmp_path):
         "orchestrator",
     )
     assert not load_settings(write(tmp_path / "d.yaml", "cluster: {}"), env={}).settings.cluster.enabled
+    assert cluster.keep_finished_runs_s == 3600.0
+    at_once = load_settings(write(tmp_path / "e.yaml", "cluster: {keep_finished_runs_s: 0}"), env={})
+    assert at_once.settings.cluster.keep_finished_runs_s == 0.0
 
 
 def test_a_repository_file_is_laid_over_yours_not_instead_of_it(tmp_path):

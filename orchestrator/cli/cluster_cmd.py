@@ -145,8 +145,20 @@ def check_cluster_run(settings: Settings) -> tuple[str, ...]:
     help="Steps at once on this worker, across all its queues.",
 )
 @click.option("--name", default=None, help="This worker's name in Temporal (default: HOST-PID).")
+@click.option(
+    "--sweep-every",
+    "sweep_every_s",
+    type=click.FloatRange(0.1, 86400),
+    default=300,  # cluster/cleanup.py SWEEP_EVERY_S (not imported here: the CLI starts fast)
+    show_default=True,
+    metavar="SECONDS",
+    help="How often to remove finished runs' repositories from this machine (cluster.keep_finished_runs_s"
+    " says how long they stay).",
+)
 @config_option
-def worker(agents: str | None, concurrency: int, name: str | None, config_path: Path | None) -> None:
+def worker(
+    agents: str | None, concurrency: int, name: str | None, sweep_every_s: float, config_path: Path | None
+) -> None:
     """Serve this machine's ready coding CLIs to the cluster until SIGTERM or Ctrl-C."""
     from orchestrator.cluster.worker import check_cluster, plan_worker, serve
 
@@ -166,6 +178,6 @@ def worker(agents: str | None, concurrency: int, name: str | None, config_path: 
             err=True,
         )
 
-    asyncio.run(serve(plan, settings, os.environ, ready=say_ready))
+    asyncio.run(serve(plan, settings, os.environ, ready=say_ready, sweep_every_s=sweep_every_s))
     click.echo(f"worker {plan.name} stopped", err=True)
     sys.exit(0)

@@ -36,6 +36,7 @@ import structlog
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from orchestrator.cluster.cleanup import RunsInUse
 from orchestrator.cluster.messages import END_RUN, RUN_STEP, USER_ERROR, EndRequest, StepOutcome, StepRequest
 from orchestrator.cluster.mirror import RepoMirror, open_run_workspace
 from orchestrator.config import Settings
@@ -64,6 +65,7 @@ class StepActivities:
         self.name = name
         self.concurrency = concurrency
         self.busy = 0
+        self.in_use = RunsInUse()  # the runs its steps execute: the worker's sweep leaves them be
         self.pool = ThreadPoolExecutor(max_workers=concurrency + 2, thread_name_prefix="step")
 
     def close(self) -> None:
@@ -80,7 +82,7 @@ class StepActivities:
         await self._take_slot(every)
         cancel = threading.Event()
         try:
-            future = loop.run_in_executor(self.pool, self._step, request, cancel, info.attempt)
+            future = loop.run_in_executor(self.pool, self._step_in_use, request, cancel, info.attempt)
             try:
                 while True:
                     done, _ = await asyncio.wait({future}, timeout=every)
@@ -110,6 +112,10 @@ class StepActivities:
             activity.heartbeat("waiting for a slot")
             await asyncio.sleep(min(every, 0.2))
         self.busy += 1
+
+    def _step_in_use(self, request: StepRequest, cancel: threading.Event, attempt: int) -> StepOutcome:
+        with self.in_use.step(request.run_id):  # waits while the sweep removes the run's repository
+            return self._step(request, cancel, attempt)
 
     def _step(self, request: StepRequest, cancel: threading.Event, attempt: int) -> StepOutcome:
         started = time.monotonic()

@@ -210,6 +210,12 @@ class RepoMirror:
             hint="another worker took the run's step over; nothing to do",
         )
 
+    def keep_on_url(self, ref: str) -> None:
+        """Push one backup ref of the mirror to the URL, create-only (the worker's sweep keeps there
+        what it found uncommitted in a run repository it removed: cleanup.py)."""
+        with self._locked():
+            self.git.run("push", "--porcelain", "--no-verify", "--", self.url, f"{ref}:{ref}")
+
     def _push(self, leases: Mapping[str, str | None], refspecs: list[str]) -> CommandResult:
         return self.git.run(
             "push",

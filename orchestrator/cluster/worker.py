@@ -4,7 +4,8 @@ At start it asks which CLIs are ready here (AgentReadiness, like `orchestrator a
 step queue of every non-empty subset of them plus the workflow queue (queues.py). A clear error (exit
 2, with what to do) when no CLI is ready, when the cluster is not configured, or when Temporal cannot
 be reached. SIGTERM and SIGINT shut it down: running steps are handed over cleanly (activities.py),
-then the process exits 0. A SIGKILLed worker leaves no process behind: every agent runs under a
+then the process exits 0. It sweeps finished runs' repositories off its disk at start and then every
+few minutes (cleanup.py). A SIGKILLed worker leaves no process behind: every agent runs under a
 supervisor that ends its tree when the worker dies, and the next orchestrator process on the machine
 ends what the process records still name (proc.py, proc_tree.py).
 """
@@ -15,13 +16,17 @@ import asyncio
 import os
 import signal
 import socket
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
+import structlog
+
 from orchestrator.adapters import AGENT_NAMES, REAL_AGENTS
 from orchestrator.cluster.activities import StepActivities
+from orchestrator.cluster.cleanup import SWEEP_EVERY_S, RunsInUse, sweep_worker
 from orchestrator.cluster.queues import served_queues, workflow_queue
 from orchestrator.config import Settings
 from orchestrator.engine.readiness import AgentReadiness
@@ -31,6 +36,8 @@ from orchestrator.workspace.paths import state_home
 
 if TYPE_CHECKING:
     from temporalio.client import Client
+
+log = structlog.get_logger(__name__)
 
 CONNECT_TIMEOUT_S = 10.0
 
@@ -113,8 +120,10 @@ async def serve(
     env: Mapping[str, str],
     *,
     ready: Callable[[WorkerPlan], None] = lambda _plan: None,
+    sweep_every_s: float = SWEEP_EVERY_S,
 ) -> None:
-    """Serves until SIGTERM or SIGINT, then shuts every queue's worker down."""
+    """Serves until SIGTERM or SIGINT, then shuts every queue's worker down. Sweeps finished runs'
+    repositories at start, then every `sweep_every_s`."""
     from temporalio.worker import Worker
 
     from orchestrator.cluster.workflow import OrchestratorRun
@@ -148,6 +157,8 @@ async def serve(
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     runs = [asyncio.create_task(worker.run()) for worker in workers]
+    sweep_stop = threading.Event()
+    sweeps = asyncio.create_task(sweep_forever(settings, env, activities.in_use, sweep_stop, sweep_every_s))
     try:
         ready(plan)
         stopped = asyncio.create_task(stop.wait())
@@ -156,8 +167,24 @@ async def serve(
             if task is not stopped:
                 task.result()  # a worker that failed: its error ends the command
     finally:
+        sweep_stop.set()
+        sweeps.cancel()
+        await asyncio.gather(sweeps, return_exceptions=True)
         await asyncio.gather(*(worker.shutdown() for worker in workers), return_exceptions=True)
         await asyncio.gather(*runs, return_exceptions=True)
         activities.close()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
+
+
+async def sweep_forever(
+    settings: Settings, env: Mapping[str, str], in_use: RunsInUse, stop: threading.Event, every_s: float
+) -> None:
+    """Sweeps now, then every `every_s`, the store calls and removals in a thread (as the activities
+    do theirs). A failed sweep is logged and tried again next time: the worker serves on."""
+    while not stop.is_set():
+        try:
+            await asyncio.to_thread(sweep_worker, settings, env, in_use, stop)
+        except Exception as exc:  # noqa: BLE001 - the store unreachable for a while, a disk error: next time
+            log.warning("sweep of run repositories failed; trying again later", error=str(exc))
+        await asyncio.sleep(every_s)

@@ -38,6 +38,7 @@ def write_cluster_config(
     database: str,
     heartbeat_timeout_s: float = 30.0,
     task_queue_prefix: str = "orchestrator",
+    keep_finished_runs_s: float | None = None,
     extra: Mapping[str, Any] | None = None,
 ) -> Path:
     """A configuration file for cluster mode (`cluster:` plus whatever `extra` adds); returns `path`."""
@@ -48,6 +49,8 @@ def write_cluster_config(
         "heartbeat_timeout_s": heartbeat_timeout_s,
         "task_queue_prefix": task_queue_prefix,
     }
+    if keep_finished_runs_s is not None:
+        data["cluster"]["keep_finished_runs_s"] = keep_finished_runs_s
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(data), encoding="utf-8")
     return path
@@ -248,10 +251,12 @@ def start_worker(
     agents: Iterable[str] = ("fake",),
     concurrency: int = 2,
     wait: bool = True,
+    extra_args: Sequence[str] = (),
 ) -> WorkerProcess:
     """`orchestrator worker --name NAME --agents ... --concurrency N --config CONFIG`, ready unless
-    `wait=False` (for workers expected to fail at start)."""
+    `wait=False` (for workers expected to fail at start); `extra_args` (e.g. --sweep-every 1) follow."""
     args = ["worker", "--name", name, "--concurrency", str(concurrency), "--config", str(config)]
+    args += list(extra_args)
     names = list(agents)
     if names:
         args += ["--agents", ",".join(names)]

@@ -59,6 +59,7 @@ class Cluster:
         self.agents: dict[str, Any] = {}
         self.temporal_address = temporal.address
         self.heartbeat_timeout_s = 30.0
+        self.keep_finished_runs_s: float | None = None  # None: the default
         self.workers: list[WorkerProcess] = []
         self.processes: list[OrchestratorProcess] = []
         self.write_config()
@@ -71,6 +72,7 @@ class Cluster:
             database=self.database,
             heartbeat_timeout_s=self.heartbeat_timeout_s,
             task_queue_prefix=self.prefix,
+            keep_finished_runs_s=self.keep_finished_runs_s,
             extra={
                 "agents": {"fake": self.agent, **self.agents},
                 "fallback_order": ["fake"],
