@@ -24,6 +24,7 @@ import os
 import time
 
 from benchmarks.cluster_bench import ClusterBench, Submission, cluster_bench, summary
+from benchmarks.cpu_meter import CpuDelta, sample
 
 
 def finished(bench: ClusterBench, submissions: list[Submission]) -> tuple[float, list[float]]:
@@ -44,10 +45,15 @@ def finished(bench: ClusterBench, submissions: list[Submission]) -> tuple[float,
     return makespan, latencies
 
 
-def batch(bench: ClusterBench, label: str, runs: int) -> tuple[float, list[float]]:
+def batch(bench: ClusterBench, label: str, runs: int) -> tuple[float, list[float], CpuDelta]:
+    """`runs` runs submitted at once; the CPU is counted from just before the first submit to the
+    last run's end (the workers' and servers' trees, the submitters once they ended)."""
+    before = sample(bench.cpu_trees())
     submissions = [bench.submit(f"{label}: task {n}") for n in range(runs)]
     bench.wait_all(submissions)
-    return finished(bench, submissions)
+    cpu = CpuDelta.between(before, sample(bench.cpu_trees()))
+    makespan, latencies = finished(bench, submissions)
+    return makespan, latencies, cpu
 
 
 def main() -> None:
@@ -63,13 +69,14 @@ def main() -> None:
             names = [f"w{count}-{n}" for n in range(count)]
             for name in names:
                 bench.start_worker(name, concurrency=args.concurrency)
-            makespans[count], latencies = batch(bench, f"{count} workers", args.runs)
+            makespans[count], latencies, cpu = batch(bench, f"{count} workers", args.runs)
             print(
                 f"{args.runs} runs x 2 steps x {args.step_s:g} s on {count} worker(s) "
                 f"(--concurrency {args.concurrency}): makespan {makespans[count]:.2f} s; "
                 f"submit to first step: {summary(latencies)}",
                 flush=True,
             )
+            print(f"  {cpu.line(steps=2 * args.runs, wall_s=makespans[count])}", flush=True)
             if count == 2:
                 spaced: list[Submission] = []
                 for n in range(args.runs):
@@ -81,6 +88,9 @@ def main() -> None:
                     f"submit to first step started, capacity free ({args.runs} runs {args.spacing:g} s "
                     f"apart on 2 workers): {summary(free)}  (goal: p95 <= 2 s)"
                 )
+            if os.environ.get("BENCH_DUMP"):
+                for name in names:
+                    print("\n".join(bench.workers[name].lines[-400:]))
             for name in names:
                 bench.stop_worker(name)
         ratio = makespans[1] / makespans[2]

@@ -193,8 +193,10 @@ def _children(pid: int) -> list[int]:
     return found
 
 
-def processes_running(needle: str) -> list[int]:
-    """Pids of live processes whose command line holds `needle` (e.g. "fake_agent")."""
+def processes_running(needle: str, *, under: Path | None = None) -> list[int]:
+    """Pids of live processes whose command line holds `needle` (e.g. "fake_agent"); with `under`,
+    only those working in that folder or below it (a test's own: other tests on the machine run
+    workers and agents of their own)."""
     found: list[int] = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
@@ -202,9 +204,12 @@ def processes_running(needle: str) -> list[int]:
         try:
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
             state = (entry / "stat").read_bytes().rsplit(b")", 1)[-1].split()[0]
+            cwd = Path(os.readlink(entry / "cwd")) if under is not None else None
         except OSError:
             continue
-        if needle in cmdline and state not in (b"Z", b"X"):
+        if needle not in cmdline or state in (b"Z", b"X"):
+            continue
+        if under is None or (cwd is not None and cwd.is_relative_to(under.resolve())):
             found.append(int(entry.name))
     return found
 

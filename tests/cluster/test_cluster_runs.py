@@ -146,9 +146,12 @@ def test_ctrl_c_cancels_the_cluster_run(cluster: Cluster) -> None:
     run_id = newest_run_id(cluster.database)
     wait_for_step(cluster.database, run_id, {"running"})
     deadline = time.monotonic() + 30
-    while not processes_running("orchestrator.adapters.fake_agent") and time.monotonic() < deadline:
+    while (
+        not processes_running("orchestrator.adapters.fake_agent", under=cluster.tmp)
+        and time.monotonic() < deadline
+    ):
         time.sleep(0.05)
-    assert processes_running("orchestrator.adapters.fake_agent")
+    assert processes_running("orchestrator.adapters.fake_agent", under=cluster.tmp)
     cancelled_at = time.monotonic()
     run.interrupt()
     result = run.join(120)
@@ -157,7 +160,7 @@ def test_ctrl_c_cancels_the_cluster_run(cluster: Cluster) -> None:
     assert record.status == "cancelled"
     print(f"Ctrl-C to exit 130: {time.monotonic() - cancelled_at:.2f} s")
     # The step's whole process tree ended (the worker still runs).
-    assert processes_running("orchestrator.adapters.fake_agent") == []
+    assert processes_running("orchestrator.adapters.fake_agent", under=cluster.tmp) == []
     with Store(cluster.database) as store:
         assert [s.status for s in store.steps(run_id)] == ["cancelled"]
 
@@ -183,10 +186,13 @@ def test_a_worker_killed_mid_step_hands_the_step_to_the_other(cluster: Cluster) 
     doomed.kill()
     # No process of the dead worker is left on the machine (its agents ended with it).
     deadline = time.monotonic() + 10
-    while processes_running("orchestrator.adapters.fake_agent") and time.monotonic() < deadline:
+    while (
+        processes_running("orchestrator.adapters.fake_agent", under=cluster.tmp)
+        and time.monotonic() < deadline
+    ):
         time.sleep(0.05)
-    assert processes_running("orchestrator.adapters.fake_agent") == []
-    assert doomed.pid is not None and not processes_running("--name w1 ")
+    assert processes_running("orchestrator.adapters.fake_agent", under=cluster.tmp) == []
+    assert doomed.pid is not None and not processes_running("--name w1 ", under=cluster.tmp)
     with Store(cluster.database) as store:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
