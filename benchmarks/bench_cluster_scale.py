@@ -48,10 +48,11 @@ def finished(bench: ClusterBench, submissions: list[Submission]) -> tuple[float,
 def batch(bench: ClusterBench, label: str, runs: int) -> tuple[float, list[float], CpuDelta]:
     """`runs` runs submitted at once; the CPU is counted from just before the first submit to the
     last run's end (the workers' and servers' trees, the submitters once they ended)."""
-    before = sample(bench.cpu_trees())
+    alone = {"worker processes alone": [w.pid for w in bench.workers.values() if w.pid is not None]}
+    before = sample(bench.cpu_trees(), alone)
     submissions = [bench.submit(f"{label}: task {n}") for n in range(runs)]
     bench.wait_all(submissions)
-    cpu = CpuDelta.between(before, sample(bench.cpu_trees()))
+    cpu = CpuDelta.between(before, sample(bench.cpu_trees(), alone))
     makespan, latencies = finished(bench, submissions)
     return makespan, latencies, cpu
 

@@ -18,14 +18,23 @@ from pathlib import Path
 TICK_S = 1.0 / os.sysconf("SC_CLK_TCK")
 
 
-def _own_and_reaped(pid: int) -> float:
-    """utime + stime + cutime + cstime of one process (0 when it is gone)."""
+def _times(pid: int, which: tuple[int, ...]) -> float:
     try:
         fields = Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()
     except (OSError, IndexError):
         return 0.0
     # After the comm: state(0) ppid(1) ... utime(11) stime(12) cutime(13) cstime(14).
-    return sum(int(fields[i]) for i in (11, 12, 13, 14)) * TICK_S
+    return sum(int(fields[i]) for i in which) * TICK_S
+
+
+def _own_and_reaped(pid: int) -> float:
+    """utime + stime + cutime + cstime of one process (0 when it is gone)."""
+    return _times(pid, (11, 12, 13, 14))
+
+
+def own_cpu(pid: int) -> float:
+    """CPU seconds of the process itself (its threads), without anything it started."""
+    return _times(pid, (11, 12))
 
 
 def _children(pid: int) -> list[int]:
@@ -72,10 +81,12 @@ class CpuSample:
     machine: float
 
 
-def sample(trees: Mapping[str, Iterable[int]]) -> CpuSample:
-    """Now: each named group of process trees, the reaped children, the machine."""
+def sample(trees: Mapping[str, Iterable[int]], own: Mapping[str, Iterable[int]] = {}) -> CpuSample:
+    """Now: each named group of process trees (and of processes alone: `own`), the reaped children,
+    the machine."""
     return CpuSample(
-        trees={name: sum(tree_cpu(pid) for pid in pids) for name, pids in trees.items()},
+        trees={name: sum(tree_cpu(pid) for pid in pids) for name, pids in trees.items()}
+        | {name: sum(own_cpu(pid) for pid in pids) for name, pids in own.items()},
         submitters=reaped_children_cpu(),
         machine=machine_busy(),
     )
@@ -97,7 +108,7 @@ class CpuDelta:
 
     def line(self, steps: int, wall_s: float) -> str:
         """CPU per step of each group, and how busy the machine was (of all its cores)."""
-        ours = sum(self.trees.values()) + self.submitters
+        ours = sum(v for k, v in self.trees.items() if not k.endswith(" alone")) + self.submitters
         parts = [f"{name} {seconds / steps * 1000:.0f}" for name, seconds in self.trees.items()]
         parts.append(f"submitters {self.submitters / steps * 1000:.0f}")
         cores = os.cpu_count() or 1
