@@ -27,8 +27,22 @@ from typing import Any
 
 import yaml
 
-from orchestrator.proc import ProcResult, ProcSpec, SubprocessCommunicator, child_env
+from orchestrator.proc import ProcResult, ProcSpec, SubprocessCommunicator, child_env, run_command
 from orchestrator.store import RunRecord, Store
+
+APPROVE = 'Looks good.\n```json\n{"verdict": "approve", "findings": []}\n```'  # a review that approves
+
+
+def make_repo(path: Path) -> Path:
+    """A git repository at `path` (made) with one commit on main: app.py's greet()."""
+    path.mkdir(parents=True)
+    run_command(["git", "init", "-q", "-b", "main"], path, check=True)
+    (path / "app.py").write_text("def greet():\n    return 'hi'\n")
+    run_command(["git", "add", "-A"], path, check=True)
+    run_command(
+        ["git", "-c", "user.name=u", "-c", "user.email=u@u", "commit", "-qm", "initial"], path, check=True
+    )
+    return path
 
 
 def write_cluster_config(
