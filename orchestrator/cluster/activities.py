@@ -26,6 +26,7 @@ so one supplier shared by 31 queues would starve the queues whose pollers hold n
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import threading
 import time
@@ -65,6 +66,7 @@ class StepActivities:
         self.name = name
         self.concurrency = concurrency
         self.busy = 0
+        self._freed: asyncio.Event | None = None  # set when a slot frees (made on the event loop)
         self.pool = ThreadPoolExecutor(max_workers=concurrency + 2, thread_name_prefix="step")
         # One RunService per pool thread, kept from step to step (its settings, masker and store
         # connection are the worker's; making them anew cost every step a connection and a masker).
@@ -131,12 +133,19 @@ class StepActivities:
                 raise
         finally:
             self.busy -= 1
+            if self._freed is not None:
+                self._freed.set()
 
     async def _take_slot(self, every: float) -> None:
-        """One of the worker's N slots (one event loop: the check and the increment are atomic)."""
+        """One of the worker's N slots (one event loop: the check and the increment are atomic). A
+        waiting step wakes as soon as one frees, and heartbeats meanwhile."""
         while self.busy >= self.concurrency:
             activity.heartbeat("waiting for a slot")
-            await asyncio.sleep(min(every, 0.2))
+            if self._freed is None:
+                self._freed = asyncio.Event()
+            self._freed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._freed.wait(), every)
         self.busy += 1
 
     def _step(self, request: StepRequest, cancel: threading.Event, attempt: int) -> StepOutcome:
