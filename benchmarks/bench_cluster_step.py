@@ -26,11 +26,12 @@ from typing import Any
 
 import yaml
 
-from orchestrator.proc import run_command
 from orchestrator.store import Store
 from orchestrator.testing.cluster import (
+    APPROVE,
     OrchestratorProcess,
     cluster_env,
+    make_repo,
     start_worker,
     submit_run,
     wait_for_step,
@@ -38,19 +39,6 @@ from orchestrator.testing.cluster import (
 )
 from orchestrator.testing.postgres import PostgresServer
 from orchestrator.testing.temporal import TemporalDevServer
-
-APPROVE = 'Looks good.\n```json\n{"verdict": "approve", "findings": []}\n```'
-
-
-def make_repo(path: Path) -> Path:
-    path.mkdir(parents=True)
-    run_command(["git", "init", "-q", "-b", "main"], path, check=True)
-    (path / "app.py").write_text("def greet():\n    return 'hi'\n")
-    run_command(["git", "add", "-A"], path, check=True)
-    run_command(
-        ["git", "-c", "user.name=u", "-c", "user.email=u@u", "commit", "-qm", "start"], path, check=True
-    )
-    return path
 
 
 def timed(process: OrchestratorProcess) -> float:

@@ -200,6 +200,14 @@ class ClusterBench:
         for submission in submissions:
             submission.process.thread.join(max(0.0, deadline - time.monotonic()))
 
+    def cpu_trees(self) -> dict[str, list[int]]:
+        """The process trees whose CPU the benchmarks count: the workers, Temporal, PostgreSQL."""
+        return {
+            "workers": [w.pid for w in self.workers.values() if w.pid is not None],
+            "temporal": [self.temporal.pid] if self.temporal.pid is not None else [],
+            "postgres": [self.postgres.postmaster_pid] if self.postgres.postmaster_pid is not None else [],
+        }
+
     def store(self) -> Store:
         return Store(self.database)
 

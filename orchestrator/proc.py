@@ -58,6 +58,7 @@ from orchestrator.proc_tree import (  # re-exported: what callers used to import
     kill_marked,
     leftover_processes,
     owner_id,
+    process_ids,
     processes_with_marker,
     signal_name,
 )
@@ -481,6 +482,7 @@ def run_command(
     exe = resolve_argv0(argv, child_environment, None)
     marked, spawn_id = _marked_env(child_environment)
     start = time.monotonic()
+    older = process_ids()  # what lives now cannot carry the marker: kill_marked skips it
     proc = subprocess.Popen(  # noqa: S603 - argv list, never a shell
         supervised([exe, *argv[1:]], spawn_id) if contain else [exe, *argv[1:]],
         cwd=cwd,
@@ -509,7 +511,7 @@ def run_command(
             os.killpg(proc.pid, signal.SIGKILL)
         if not contain:
             guardian.unregister(proc.pid)
-        kill_marked(spawn_id)
+        kill_marked(spawn_id, older=older)
     result = CommandResult(
         argv=tuple(argv),
         returncode=proc.returncode,

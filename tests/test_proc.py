@@ -392,3 +392,28 @@ def test_the_pid_is_the_clis_own(comm, tmp_path):
         comm, spec("import os, time; print(os.getpid(), flush=True); time.sleep(0.5)", tmp_path)
     )
     assert result.pid == int(lines[0][1])
+
+
+def test_run_command_ends_a_daemon_that_left_its_group_and_kept_the_marker(tmp_path):
+    # A daemon (fork, setsid) with our environment: outside the command's group, found by its
+    # marker. It is born after the command starts, so the scan of the processes born meanwhile
+    # (kill_marked's `older`) must still see it.
+    script = tmp_path / "daemon.py"
+    pids = tmp_path / "pids"
+    script.write_text(
+        "import os, sys, time\n"
+        "if os.fork() == 0:\n"
+        "    os.setsid()\n"
+        "    null = os.open(os.devnull, os.O_RDWR)\n"
+        "    for fd in (0, 1, 2):\n"
+        "        os.dup2(null, fd)\n"
+        f"    open({str(pids)!r}, 'a').write(f'{{os.getpid()}}\\n')\n"
+        "    time.sleep(120)\n"
+        "    os._exit(0)\n"
+        f"while not os.path.exists({str(pids)!r}):\n"
+        "    time.sleep(0.01)\n"
+    )
+    result = run_command([PY, str(script)], tmp_path, timeout_s=60)
+    assert result.ok, result.stderr
+    assert pids.read_text().split(), "the daemon never started"
+    assert _alive(pids) == []

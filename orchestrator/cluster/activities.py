@@ -26,6 +26,7 @@ so one supplier shared by 31 queues would starve the queues whose pollers hold n
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import threading
 import time
@@ -40,6 +41,7 @@ from orchestrator.cluster.cleanup import RunsInUse
 from orchestrator.cluster.messages import END_RUN, RUN_STEP, USER_ERROR, EndRequest, StepOutcome, StepRequest
 from orchestrator.cluster.mirror import RepoMirror, open_run_workspace
 from orchestrator.config import Settings
+from orchestrator.engine.readiness import AgentReadiness
 from orchestrator.engine.service import RunService
 from orchestrator.errors import StaleFence, UsageError
 from orchestrator.events import Notice, RunFinished
@@ -66,10 +68,37 @@ class StepActivities:
         self.concurrency = concurrency
         self.busy = 0
         self.in_use = RunsInUse()  # the runs its steps execute: the worker's sweep leaves them be
+        self._freed: asyncio.Event | None = None  # set when a slot frees (made on the event loop)
         self.pool = ThreadPoolExecutor(max_workers=concurrency + 2, thread_name_prefix="step")
+        # One RunService per pool thread, kept from step to step (its settings, masker and store
+        # connection are the worker's; making them anew cost every step a connection and a masker).
+        # Per thread, not shared: a Store holds one fencing token per run, and a step retried on this
+        # worker while its first attempt still winds down must not share the first attempt's Store.
+        self._services = threading.local()
+        self._all_services: list[RunService] = []
+        self._services_lock = threading.Lock()
+        # Run id -> the fencing token of this worker's last push of the run's refs that landed.
+        self._pushed: dict[str, int] = {}
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
+        with self._services_lock:
+            services, self._all_services = self._all_services, []
+        for service in services:
+            service.close()
+
+    def _service(self) -> RunService:
+        """This thread's RunService, with a fresh AgentReadiness (a CLI's readiness is asked per step,
+        as a fresh service would: it may have changed since the last step)."""
+        service: RunService | None = getattr(self._services, "service", None)
+        if service is None:
+            service = RunService(settings=self.settings, env=self.env)
+            self._services.service = service
+            with self._services_lock:
+                self._all_services.append(service)
+        else:
+            service.readiness = AgentReadiness(self.settings, self.env, state_home=service.state_home)
+        return service
 
     # --- run_step -----------------------------------------------------------------------------------
 
@@ -105,12 +134,19 @@ class StepActivities:
                 raise
         finally:
             self.busy -= 1
+            if self._freed is not None:
+                self._freed.set()
 
     async def _take_slot(self, every: float) -> None:
-        """One of the worker's N slots (one event loop: the check and the increment are atomic)."""
+        """One of the worker's N slots (one event loop: the check and the increment are atomic). A
+        waiting step wakes as soon as one frees, and heartbeats meanwhile."""
         while self.busy >= self.concurrency:
             activity.heartbeat("waiting for a slot")
-            await asyncio.sleep(min(every, 0.2))
+            if self._freed is None:
+                self._freed = asyncio.Event()
+            self._freed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._freed.wait(), every)
         self.busy += 1
 
     def _step_in_use(self, request: StepRequest, cancel: threading.Event, attempt: int) -> StepOutcome:
@@ -119,10 +155,10 @@ class StepActivities:
 
     def _step(self, request: StepRequest, cancel: threading.Event, attempt: int) -> StepOutcome:
         started = time.monotonic()
-        service = RunService(settings=self.settings, env=self.env)
+        service = self._service()
+        store = service.store
+        run_id = request.run_id
         try:
-            store = service.store
-            run_id = request.run_id
             token = store.acquire_fence(run_id)
             store.hold_fence(run_id, token)
             run = store.get_run(run_id)
@@ -131,15 +167,21 @@ class StepActivities:
             mirror = RepoMirror.for_url(
                 repo_url(run.options, run.repo), state_home=service.state_home, env=self.env
             )
-            mirror.update()
-            workspace = open_run_workspace(mirror, run_id, state_home=service.state_home, env=self.env)
+            fetch = not self._pushed_last(run_id, token)
+            if fetch:
+                mirror.update()
+            workspace = open_run_workspace(
+                mirror, run_id, state_home=service.state_home, env=self.env, fetch=fetch
+            )
             expected = workspace.head()
             first = store.last_seq(run_id) == 0
             log.info("step", run_id=run_id, number=request.number, attempt=attempt, worker=self.name)
             report = service.execute_node(run_id, workspace=workspace, cancel=cancel, first=first)
             mirror.push_run(run_id, expected=expected)
+            self._pushed[run_id] = token
             if report is None:
                 return StepOutcome(finished=False, worker=self.name)
+            self._pushed.pop(run_id, None)
             return self._outcome(store, run_id)
         except StaleFence:
             raise  # a newer attempt took the step over: this one only stops
@@ -148,8 +190,14 @@ class StepActivities:
             # would fail the same way.
             raise ApplicationError(exc.message, type=USER_ERROR, non_retryable=True) from exc
         finally:
-            service.close()
+            store.release_fence(run_id)
             log.info("step done", run_id=request.run_id, seconds=round(time.monotonic() - started, 3))
+
+    def _pushed_last(self, run_id: str, token: int) -> bool:
+        """Whether the URL's run refs are the ones this worker's mirror holds: this worker pushed them
+        in the run's previous attempt (its token just below `token`, so no attempt came between and
+        every later push needed a lease on that tip). Then the mirror needs no fetch for the step."""
+        return self._pushed.pop(run_id, None) == token - 1
 
     def _outcome(self, store: Store, run_id: str) -> StepOutcome:
         from orchestrator.engine.report import build_report

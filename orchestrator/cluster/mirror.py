@@ -258,13 +258,15 @@ def _rejected(porcelain: str) -> dict[str, str]:
 
 
 def open_run_workspace(
-    mirror: RepoMirror, run_id: str, *, state_home: Path, env: Mapping[str, str]
+    mirror: RepoMirror, run_id: str, *, state_home: Path, env: Mapping[str, str], fetch: bool = True
 ) -> RunWorkspace:
     """This worker's RunWorkspace for the run, its "user repository" the mirror: the run's refs
-    fetched from the URL first, then its run repository made if absent, or moved to the run branch's
-    tip if it is elsewhere (the previous step ran on another worker, or this one was cut short), what
-    it held kept under a backup ref first."""
-    mirror.update_run(run_id)
+    fetched from the URL first (unless `fetch` is False: the mirror has them already, this worker
+    pushed them), then its run repository made if absent, or moved to the run branch's tip if it is
+    elsewhere (the previous step ran on another worker, or this one was cut short), what it held kept
+    under a backup ref first."""
+    if fetch:
+        mirror.update_run(run_id)
     ws = RunWorkspace.open(mirror.path, run_id, state_home, environ=env)
     kept = ws.sync_to_head()
     if kept is not None:

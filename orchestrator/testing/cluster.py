@@ -27,8 +27,22 @@ from typing import Any
 
 import yaml
 
-from orchestrator.proc import ProcResult, ProcSpec, SubprocessCommunicator, child_env
+from orchestrator.proc import ProcResult, ProcSpec, SubprocessCommunicator, child_env, run_command
 from orchestrator.store import RunRecord, Store
+
+APPROVE = 'Looks good.\n```json\n{"verdict": "approve", "findings": []}\n```'  # a review that approves
+
+
+def make_repo(path: Path) -> Path:
+    """A git repository at `path` (made) with one commit on main: app.py's greet()."""
+    path.mkdir(parents=True)
+    run_command(["git", "init", "-q", "-b", "main"], path, check=True)
+    (path / "app.py").write_text("def greet():\n    return 'hi'\n")
+    run_command(["git", "add", "-A"], path, check=True)
+    run_command(
+        ["git", "-c", "user.name=u", "-c", "user.email=u@u", "commit", "-qm", "initial"], path, check=True
+    )
+    return path
 
 
 def write_cluster_config(
@@ -196,8 +210,10 @@ def _children(pid: int) -> list[int]:
     return found
 
 
-def processes_running(needle: str) -> list[int]:
-    """Pids of live processes whose command line holds `needle` (e.g. "fake_agent")."""
+def processes_running(needle: str, *, under: Path | None = None) -> list[int]:
+    """Pids of live processes whose command line holds `needle` (e.g. "fake_agent"); with `under`,
+    only those working in that folder or below it (a test's own: other tests on the machine run
+    workers and agents of their own)."""
     found: list[int] = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
@@ -205,9 +221,12 @@ def processes_running(needle: str) -> list[int]:
         try:
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
             state = (entry / "stat").read_bytes().rsplit(b")", 1)[-1].split()[0]
+            cwd = Path(os.readlink(entry / "cwd")) if under is not None else None
         except OSError:
             continue
-        if needle in cmdline and state not in (b"Z", b"X"):
+        if needle not in cmdline or state in (b"Z", b"X"):
+            continue
+        if under is None or (cwd is not None and cwd.is_relative_to(under.resolve())):
             found.append(int(entry.name))
     return found
 

@@ -121,6 +121,11 @@ class TemporalDevServer:
         return path.read_text(errors="replace")[-size:] if path.exists() else ""
 
     @property
+    def pid(self) -> int | None:
+        """The pid of the server's supervisor (the server runs below it), None when not started."""
+        return self._service.pid if self._service is not None else None
+
+    @property
     def running(self) -> bool:
         return self._service is not None and self._service.alive()
 

@@ -396,9 +396,19 @@ class RunWorkspace(WorkspaceMerges):
         if not self.has_worktree():
             self.ensure_worktree()
             return None
-        if self._clean_at(self.head()):
+        if self.ready_at_head():
             return None
         return self.reset_to(self.head())
+
+    def ready_at_head(self) -> bool:
+        """Whether the run repository is exactly at the run's tip (HEAD on the run branch, nothing
+        uncommitted or untracked: one `git status`), with the lock files a killed process of the run
+        left removed, as `reset_to` would leave it. Then a resumed step needs no reset (a reset is
+        some fifteen git processes). Only the owner of the run (the process resuming it) calls this."""
+        if not self.has_worktree():
+            return False
+        self._clear_stale_locks()
+        return self._clean_at(self.head())
 
     def remove_worktree(self) -> str | None:
         """Remove the run repository's folder, keeping the branch. Uncommitted work is kept under a

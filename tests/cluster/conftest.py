@@ -16,27 +16,18 @@ import yaml
 
 from orchestrator.proc import CommandResult, run_command
 from orchestrator.testing.cluster import (
+    APPROVE as APPROVE,  # the tests import it from here
+)
+from orchestrator.testing.cluster import (
     OrchestratorProcess,
     WorkerProcess,
     cluster_env,
+    make_repo,
     start_worker,
     submit_run,
     write_cluster_config,
 )
 from orchestrator.testing.temporal import TemporalDevServer
-
-APPROVE = 'Looks good.\n```json\n{"verdict": "approve", "findings": []}\n```'
-
-
-def make_repo(path: Path) -> Path:
-    path.mkdir(parents=True)
-    run_command(["git", "init", "-q", "-b", "main"], path, check=True)
-    (path / "app.py").write_text("def greet():\n    return 'hi'\n")
-    run_command(["git", "add", "-A"], path, check=True)
-    run_command(
-        ["git", "-c", "user.name=u", "-c", "user.email=u@u", "commit", "-qm", "initial"], path, check=True
-    )
-    return path
 
 
 class Cluster:
