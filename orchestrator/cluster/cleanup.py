@@ -4,9 +4,11 @@ reach this disk to remove it (`runs discard` runs on the submitting machine).
 
 Removing one loses nothing. The run branch and the run's record were pushed to the repository's URL
 after every step (mirror.py), and any uncommitted work left in the folder is kept under a backup ref
-first (RunWorkspace.remove_worktree, as `runs discard` and the dashboard do it), which the sweep pushes
-to the URL too. A later step, a resume or a follow-up of the run on this worker makes the repository
-again from the mirror (open_run_workspace -> sync_to_head, which makes it when absent).
+first (RunWorkspace.remove_worktree, as `runs discard` and the dashboard do it), in the worker's
+mirror; the run's next push takes it to the URL with the run's other backup refs. Before that, what
+holds a secret given to an agent is withheld like a step's change (engine/leaks.py: kept only in the
+run folder, never in a ref), so no backup can carry it off this machine. A later step, a resume or a follow-up of the run on this worker makes the repository
+again from the mirror (open_run_workspace makes it when absent).
 
 Which repositories go is `removable_runs`' answer (a pure function): those of runs the shared store
 says finished at least `cluster.keep_finished_runs_s` ago, that are cluster runs, and that no step of
@@ -191,6 +193,7 @@ def sweep_run_repos(
     keep_s: float,
     now: float | None = None,
     stop: threading.Event | None = None,
+    given: Mapping[str, str] | None = None,
 ) -> list[Removed]:
     """Removes the repositories `removable_runs` names (`lookup`: what the store says of a run id,
     `stored_run`), each as the workspace removes one; logs each (and what it freed) and returns them.
@@ -198,6 +201,7 @@ def sweep_run_repos(
     tampered with) is logged and left. `stop` set (the worker shuts down): the sweep ends after the
     folder it is removing."""
     from orchestrator.cluster.mirror import MIRRORS, RepoMirror, mirror_key
+    from orchestrator.engine.leaks import check_step
 
     folders = run_folders(state_home)
     stored: dict[str, StoredRun] = {}
@@ -229,9 +233,20 @@ def sweep_run_repos(
             try:
                 mirror = RepoMirror.for_url(url, state_home=state_home, env=env)
                 workspace = RunWorkspace.open(mirror.path, folder, state_home, environ=env)
+                withheld = check_step(
+                    workspace,
+                    step_id="swept",
+                    step_start=workspace.head(),
+                    given=given or {},
+                    run_dir=run_paths(state_home, folder).run_dir,
+                )
+                if withheld is not None:
+                    log.warning(
+                        "a swept repository held a secret: withheld",
+                        run_id=folder,
+                        folder=str(withheld.folder),
+                    )
                 kept = workspace.remove_worktree()
-                if kept is not None:
-                    mirror.keep_on_url(kept)
             except OrchestratorError as exc:
                 log.warning("run repository left: could not remove it", run_id=folder, error=exc.message)
                 continue
@@ -264,10 +279,13 @@ def sweep_worker(
     settings: Settings, env: Mapping[str, str], in_use: RunsInUse, stop: threading.Event
 ) -> list[Removed]:
     """One sweep of this worker's state home against the shared store (blocking: run it in a thread)."""
+    from orchestrator.config import agent_environments
+    from orchestrator.secrets import SecretMasker
     from orchestrator.store import store_location
     from orchestrator.workspace.paths import state_home
 
     home = state_home(env)
+    masker = SecretMasker.from_environments(env, agent_environments(settings, env))
     with Store(store_location(settings.cluster.database, env, home)) as store:
         return sweep_run_repos(
             functools.partial(stored_run, store),
@@ -276,4 +294,5 @@ def sweep_worker(
             in_use=in_use,
             keep_s=settings.cluster.keep_finished_runs_s,
             stop=stop,
+            given=masker.given,
         )

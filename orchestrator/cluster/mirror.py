@@ -210,12 +210,6 @@ class RepoMirror:
             hint="another worker took the run's step over; nothing to do",
         )
 
-    def keep_on_url(self, ref: str) -> None:
-        """Push one backup ref of the mirror to the URL, create-only (the worker's sweep keeps there
-        what it found uncommitted in a run repository it removed: cleanup.py)."""
-        with self._locked():
-            self.git.run("push", "--porcelain", "--no-verify", "--", self.url, f"{ref}:{ref}")
-
     def _push(self, leases: Mapping[str, str | None], refspecs: list[str]) -> CommandResult:
         return self.git.run(
             "push",
@@ -268,9 +262,15 @@ def open_run_workspace(
     if fetch:
         mirror.update_run(run_id)
     ws = RunWorkspace.open(mirror.path, run_id, state_home, environ=env)
-    kept = ws.sync_to_head()
-    if kept is not None:
-        ws.notes.append(f"this worker's copy of the run was behind or changed; kept under {kept}")
+    if not ws.has_worktree():
+        ws.ensure_worktree()
+    elif not ws.ready_at_head() and not ws.has_uncommitted():
+        kept = ws.reset_to(ws.head())  # behind (the last step ran elsewhere): only pushed commits
+        if kept is not None:
+            ws.notes.append(f"this worker's copy of the run was behind; kept under {kept}")
+    # A copy with a cut-short attempt's edits is left as it is: the engine's resume
+    # (RunService.execute_node) withholds what holds a given secret, keeps the rest under a backup ref
+    # and resets, so no secret gets into a ref this worker pushes.
     return ws
 
 

@@ -388,17 +388,9 @@ class RunWorkspace(WorkspaceMerges):
         self._publish(target)
         return UndoneEdits(diff=diff, files=files, backup_ref=kept)
 
-    def sync_to_head(self) -> str | None:
-        """Make the run repository match the run's tip in the user repository: made if absent, else
-        moved there when it differs (its branch elsewhere, uncommitted files), what differed kept under
-        a backup ref first (returned; None when nothing differed). A cluster worker calls this before
-        a step, since the previous step may have run on another machine."""
-        if not self.has_worktree():
-            self.ensure_worktree()
-            return None
-        if self.ready_at_head():
-            return None
-        return self.reset_to(self.head())
+    def has_uncommitted(self) -> bool:
+        """Whether the run repository holds changes its own HEAD does not (a cut-short attempt's)."""
+        return self.has_worktree() and self._worktree_dirty()
 
     def ready_at_head(self) -> bool:
         """Whether the run repository is exactly at the run's tip (HEAD on the run branch, nothing

@@ -1,6 +1,7 @@
 """The worker's sweep of finished runs' repositories: which go (the pure function), the step/sweep
 guard, and the sweep itself with real git (a worker's mirror of a bare origin): a removed repository's
-uncommitted work kept on the URL, the run folder left, and the next step making the repository again."""
+uncommitted work kept under a backup ref (on the URL with the run's next push; withheld when it holds a
+given secret), the run folder left, and the next step making the repository again."""
 
 from __future__ import annotations
 
@@ -90,9 +91,14 @@ class Sweep:
     def lookup(self, run_id: str) -> StoredRun:
         return self.states.get(run_id, StoredRun("absent"))
 
-    def run(self, keep_s: float = 0) -> list[str]:
+    def run(self, keep_s: float = 0, given: dict[str, str] | None = None) -> list[str]:
         removed = sweep_run_repos(
-            self.lookup, state_home=self.worker.home, env=ENV, in_use=self.in_use, keep_s=keep_s
+            self.lookup,
+            state_home=self.worker.home,
+            env=ENV,
+            in_use=self.in_use,
+            keep_s=keep_s,
+            given=given,
         )
         assert all(r.freed_bytes > 0 for r in removed)
         return [r.run_id for r in removed]
@@ -103,7 +109,7 @@ def sweep(tmp_path: Path) -> Sweep:
     return Sweep(tmp_path)
 
 
-def test_a_finished_runs_repository_goes_its_uncommitted_work_kept_on_the_url(sweep: Sweep) -> None:
+def test_a_finished_runs_repository_goes_its_uncommitted_work_kept_in_a_backup_ref(sweep: Sweep) -> None:
     _, tip = sweep.worker.step("s1", "one\n")
     repository = sweep.worker.home / "repos" / RUN
     # A group member's repository (best of N) made from the mirror: it goes with its run.
@@ -125,16 +131,19 @@ def test_a_finished_runs_repository_goes_its_uncommitted_work_kept_on_the_url(sw
     assert sweep.run() == [RUN, f"{RUN}-a1"]
     assert not repository.exists() and not member.worktree.exists()
     assert (sweep.worker.home / "runs" / RUN).is_dir()  # the run folder stays
-    origin = sweep.setup.url_git
-    kept = origin.out("for-each-ref", "--format=%(refname)", backup_prefix(RUN)).split()
+    mirror = Git(sweep.worker.mirror.path)
+    kept = mirror.out("for-each-ref", "--format=%(refname)", backup_prefix(RUN)).split()
     [removed] = [ref for ref in kept if "worktree-removed" in ref]
-    assert origin.out("show", f"{removed}:left.txt") == "left behind"
+    assert mirror.out("show", f"{removed}:left.txt") == "left behind"
+    origin = sweep.setup.url_git
     assert origin.rev_parse(f"refs/heads/orchestrator/{RUN}") == tip  # the run branch as pushed
 
-    # The next step of the run on this worker makes the repository again from the mirror.
+    # The next step of the run on this worker makes the repository again from the mirror, and its
+    # push takes the backup to the URL with the run's other refs.
     start, s2 = sweep.worker.step("s2", "two\n")
     assert start == tip and (repository / "s1.txt").read_text() == "one\n"
     assert Git(repository).out("rev-parse", "HEAD") == s2
+    assert origin.out("show", f"{removed}:left.txt") == "left behind"
     assert sweep.run() == [RUN]
 
 
@@ -144,3 +153,20 @@ def test_repositories_of_runs_the_store_does_not_know_or_that_are_local_stay(swe
     sweep.states[RUN] = StoredRun("local")
     assert sweep.run() == []
     assert (sweep.worker.home / "repos" / RUN).is_dir()
+
+
+def test_uncommitted_work_holding_a_given_secret_is_withheld_not_kept_in_a_ref(sweep: Sweep) -> None:
+    secret = "sk-sweep-test-0123456789abcdef"
+    sweep.worker.step("s1", "one\n")
+    repository = sweep.worker.home / "repos" / RUN
+    (repository / "creds.txt").write_text(f"key={secret}\n")
+    (repository / "fine.txt").write_text("nothing secret\n")
+    sweep.states[RUN] = StoredRun("finished", finished_at=time.time(), url=sweep.setup.url)
+    assert sweep.run(given={secret: "agent:fake"}) == [RUN]
+    assert not repository.exists()
+    mirror = Git(sweep.worker.mirror.path)
+    for ref in mirror.out("for-each-ref", "--format=%(refname)").split():
+        listing = mirror.out("ls-tree", "-r", "--name-only", ref)
+        assert "creds.txt" not in listing.split(), ref  # in no ref: nothing can push it anywhere
+    withheld = sweep.worker.home / "runs" / RUN / "withheld"
+    assert any(secret in p.read_text() for p in withheld.rglob("creds.txt"))
