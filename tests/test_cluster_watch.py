@@ -11,18 +11,7 @@ from orchestrator.engine.routing import route_auto
 from orchestrator.engine.workflow import Workflow
 from orchestrator.events import Notice, RunFinished
 from orchestrator.store import StaleFence, Store
-
-
-def make_run(store: Store, run_id: str = "r1") -> None:
-    store.create_run(
-        run_id=run_id,
-        repo="/tmp",
-        task="t",
-        workflow_name="w",
-        workflow={},
-        base="HEAD",
-        branch=f"b/{run_id}",
-    )
+from tests.store_helpers import make_run
 
 
 def test_how_a_run_ends_by_its_workflows_status() -> None:

@@ -23,18 +23,7 @@ from orchestrator.store.backend import backend_for
 from orchestrator.store.postgres_backend import ddl_for_postgres, redact_url, to_pyformat
 from orchestrator.store.schema import MIGRATIONS
 from orchestrator.testing.postgres import PostgresServer, process_running
-
-
-def make_run(store: Store, run_id: str = "r1") -> None:
-    store.create_run(
-        run_id=run_id,
-        repo="/tmp",
-        task="t",
-        workflow_name="w",
-        workflow={},
-        base="HEAD",
-        branch=f"b/{run_id}",
-    )
+from tests.store_helpers import make_run
 
 
 def env_for_children() -> dict[str, str]:

@@ -8,24 +8,13 @@ import pytest
 
 from orchestrator.errors import RunNotFound
 from orchestrator.store import SCHEMA_VERSION, Store
-
-
-def make(store: Store, run_id: str = "r1") -> None:
-    store.create_run(
-        run_id=run_id,
-        repo="/tmp",
-        task="t",
-        workflow_name="w",
-        workflow={},
-        base="HEAD",
-        branch=f"b/{run_id}",
-    )
+from tests.store_helpers import make_run
 
 
 def test_a_request_is_taken_once_and_finished(store_location):
     with Store(store_location) as asking, Store(store_location) as owner:
         assert asking.schema_version() == SCHEMA_VERSION >= 2
-        make(asking)
+        make_run(asking)
         first = asking.request_control("r1", "cancel", {"source": "the dashboard"})
         second = asking.request_control("r1", "follow_up", {"text": "more"})
         assert [r.id for r in owner.pending_controls("r1")] == [first, second]

@@ -17,18 +17,7 @@ from orchestrator.errors import RunNotFound
 from orchestrator.events import Notice, RunEvent
 from orchestrator.proc import child_env, run_command
 from orchestrator.store import StaleFence, Store
-
-
-def make_run(store: Store, run_id: str = "r1") -> None:
-    store.create_run(
-        run_id=run_id,
-        repo="/tmp",
-        task="t",
-        workflow_name="w",
-        workflow={},
-        base="HEAD",
-        branch=f"b/{run_id}",
-    )
+from tests.store_helpers import make_run
 
 
 def note(text: str, run_id: str = "r1") -> RunEvent:

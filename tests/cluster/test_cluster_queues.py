@@ -7,17 +7,13 @@ against scripted model servers."""
 from __future__ import annotations
 
 import pytest
-import yaml
 
 from orchestrator.adapters.base import resolve_executable
 from orchestrator.adapters.pins import PINNED
 from orchestrator.store import Store
-from orchestrator.testing.cluster import cluster_env, newest_run_id, start_worker
-from orchestrator.testing.model_server import ScriptedModelServer
-from orchestrator.testing.pointing import agent_config
-from orchestrator.testing.scenario import scenario_from_data
+from orchestrator.testing.cluster import cluster_env, newest_run_id
 from tests.cluster.conftest import Cluster
-from tests.cluster.test_cluster_real_clis import TURNS, real_cli_env
+from tests.cluster.test_cluster_real_clis import TURNS, claude_and_codex, real_cli_worker
 
 pytestmark = pytest.mark.slow
 
@@ -35,38 +31,12 @@ def test_a_run_no_worker_serves_says_so_and_waits_for_one(cluster: Cluster) -> N
 
 @pytest.mark.real
 def test_the_submitter_needs_no_cli_of_its_own(cluster: Cluster) -> None:
-    servers = {
-        agent: ScriptedModelServer(scenario_from_data({"name": agent, "turns": turns}, source=agent)).start()
-        for agent, turns in TURNS.items()
-    }
-    try:
-        for agent, server in servers.items():
-            block = agent_config(agent, server.url)
-            block.update(timeout_s=180, idle_timeout_s=120)
-            cluster.agent_config(agent, block)
-        cluster.workflow.write_text(
-            yaml.safe_dump(
-                {
-                    "max_iterations": 1,
-                    "steps": [
-                        {"agent": "claude", "task": "implement"},
-                        {"agent": "codex", "task": "review"},
-                    ],
-                }
-            )
-        )
+    with claude_and_codex(cluster):
         # The submitting machine has neither CLI (a local run here would be refused before it starts).
         cluster.env = cluster_env(cluster.tmp, "submitter")
         for agent in TURNS:
             assert resolve_executable(PINNED[agent].binary, cluster.env) is None
-        worker = start_worker(
-            cluster.config,
-            real_cli_env(cluster.tmp, "w1"),
-            cwd=cluster.tmp,
-            name="w1",
-            agents=("claude", "codex"),
-        )
-        cluster.workers.append(worker)
+        real_cli_worker(cluster)
         run = cluster.submit("make greet() return Hello", extra=())
         result = run.join(600)
         assert result.exit_code == 0, run.output
@@ -78,6 +48,3 @@ def test_the_submitter_needs_no_cli_of_its_own(cluster: Cluster) -> None:
                 ("claude", "succeeded"),
                 ("codex", "succeeded"),
             ]
-    finally:
-        for server in servers.values():
-            server.stop()

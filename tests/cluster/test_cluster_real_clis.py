@@ -5,8 +5,10 @@ CLI fails with its install command."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,7 +17,7 @@ import yaml
 from orchestrator.adapters.base import install_hint, resolve_executable
 from orchestrator.adapters.pins import PINNED
 from orchestrator.store import Store
-from orchestrator.testing.cluster import cluster_env, start_worker
+from orchestrator.testing.cluster import OrchestratorProcess, cluster_env, start_worker
 from orchestrator.testing.model_server import ScriptedModelServer
 from orchestrator.testing.pointing import agent_config
 from orchestrator.testing.scenario import scenario_from_data
@@ -45,7 +47,10 @@ def real_cli_env(root: Path, name: str) -> dict[str, str]:
     return env
 
 
-def test_a_worker_runs_claude_and_codex_for_real(cluster: Cluster) -> None:
+@contextlib.contextmanager
+def claude_and_codex(cluster: Cluster) -> Iterator[dict[str, ScriptedModelServer]]:
+    """The cluster set up for [claude implements, codex reviews], each CLI against a scripted model
+    server of its own (stopped at the end); the caller starts the worker."""
     servers = {
         agent: ScriptedModelServer(scenario_from_data({"name": agent, "turns": turns}, source=agent)).start()
         for agent, turns in TURNS.items()
@@ -55,32 +60,33 @@ def test_a_worker_runs_claude_and_codex_for_real(cluster: Cluster) -> None:
             block = agent_config(agent, server.url)
             block.update(timeout_s=180, idle_timeout_s=120)
             cluster.agent_config(agent, block)
-        cluster.workflow.write_text(
-            yaml.safe_dump(
-                {
-                    "max_iterations": 1,
-                    "steps": [
-                        {"agent": "claude", "task": "implement"},
-                        {"agent": "codex", "task": "review"},
-                    ],
-                }
-            )
-        )
-        cluster.env = real_cli_env(cluster.tmp, "submitter")
-        worker = start_worker(
-            cluster.config,
-            real_cli_env(cluster.tmp, "w1"),
-            cwd=cluster.tmp,
-            name="w1",
-            agents=("claude", "codex"),
-        )
-        cluster.workers.append(worker)
-        assert "agents claude, codex" in worker.output
-        run = cluster.submit("make greet() return Hello")
-        result = run.join(600)
+        steps = [{"agent": "claude", "task": "implement"}, {"agent": "codex", "task": "review"}]
+        cluster.workflow.write_text(yaml.safe_dump({"max_iterations": 1, "steps": steps}))
+        yield servers
     finally:
         for server in servers.values():
             server.stop()
+
+
+def real_cli_worker(cluster: Cluster, name: str = "w1") -> OrchestratorProcess:
+    worker = start_worker(
+        cluster.config,
+        real_cli_env(cluster.tmp, name),
+        cwd=cluster.tmp,
+        name=name,
+        agents=("claude", "codex"),
+    )
+    cluster.workers.append(worker)
+    return worker
+
+
+def test_a_worker_runs_claude_and_codex_for_real(cluster: Cluster) -> None:
+    with claude_and_codex(cluster) as servers:
+        cluster.env = real_cli_env(cluster.tmp, "submitter")
+        worker = real_cli_worker(cluster)
+        assert "agents claude, codex" in worker.output
+        run = cluster.submit("make greet() return Hello")
+        result = run.join(600)
     assert result.exit_code == 0, run.output
     lines = run.output.splitlines()
     report = json.loads("\n".join(lines[max(i for i, line in enumerate(lines) if line == "{") :]))
