@@ -15,6 +15,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from orchestrator.testing.cluster import child_pids
+
 TICK_S = 1.0 / os.sysconf("SC_CLK_TCK")
 
 
@@ -37,16 +39,6 @@ def own_cpu(pid: int) -> float:
     return _times(pid, (11, 12))
 
 
-def _children(pid: int) -> list[int]:
-    found: list[int] = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            found += [int(p) for p in (task / "children").read_text().split()]
-        except OSError:
-            continue
-    return found
-
-
 def tree_cpu(pid: int) -> float:
     """CPU seconds used so far by `pid` and everything below it (ended or running)."""
     total, pending, seen = 0.0, [pid], set()
@@ -56,7 +48,7 @@ def tree_cpu(pid: int) -> float:
             continue
         seen.add(current)
         total += _own_and_reaped(current)
-        pending += _children(current)
+        pending += child_pids(current)
     return total
 
 

@@ -195,12 +195,13 @@ class WorkerProcess(OrchestratorProcess):
 def _children_of_children(pid: int) -> list[int]:
     """The children of `pid`'s children (a spawn's command, below its supervisor)."""
     found: list[int] = []
-    for child in _children(pid):
-        found += _children(child)
+    for child in child_pids(pid):
+        found += child_pids(child)
     return found
 
 
-def _children(pid: int) -> list[int]:
+def child_pids(pid: int) -> list[int]:
+    """The children of `pid`, every thread's (from /proc)."""
     found: list[int] = []
     for task in Path(f"/proc/{pid}/task").glob("*"):
         try:

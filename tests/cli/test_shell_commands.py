@@ -44,8 +44,8 @@ from orchestrator.events import (
     ToolUse,
     Usage,
 )
-from orchestrator.proc import run_command
 from orchestrator.store import TokenUsage
+from orchestrator.testing.cluster import make_repo
 from orchestrator.workspace.git import Git
 
 APPROVE = 'Looks good.\n```json\n{"verdict": "approve", "findings": []}\n```'
@@ -252,17 +252,6 @@ def test_run_interruptible_hands_the_work_error_to_the_caller():
 
 
 # --- the session's dispatch, on a real repository -------------------------------------------------------
-
-
-def make_repo(path: Path) -> Path:
-    path.mkdir(parents=True)
-    run_command(["git", "init", "-q", "-b", "main"], path, check=True)
-    (path / "app.py").write_text("def greet():\n    return 'hi'\n")
-    run_command(["git", "add", "-A"], path, check=True)
-    run_command(
-        ["git", "-c", "user.name=u", "-c", "user.email=u@u", "commit", "-qm", "initial"], path, check=True
-    )
-    return path
 
 
 @pytest.fixture

@@ -12,8 +12,9 @@ import pexpect
 import pytest
 import yaml
 
-from orchestrator.proc import leftover_processes, run_command
+from orchestrator.proc import leftover_processes
 from orchestrator.store import Store
+from orchestrator.testing.cluster import make_repo
 from orchestrator.workspace.git import Git
 
 APPROVE = 'Looks good.\n```json\n{"verdict": "approve", "findings": []}\n```'
@@ -21,17 +22,6 @@ PROMPT = r"orchestrator\[wf[^\]]*\]> "
 ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 
 pytestmark = pytest.mark.slow
-
-
-def make_repo(path: Path) -> Path:
-    path.mkdir(parents=True)
-    run_command(["git", "init", "-q", "-b", "main"], path, check=True)
-    (path / "app.py").write_text("def greet():\n    return 'hi'\n")
-    run_command(["git", "add", "-A"], path, check=True)
-    run_command(
-        ["git", "-c", "user.name=u", "-c", "user.email=u@u", "commit", "-qm", "initial"], path, check=True
-    )
-    return path
 
 
 class ShellHarness:
