@@ -43,14 +43,22 @@ def report_of(output: str) -> dict[str, Any]:
 
 
 def step_attempts(address: str, run_id: str) -> list[tuple[str, int]]:
-    """(worker identity, attempt) of each of the run's activities, from its history: Temporal records
-    the start of an activity's last attempt only."""
+    """(worker identity, attempt) of each of the run's activities, from its history once its workflow
+    has closed: Temporal records an activity's start (of its last attempt only) when the activity
+    ends, and the last step records the run's end in the store before its activity ends (it pushes
+    the branch after)."""
 
     async def fetch() -> list[tuple[str, int]]:
-        from temporalio.client import Client
+        from temporalio.client import Client, WorkflowExecutionStatus
 
         client = await Client.connect(address)
-        history = await client.get_workflow_handle(run_id).fetch_history()
+        handle = client.get_workflow_handle(run_id)
+        deadline = time.monotonic() + 60
+        while (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
+            if time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.1)
+        history = await handle.fetch_history()
         return [
             (
                 event.activity_task_started_event_attributes.identity,
