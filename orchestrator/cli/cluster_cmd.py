@@ -121,13 +121,11 @@ def fetch_back_or_say(
 def check_cluster_run(settings: Settings) -> tuple[str, ...]:
     """`run --cluster` needs the cluster's configuration and a reachable Temporal (exit 2 otherwise).
     Returns the CLIs its workers serve now (RunSpec.cluster_agents)."""
-    from orchestrator.cluster.submit import check_reachable
-    from orchestrator.cluster.watch import served_agents
-    from orchestrator.cluster.worker import check_cluster
+    from orchestrator.cluster.client import check_cluster
+    from orchestrator.cluster.watch import reachable_and_served
 
     check_cluster(settings, os.environ)
-    check_reachable(settings)
-    return served_agents(settings)
+    return reachable_and_served(settings)
 
 
 @click.command("worker")

@@ -17,11 +17,11 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from orchestrator.cluster.client import connect
 from orchestrator.cluster.messages import WORKFLOW_NAME, RunRequest
 from orchestrator.cluster.mirror import fetch_run_branch, publish_run_start
 from orchestrator.cluster.queues import agents_queue, workflow_queue
 from orchestrator.cluster.watch import CHECK_EVERY_S, WorkflowWatch, end_vanished
-from orchestrator.cluster.worker import connect
 from orchestrator.config import Settings
 from orchestrator.engine.workflow import Workflow
 from orchestrator.errors import UsageError
@@ -47,15 +47,6 @@ def run_request(settings: Settings, record: RunRecord) -> RunRequest:
         heartbeat_timeout_s=cluster.heartbeat_timeout_s,
         step_timeout_s=max(STEP_TIMEOUT_S, record.options.timeout_s or 0.0),
     )
-
-
-def check_reachable(settings: Settings) -> None:
-    """Before a run is created: the Temporal server answers (else a clear error, exit 2)."""
-    asyncio.run(_reachable(settings))
-
-
-async def _reachable(settings: Settings) -> None:
-    await connect(settings)
 
 
 def start_workflow(settings: Settings, request: RunRequest) -> None:

@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Literal
 
 import structlog
 
+from orchestrator.cluster.client import connect
 from orchestrator.cluster.queues import agents_queue, workflow_queue
-from orchestrator.cluster.worker import connect
 from orchestrator.config import Settings
 from orchestrator.events import RunFinished
 from orchestrator.store import Store
@@ -236,22 +236,24 @@ async def queue_pollers(client: Client, queue: str, *, activities: bool) -> int:
     return len(response.pollers)
 
 
-def served_agents(settings: Settings) -> tuple[str, ...]:
-    """The CLIs some worker serves now (its one-agent queue is polled), in AGENT_NAMES' order; what
-    `agent: auto` chooses from for a cluster run. Empty when the server does not say."""
-    try:
-        return asyncio.run(_served_agents(settings))
-    except Exception as exc:  # noqa: BLE001 - routing then falls back to fallback_order's first
-        log.info("served agents not asked", error=str(exc))
-        return ()
+def reachable_and_served(settings: Settings) -> tuple[str, ...]:
+    """One connection for both questions a submit asks first: the Temporal server answers (else the
+    UsageError `connect` raises: exit 2), and which CLIs some worker serves now (its one-agent queue
+    is polled), in AGENT_NAMES' order; what `agent: auto` chooses from for a cluster run. Empty when
+    the server does not say."""
+    return asyncio.run(_reachable_and_served(settings))
 
 
-async def _served_agents(settings: Settings) -> tuple[str, ...]:
+async def _reachable_and_served(settings: Settings) -> tuple[str, ...]:
     from orchestrator.adapters import AGENT_NAMES
 
     client = await connect(settings)
     prefix = settings.cluster.task_queue_prefix
-    pollers = await asyncio.gather(
-        *(queue_pollers(client, agents_queue(prefix, [agent]), activities=True) for agent in AGENT_NAMES)
-    )
+    try:
+        pollers = await asyncio.gather(
+            *(queue_pollers(client, agents_queue(prefix, [agent]), activities=True) for agent in AGENT_NAMES)
+        )
+    except Exception as exc:  # noqa: BLE001 - routing then falls back to fallback_order's first
+        log.info("served agents not asked", error=str(exc))
+        return ()
     return tuple(agent for agent, count in zip(AGENT_NAMES, pollers, strict=True) if count)

@@ -27,19 +27,18 @@ import structlog
 from orchestrator.adapters import AGENT_NAMES, REAL_AGENTS
 from orchestrator.cluster.activities import StepActivities
 from orchestrator.cluster.cleanup import SWEEP_EVERY_S, RunsInUse, sweep_worker
+from orchestrator.cluster.client import check_cluster as check_cluster
+from orchestrator.cluster.client import connect
 from orchestrator.cluster.queues import served_queues, workflow_queue
 from orchestrator.config import Settings
 from orchestrator.engine.readiness import AgentReadiness
 from orchestrator.errors import UsageError
-from orchestrator.store import DATABASE_URL_VAR
 from orchestrator.workspace.paths import state_home
 
 if TYPE_CHECKING:
-    from temporalio.client import Client
+    pass
 
 log = structlog.get_logger(__name__)
-
-CONNECT_TIMEOUT_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -49,21 +48,6 @@ class WorkerPlan:
     queues: tuple[str, ...]  # step queues
     workflow_queue: str
     concurrency: int
-
-
-def check_cluster(settings: Settings, env: Mapping[str, str]) -> None:
-    """Cluster mode needs a Temporal frontend and a shared PostgreSQL store."""
-    cluster = settings.cluster
-    if cluster.temporal is None:
-        raise UsageError(
-            "no Temporal server is configured",
-            hint="set `cluster: {temporal: HOST:PORT, database: postgresql://...}` in your configuration",
-        )
-    if not (env.get(DATABASE_URL_VAR) or cluster.database):
-        raise UsageError(
-            "cluster mode needs the shared PostgreSQL store, and none is configured",
-            hint=f"set `cluster: {{database: postgresql://...}}` (or ${DATABASE_URL_VAR})",
-        )
 
 
 def plan_worker(
@@ -92,26 +76,6 @@ def plan_worker(
         workflow_queue=workflow_queue(prefix),
         concurrency=concurrency,
     )
-
-
-async def connect(settings: Settings, identity: str | None = None) -> Client:
-    """A Temporal client, or a clear UsageError when the server cannot be reached."""
-    from temporalio.client import Client
-
-    cluster = settings.cluster
-    assert cluster.temporal is not None
-    try:
-        connecting = (
-            Client.connect(cluster.temporal, namespace=cluster.namespace, identity=identity)
-            if identity
-            else Client.connect(cluster.temporal, namespace=cluster.namespace)
-        )
-        return await asyncio.wait_for(connecting, CONNECT_TIMEOUT_S)
-    except Exception as exc:  # noqa: BLE001 - refused, unresolvable, timed out: all "unreachable"
-        raise UsageError(
-            f"cannot reach the Temporal server at {cluster.temporal}: {str(exc).strip() or type(exc).__name__}",
-            hint="start it (or check cluster.temporal in your configuration and the network to it)",
-        ) from exc
 
 
 async def serve(
