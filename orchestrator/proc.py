@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Literal
 
 from orchestrator.errors import AgentNotInstalled, OrchestratorError
+from orchestrator.proc_env import ENV_ALLOWLIST, child_env  # re-exported: callers import them from here
 from orchestrator.proc_output import READ_SIZE, LineSplitter, Tail, Watch, apply_verdict, decode
 from orchestrator.proc_supervise import (
     Service,
@@ -64,6 +65,8 @@ from orchestrator.proc_tree import (  # re-exported: what callers used to import
 )
 
 __all__ = [
+    "ENV_ALLOWLIST",
+    "child_env",
     "Service",
     "start_service",
     "use_process_records",
@@ -80,56 +83,6 @@ __all__ = [
 
 Stream = Literal["stdout", "stderr"]
 LineCallback = Callable[[Stream, str], None]
-
-# What a child may inherit from our environment. Credentials are never on this list: an agent gets a
-# key only when its configuration names it (`agents.<name>.env`).
-ENV_ALLOWLIST: tuple[str, ...] = (
-    "PATH",
-    "HOME",
-    "USER",
-    "LOGNAME",
-    "SHELL",
-    "LANG",
-    "LANGUAGE",
-    "LC_ALL",
-    "LC_CTYPE",
-    "TERM",
-    "COLORTERM",
-    "NO_COLOR",
-    "TZ",
-    "XDG_CACHE_HOME",
-    "XDG_CONFIG_HOME",
-    "XDG_DATA_HOME",
-    "XDG_STATE_HOME",
-    "SSL_CERT_FILE",
-    "SSL_CERT_DIR",
-    "NODE_EXTRA_CA_CERTS",
-    "HTTP_PROXY",
-    "HTTPS_PROXY",
-    "NO_PROXY",
-    "http_proxy",
-    "https_proxy",
-    "no_proxy",
-    "ORCHESTRATOR_CLI_DIR",
-)
-
-
-def child_env(
-    parent: Mapping[str, str],
-    extra: Mapping[str, str] | None = None,
-    *,
-    tmpdir: Path | None = None,
-    allowlist: Sequence[str] = ENV_ALLOWLIST,
-) -> dict[str, str]:
-    """The complete environment for a child: allowlisted variables of `parent`, then `extra`.
-
-    `parent` is read, never written (pass `os.environ`). TMPDIR points at the run's own folder."""
-    env = {key: parent[key] for key in allowlist if key in parent}
-    env.update(extra or {})
-    if tmpdir is not None:
-        tmpdir.mkdir(parents=True, exist_ok=True)
-        env["TMPDIR"] = str(tmpdir)
-    return env
 
 
 @dataclass(frozen=True)

@@ -31,10 +31,10 @@ from orchestrator.engine.follow_ups import (
     plan_follow_ups,
     stored_follow_ups,
 )
-from orchestrator.engine.gates import RunGates, build_run_gates
 from orchestrator.engine.readiness import AgentReadiness
 from orchestrator.engine.report import RunReport, build_report
 from orchestrator.engine.resume import ResumeState
+from orchestrator.engine.run_gates import RunGates, build_run_gates
 from orchestrator.engine.run_state import (
     STATUS_FOR_REASON,
     Cancelled,

@@ -9,7 +9,7 @@ import threading
 import time
 from pathlib import Path
 
-from orchestrator.engine.gates import parallel_allowed
+from orchestrator.engine.run_gates import parallel_allowed
 from orchestrator.engine.service import RunSpec
 from orchestrator.events import RunEvent
 from orchestrator.proc import run_command
@@ -132,7 +132,7 @@ def test_an_approving_review_does_not_skip_refine_while_a_gate_fails_and_resume_
 
 def _base_gates(tmp_path: Path, head_start: threading.Event):
     """The run gates of a one-gate workflow on a fresh repository, with the base run on."""
-    from orchestrator.engine.gates import build_run_gates
+    from orchestrator.engine.run_gates import build_run_gates
     from orchestrator.engine.workflow import Workflow
 
     repo = make_repo(tmp_path / "r", {"app.py": "base"})

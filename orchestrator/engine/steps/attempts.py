@@ -14,8 +14,8 @@ import functools
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from orchestrator.engine.gates import build_run_gates
 from orchestrator.engine.rate_limits import call_with_rate_limit_retries
+from orchestrator.engine.run_gates import build_run_gates
 from orchestrator.engine.run_state import Cancelled, step_id_for, usage_of
 from orchestrator.engine.scheduler import Task, run_group
 from orchestrator.engine.selection import AttemptResult, rank_attempts
