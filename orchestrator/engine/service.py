@@ -298,9 +298,9 @@ class RunService:
             workspace=one_node or fresh,
             fresh_workspace=fresh is not None and one_node is None,
         )
-        # A cluster worker's workspace is usually at the run's tip already (open_run_workspace synced
-        # it just now): then there is nothing to keep aside or reset.
-        if (resume or one_node is not None) and not (one_node is not None and one_node.ready_at_head()):
+        # A cluster worker's workspace is usually at the run's tip already (open_run_workspace moved a
+        # clean copy there): then there is nothing to keep aside or reset.
+        if (resume and one_node is None) or (one_node is not None and not one_node.ready_at_head()):
             # The interrupted step starts again from the last commit; partial edits are kept aside
             # (under a backup ref, or only in the run's folder when they hold a secret). A worker's
             # run repository is made here when this worker has none for the run yet.

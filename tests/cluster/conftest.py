@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from orchestrator.proc import CommandResult, run_command
+from orchestrator.store import Store
 from orchestrator.testing.cluster import (
     APPROVE as APPROVE,  # the tests import it from here
 )
@@ -87,6 +88,17 @@ class Cluster:
         """`orchestrator ARGS --config CONFIG` in the repository, to its end."""
         argv = [sys.executable, "-m", "orchestrator", *args, "--config", str(self.config)]
         return run_command(argv, self.repo, env=self.env, timeout_s=300)
+
+    def resume_to_approval(self, run_id: str) -> None:
+        """`runs resume RUN`: it exits 0 and the run is approved, its two steps succeeded."""
+        resumed = self.cli("runs", "resume", run_id)
+        assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+        with Store(self.database) as store:
+            assert store.get_run(run_id).status == "approved"
+            assert [(s.step_id, s.status) for s in store.steps(run_id)] == [
+                ("i1-s1-implement", "succeeded"),
+                ("i1-s2-review", "succeeded"),
+            ]
 
     def cli_git(self, *args: str) -> str:
         return run_command(["git", *args], self.repo, env=self.env, check=True).stdout

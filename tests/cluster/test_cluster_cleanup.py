@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.store import Store
 from orchestrator.testing.cluster import newest_run_id, wait_for_run, wait_for_step
 from tests.cluster.conftest import APPROVE, Cluster
 from tests.cluster.test_cluster_dashboard import serve
@@ -71,14 +70,7 @@ def test_a_cancelled_runs_repository_is_swept_and_runs_resume_goes_on(cluster: C
     assert run.join(120).exit_code == 130, run.output
     assert wait_for_run(cluster.database, run_id).status == "cancelled"
     assert wait_gone(repository)
-    resumed = cluster.cli("runs", "resume", run_id)
-    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    with Store(cluster.database) as store:
-        assert store.get_run(run_id).status == "approved"
-        assert [(s.step_id, s.status) for s in store.steps(run_id)] == [
-            ("i1-s1-implement", "succeeded"),
-            ("i1-s2-review", "succeeded"),
-        ]
+    cluster.resume_to_approval(run_id)
     steps = cluster.cli_git(
         "log", "--format=%(trailers:key=Orchestrator-Step,valueonly)", f"main..orchestrator/{run_id}"
     )

@@ -87,14 +87,7 @@ def test_a_terminated_workflow_fails_the_run_and_resume_approves_it(cluster: Clu
     assert shown.returncode == 0, shown.stderr
     assert "failed" in shown.stdout, shown.stdout
     # `runs resume` submits it again, under its id, and the run is approved.
-    resumed = cluster.cli("runs", "resume", run_id)
-    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    with Store(cluster.database) as store:
-        assert store.get_run(run_id).status == "approved"
-        assert [(s.step_id, s.status) for s in store.steps(run_id)] == [
-            ("i1-s1-implement", "succeeded"),
-            ("i1-s2-review", "succeeded"),
-        ]
+    cluster.resume_to_approval(run_id)
 
 
 def test_runs_show_fails_a_run_whose_workflow_is_gone_while_nobody_follows_it(cluster: Cluster) -> None:
