@@ -38,12 +38,13 @@ class Batch:
     makespan: float  # first submit to the last `run --cluster` process's end: the goal's figure
     on_workers: float  # the first step started to the last run finished (the store's times)
     latencies: list[float]  # each run's submit to its first StepStarted
+    phases: str  # where the rest of the makespan went: the submitting side's start and end
     cpu: CpuDelta
 
 
-def finished(bench: ClusterBench, submissions: list[Submission]) -> tuple[float, list[float], float]:
-    """The batch's makespan, each run's submit-to-first-step latency, and the time from its first
-    step started to its last run finished; every run must approve."""
+def finished(bench: ClusterBench, submissions: list[Submission]) -> tuple[float, list[float], float, str]:
+    """The batch's makespan, each run's submit-to-first-step latency, the time from its first step
+    started to its last run finished, and the submitting side's share; every run must approve."""
     failed = [s for s in submissions if s.exit_code != 0]
     if failed:
         detail = failed[0].output()[-3000:]
@@ -53,6 +54,7 @@ def finished(bench: ClusterBench, submissions: list[Submission]) -> tuple[float,
     latencies: list[float] = []
     starts: list[float] = []
     finishes: list[float] = []
+    tails: list[float] = []  # each run's RunFinished in the store to its `run --cluster` process's end
     with bench.store() as store:
         ids = bench.run_ids(store)
         for submission in submissions:
@@ -60,8 +62,17 @@ def finished(bench: ClusterBench, submissions: list[Submission]) -> tuple[float,
             assert started is not None, submission.task
             latencies.append(started - submission.submitted)
             starts.append(started)
-            finishes += [e.event.ts for e in store.events(ids[submission.task], types=["run_finished"])]
-    return makespan, latencies, max(finishes) - min(starts)
+            ended = [e.event.ts for e in store.events(ids[submission.task], types=["run_finished"])]
+            finishes += ended
+            if ended and submission.done is not None:
+                tails.append(submission.done - ended[-1])
+    first_submit = min(s.submitted for s in submissions)
+    phases = (
+        f"first submit to first step {min(starts) - first_submit:.2f} s, last run finished to last "
+        f"process end {max(ends) - max(finishes):.2f} s (each run's finish to its process's end: "
+        f"{summary(tails)})"
+    )
+    return makespan, latencies, max(finishes) - min(starts), phases
 
 
 def batch(bench: ClusterBench, label: str, runs: int) -> Batch:
@@ -72,8 +83,8 @@ def batch(bench: ClusterBench, label: str, runs: int) -> Batch:
     submissions = [bench.submit(f"{label}: task {n}") for n in range(runs)]
     bench.wait_all(submissions)
     cpu = CpuDelta.between(before, sample(bench.cpu_trees(), alone))
-    makespan, latencies, on_workers = finished(bench, submissions)
-    return Batch(makespan, on_workers, latencies, cpu)
+    makespan, latencies, on_workers, phases = finished(bench, submissions)
+    return Batch(makespan, on_workers, latencies, phases, cpu)
 
 
 def main() -> None:
@@ -105,6 +116,7 @@ def main() -> None:
                 f"submit to first step: {summary(result.latencies)}",
                 flush=True,
             )
+            print(f"  {result.phases}", flush=True)
             print(f"  {result.cpu.line(steps=2 * args.runs, wall_s=result.makespan)}", flush=True)
             if count == 2:
                 spaced: list[Submission] = []
@@ -112,7 +124,7 @@ def main() -> None:
                     spaced.append(bench.submit(f"spaced: task {n}"))
                     time.sleep(args.spacing)
                 bench.wait_all(spaced)
-                _, free, _ = finished(bench, spaced)
+                _, free, _, _ = finished(bench, spaced)
                 print(
                     f"submit to first step started, capacity free ({args.runs} runs {args.spacing:g} s "
                     f"apart on 2 workers): {summary(free)}  (goal: p95 <= 2 s)"
