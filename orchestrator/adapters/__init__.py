@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING
 
-from orchestrator.adapters.base import Adapter
 from orchestrator.errors import UsageError
+
+if TYPE_CHECKING:
+    # Not at run time: `python -m orchestrator.adapters.fake_agent` imports this package first, and
+    # base.py pulls in pydantic and the event models, which the fake agent does not need.
+    from orchestrator.adapters.base import Adapter
 
 # name -> "module:class". Imported on first use, so `orchestrator --help` stays fast.
 _REGISTRY: dict[str, str] = {

@@ -20,20 +20,16 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from orchestrator.proc import run_command
-from orchestrator.testing.scenario import (
-    EditFile,
-    Hang,
-    HttpError,
-    Scenario,
-    Shell,
-    Text,
-    Turn,
-    WriteFile,
-    load_scenario,
-)
+if TYPE_CHECKING:
+    from orchestrator.testing.scenario import Scenario, Turn
+
+# Without a scenario (the demo, the benchmarks' stand-ins) the agent imports nothing of pydantic or of
+# the orchestrator: a step's agent is a fresh Python each time, and its start-up is on every step's
+# critical path (about 0.1 s of CPU for the scenario's models and the process helpers).
+_DEFAULT_USAGE = {"input_tokens": 123, "output_tokens": 7, "model": "scripted-model"}  # Scenario()'s
+_APPROVE = 'No issues found.\n```json\n{"verdict": "approve", "findings": []}\n```'
 
 _ERROR_KIND = {401: "auth", 403: "auth", 429: "rate_limit"}
 
@@ -67,16 +63,31 @@ class _Cursor:
             return turn
 
 
-def _default_turns(permission: str, prompt: str) -> list[Turn]:
+def play_default(permission: str, prompt: str) -> str:
+    """The step without a scenario: a review approves; any other step appends a line to
+    orchestrator-fake.txt. The same events as the scenario turns [write_file, text "done"] would give.
+    Returns the step's final text."""
     if permission == "read_only":
-        return [Text(text='No issues found.\n```json\n{"verdict": "approve", "findings": []}\n```')]
+        emit({"type": "usage", **_DEFAULT_USAGE})
+        emit({"type": "message", "text": _APPROVE})
+        return _APPROVE
+    path = "orchestrator-fake.txt"
     line = f"fake agent step {uuid.uuid4().hex[:8]}: {prompt.splitlines()[0][:60] if prompt else ''}\n"
-    existing = Path("orchestrator-fake.txt").read_text() if Path("orchestrator-fake.txt").exists() else ""
-    return [WriteFile(path="orchestrator-fake.txt", content=existing + line), Text(text="done")]
+    existing = Path(path).read_text(encoding="utf-8") if Path(path).exists() else ""
+    call_id = uuid.uuid4().hex[:12]
+    emit({"type": "usage", **_DEFAULT_USAGE})
+    emit({"type": "tool", "id": call_id, "action": "file_edit", "path": path, "status": "started"})
+    Path(path).write_text(existing + line, encoding="utf-8")
+    emit({"type": "tool", "id": call_id, "action": "file_edit", "path": path, "status": "succeeded"})
+    emit({"type": "usage", **_DEFAULT_USAGE})
+    emit({"type": "message", "text": "done"})
+    return "done"
 
 
 def play(turn: Turn, permission: str, scenario: Scenario) -> bool:
     """Play one turn; True when the step is over."""
+    from orchestrator.testing.scenario import EditFile, Hang, HttpError, Shell, Text, WriteFile
+
     emit(
         {
             "type": "usage",
@@ -138,6 +149,8 @@ def play(turn: Turn, permission: str, scenario: Scenario) -> bool:
             }
         )
         return False
+    from orchestrator.proc import run_command
+
     # The fake agent stands in for a CLI's own shell tool, which runs commands through a shell.
     done = run_command(["/bin/sh", "-c", turn.command], Path.cwd(), env=dict(os.environ), timeout_s=600)
     emit(
@@ -178,6 +191,23 @@ def _note_prompt(scenario_path: Path, prompt: str) -> None:
         pass  # a scenario folder it may not write (a sandbox without it): the step goes on
 
 
+def play_scenario(scenario_file: Path, permission: str, prompt: str) -> str:
+    """Turns from the scenario until one ends the step; returns the step's final text."""
+    from orchestrator.testing.scenario import Text, load_scenario
+
+    path = _member_scenario(scenario_file, os.environ.get("ORCHESTRATOR_INSTANCE"))
+    scenario = load_scenario(path)
+    cursor = _Cursor(path)
+    _note_prompt(path, prompt)
+    for _ in range(1000):
+        turn = cursor.take(scenario)
+        if turn is None:
+            return "(the scenario has no more turns)"
+        if play(turn, permission, scenario):
+            return turn.text if isinstance(turn, Text) else ""
+    return ""
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="fake-agent")
     parser.add_argument("--permission", default="edit", choices=["edit", "read_only", "bypass"])
@@ -191,25 +221,9 @@ def main(argv: list[str] | None = None) -> int:
     emit({"type": "session", "session_id": session_id, "model": args.model or "scripted-model"})
     scenario_file = os.environ.get("ORCHESTRATOR_FAKE_SCENARIO")
     if scenario_file:
-        path = _member_scenario(Path(scenario_file), os.environ.get("ORCHESTRATOR_INSTANCE"))
-        scenario = load_scenario(path)
-        cursor = _Cursor(path)
-        _note_prompt(path, args.prompt)
-        turns_left: list[Turn] | None = None
+        final_text = play_scenario(Path(scenario_file), args.permission, args.prompt)
     else:
-        scenario = Scenario()
-        turns_left = _default_turns(args.permission, args.prompt)
-    final_text = ""
-    for _ in range(1000):
-        turn = turns_left.pop(0) if turns_left is not None else cursor.take(scenario)
-        if turn is None:
-            final_text = "(the scenario has no more turns)"
-            break
-        if play(turn, args.permission, scenario):
-            final_text = turn.text if isinstance(turn, Text) else ""
-            break
-        if turns_left is not None and not turns_left:
-            break
+        final_text = play_default(args.permission, args.prompt)
     emit({"type": "result", "success": True, "text": final_text, "session_id": session_id})
     return 0
 

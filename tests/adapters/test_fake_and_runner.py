@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import threading
 import time
 from pathlib import Path
@@ -42,7 +43,7 @@ def step(tmp_path, turns, *, permission=PermissionMode.EDIT, config=None, cancel
         cwd=repo,
         run_dir=tmp_path / "run",
         permission=permission,
-        env=scenario(tmp_path, turns),
+        env=scenario(tmp_path, turns) if turns is not None else {},
     )
     seen = []
     result = run_agent_step(
@@ -73,6 +74,44 @@ def test_edit_step_succeeds_with_events_usage_and_changed_files(tmp_path):
     lines = transcript.read_text().splitlines()
     assert json.loads(lines[0])["type"] == "session" and len(lines) == len([e for e in seen])
     assert (tmp_path / "run" / "tmp").is_dir()
+
+
+def test_without_a_scenario_an_edit_step_appends_a_line_as_its_scenario_twin_would(tmp_path):
+    (tmp_path / "bare").mkdir()
+    (tmp_path / "twin").mkdir()
+    result, seen, repo = step(tmp_path / "bare", None)
+    twin_turns = [{"write_file": {"path": "orchestrator-fake.txt", "content": "x\n"}}, {"text": "done"}]
+    twin, twin_seen, _ = step(tmp_path / "twin", twin_turns)
+    assert result.success and result.summary.final_text == "done" == twin.summary.final_text
+    assert (repo / "orchestrator-fake.txt").read_text().startswith("fake agent step ")
+    assert result.files_changed == ["orchestrator-fake.txt"] == twin.files_changed
+    assert [type(e).__name__ for e in seen] == [type(e).__name__ for e in twin_seen]
+    assert result.summary.input_tokens == twin.summary.input_tokens == 2 * 123
+    again, _, _ = step(tmp_path / "bare", None)  # a second step appends
+    assert again.success and len((repo / "orchestrator-fake.txt").read_text().splitlines()) == 2
+
+
+def test_without_a_scenario_a_review_approves(tmp_path):
+    result, _, repo = step(tmp_path, None, permission=PermissionMode.READ_ONLY)
+    assert result.success and '"verdict": "approve"' in result.summary.final_text
+    assert result.files_changed == [] and not (repo / "orchestrator-fake.txt").exists()
+
+
+def test_without_a_scenario_the_fake_agent_imports_neither_pydantic_nor_the_orchestrator(tmp_path):
+    # Its start is on every fake step's critical path (benchmarks, the demo): a fresh interpreter.
+    probe = (
+        "import json, sys\n"
+        "from orchestrator.adapters import fake_agent\n"
+        "fake_agent.main(['--permission', 'read_only', 'review it'])\n"
+        "heavy = ('pydantic', 'orchestrator.events', 'orchestrator.proc', 'orchestrator.testing.scenario')\n"
+        "print(json.dumps(sorted(name for name in heavy if name in sys.modules)))\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    env = {key: value for key, value in os.environ.items() if key != "ORCHESTRATOR_FAKE_SCENARIO"}
+    env["PYTHONPATH"] = str(root)
+    done = run_command([sys.executable, "-c", probe], tmp_path, env=env, timeout_s=60)
+    assert done.ok, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == []
 
 
 def test_read_only_edit_is_refused_not_success(tmp_path):
