@@ -56,9 +56,10 @@ def run_on_cluster(
     if follow_up is not None:
         # Followed (and shown) below, like the run's own events.
         cluster_follow_up(store, record.id, follow_up.text, source=follow_up.source)
-    if not resume:
-        # The run's repository is the workers' (made from their mirrors); this machine's copy, made
-        # when the run was created, would only go stale: `runs diff` and the rest read the run's tip.
+    if not resume and record.worktree and (Path(record.worktree) / ".git").exists():
+        # The run's repository is the workers' (made from their mirrors). This machine made one only
+        # to carry uncommitted work onto another base; it would only go stale: `runs diff` and the
+        # rest read the run's tip.
         service.workspace(record.id).remove_worktree()
     # This machine's CLIs do not matter (the workers check theirs): does any worker serve this run?
     missing = check_queues(settings, Workflow.model_validate(record.workflow).agents or ("fake",))

@@ -181,6 +181,7 @@ class RunService:
             environ=self.env,
             location=location,
             start=start,
+            run_repo=not spec.cluster,  # the workers make theirs from the branch
         )
         self.audit.repo_write(
             "create_branch", repo=repo, ref=branch_name(run_id), commit=ws.base, run_id=run_id

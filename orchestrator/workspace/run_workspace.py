@@ -79,6 +79,11 @@ __all__ = [
 ]
 
 
+def _branch_refs(run_id: str, branch: str) -> tuple[str, ...]:
+    """The refs a new run starts at its first commit: its tip, its branch, the first commit's record."""
+    return (tip_ref(run_id), f"refs/heads/{branch}", f"{meta_prefix(run_id)}first")
+
+
 class RunWorkspace(WorkspaceMerges):
     """One run's workspace (fields and the moves it is made of: run_state.py; merges: run_merges.py)."""
 
@@ -96,8 +101,13 @@ class RunWorkspace(WorkspaceMerges):
         environ: Mapping[str, str] | None = None,
         location: RepoLocation | None = None,
         start: StartPoint | None = None,
+        run_repo: bool = True,
     ) -> RunWorkspace:
         """Record the starting state, then make the run's repository on a new branch from `base`.
+
+        `run_repo=False` (a cluster run: its workers make their own from the branch): the refs and the
+        branch only, no repository on this machine, except when the user's uncommitted work is carried
+        onto another base (that cherry-pick needs one; the caller removes it).
 
         `repo` may be a bare repository (a cluster worker's mirror, where a group step's members are
         made): it has no checkout, so no uncommitted work, and the run "starts" at `base`.
@@ -166,6 +176,9 @@ class RunWorkspace(WorkspaceMerges):
         workspace = cls(root, run_id, paths, base_sha, start_point, environ)
         workspace._user_git = user
         try:
+            if not run_repo and not (carry and start_point == base_sha):
+                create_refs(user, dict.fromkeys(_branch_refs(run_id, branch), start_point))
+                return workspace
             workspace._wt_git = create_run_repo(
                 user,
                 paths.worktree,
@@ -183,9 +196,7 @@ class RunWorkspace(WorkspaceMerges):
                 workspace.first = workspace._clone_tip() or start_point
             if workspace.first != start_point:
                 fetch_commit(user, paths.worktree, workspace.first)
-            first = workspace.first
-            refs = (tip_ref(run_id), f"refs/heads/{branch}", f"{meta_prefix(run_id)}first")
-            create_refs(user, dict.fromkeys(refs, first))
+            create_refs(user, dict.fromkeys(_branch_refs(run_id, branch), workspace.first))
         except BaseException:
             workspace._drop_fresh_run()
             raise
