@@ -315,6 +315,24 @@ def test_a_change_from_another_process_wakes_a_listener(store, store_backend, tm
     assert not listener._thread.is_alive()
 
 
+def test_a_listener_stopped_without_waiting_wakes_no_more_and_ends_on_its_own(postgres_url, tmp_path):
+    """What a follower does at a run's end (it does not wait out the listener's poll): no wake-up
+    after stop, and the thread ends and closes its connection by itself."""
+    with Store(postgres_url) as store:
+        make_run(store)
+        woken: list[str] = []
+        listener = store.change_listener(woken.append)
+        assert listener is not None
+        listener.start()
+        listener.stop(wait=False)
+        run_command(
+            [sys.executable, "-c", WRITER, postgres_url], tmp_path, env=env_for_children(), check=True
+        )
+        listener._thread.join(30)
+        assert not listener._thread.is_alive() and listener._conn.closed
+        assert woken == [] and store.last_seq("r1") == 1
+
+
 def store_location_of(store: Store) -> str:
     return store._backend.url if store.path is None else str(store.path)
 

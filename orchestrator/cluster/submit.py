@@ -171,10 +171,10 @@ def follow(
                 continue
             wake.wait(poll_s)
     finally:
+        if listener is not None:  # its thread ends on its own within its poll (up to 0.5 s)
+            listener.stop(wait=False)
         if watch is not None:
             watch.stop()
-        if listener is not None:
-            listener.stop()
 
 
 def request_cancel(settings: Settings, store: Store, run_id: str, source: str) -> None:

@@ -21,6 +21,9 @@ class ChangeListener:
     """Calls `wake(run_id)` from a thread of its own for each change committed to the store at `url`.
     Same shape as ui/follower.StoreWatcher: `start()`, `stop()`."""
 
+    # How often the thread looks up from its wait for notifications to see whether it was stopped:
+    # psycopg holds the connection's lock while it waits, so stop() cannot interrupt the wait. Each
+    # look costs about 0.8 ms of CPU (a follower waits for minutes): stop(wait=False) does not wait.
     def __init__(self, url: str, wake: Callable[[str], None], *, poll_s: float = 0.5) -> None:
         self._url = url
         self._wake = wake
@@ -44,9 +47,9 @@ class ChangeListener:
         try:
             while not self._stopped.is_set():
                 for note in self._conn.notifies(timeout=self._poll_s):
-                    self._wake(note.payload)
                     if self._stopped.is_set():
                         break
+                    self._wake(note.payload)
         except Exception:  # noqa: BLE001 - a broken connection ends the wake-ups; polling goes on
             if not self._stopped.is_set():
                 raise
@@ -54,8 +57,12 @@ class ChangeListener:
             with contextlib.suppress(Exception):
                 self._conn.close()
 
-    def stop(self) -> None:
+    def stop(self, *, wait: bool = True) -> None:
+        """No wake-ups from now on. With `wait=False` the thread ends (and closes its connection) on
+        its own, within `poll_s`."""
         self._stopped.set()
+        if not wait:
+            return
         if self._thread.is_alive():
             self._thread.join(self._poll_s + 5)
         elif self._conn is not None:
