@@ -2,9 +2,9 @@
 
     python -m benchmarks.bench_cluster_watch [--rounds 50]
 
-- served agents: the one-agent queues some worker polls (6 DescribeTaskQueue calls at once, plus the
-  connection), asked once per `run --cluster` before the run is created (what `agent: auto` chooses
-  from);
+- reachable and served: the connection, then the one-agent queues some worker polls (a
+  DescribeTaskQueue per CLI, at once), asked once per `run --cluster` before the run is created (what
+  `agent: auto` chooses from);
 - queue check: the run's step queue and the workflow queue (2 calls plus the connection), asked once
   per submit;
 - describe: one DescribeWorkflowExecution on an open client, what the follow loop's WorkflowWatch asks
@@ -23,7 +23,8 @@ import time
 from collections.abc import Callable
 
 from benchmarks.cluster_bench import p95
-from orchestrator.cluster.watch import CHECK_EVERY_S, check_queues, served_agents, workflow_status
+from orchestrator.cluster.frontend import connect_frontend
+from orchestrator.cluster.watch import CHECK_EVERY_S, check_queues, reachable_and_served, workflow_status
 from orchestrator.config import Settings
 from orchestrator.testing.temporal import TemporalDevServer
 
@@ -50,14 +51,12 @@ def timed(rounds: int, work: Callable[[], object]) -> list[float]:
     return took
 
 
-async def describes(address: str, rounds: int) -> list[float]:
-    from temporalio.client import Client
-
-    client = await Client.connect(address)
+async def describes(settings: Settings, rounds: int) -> list[float]:
+    frontend = await connect_frontend(settings)
     took = []
     for n in range(rounds):
         started = time.perf_counter()
-        await workflow_status(client, f"no-such-run-{n}")
+        await workflow_status(frontend, f"no-such-run-{n}")
         took.append(time.perf_counter() - started)
     return took
 
@@ -69,10 +68,10 @@ def main() -> None:
     print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     with TemporalDevServer() as server:
         settings = settings_for(server.address)
-        served = timed(args.rounds, lambda: served_agents(settings))
+        served = timed(args.rounds, lambda: reachable_and_served(settings))
         queues = timed(args.rounds, lambda: check_queues(settings, ["claude", "codex"]))
-        described = asyncio.run(describes(server.address, args.rounds))
-    print(f"served agents (connect + 6 queue describes), per submit: {ms(served)}")
+        described = asyncio.run(describes(settings, args.rounds))
+    print(f"reachable and served (connect + 5 queue describes), per submit: {ms(served)}")
     print(f"queue check (connect + 2 queue describes), per submit:   {ms(queues)}")
     print(f"workflow describe, every {CHECK_EVERY_S:g} s while following:     {ms(described)}")
 

@@ -15,9 +15,8 @@ import contextlib
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from orchestrator.cluster.client import connect
+from orchestrator.cluster.frontend import connect_frontend
 from orchestrator.cluster.messages import WORKFLOW_NAME, RunRequest
 from orchestrator.cluster.mirror import fetch_run_branch, publish_run_start
 from orchestrator.cluster.queues import agents_queue, workflow_queue
@@ -27,9 +26,6 @@ from orchestrator.engine.workflow import Workflow
 from orchestrator.errors import UsageError
 from orchestrator.events import Notice, RunEvent, RunFinished
 from orchestrator.store import RunRecord, Store
-
-if TYPE_CHECKING:
-    from temporalio.client import Client
 
 # A node (a step, a gate, a group) may run for hours; a dead worker is noticed by its heartbeats.
 STEP_TIMEOUT_S = 6 * 3600.0
@@ -54,24 +50,13 @@ def start_workflow(settings: Settings, request: RunRequest) -> None:
 
 
 async def _start(settings: Settings, request: RunRequest) -> None:
-    from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-    from temporalio.exceptions import WorkflowAlreadyStartedError
-
-    client = await connect(settings)
-    try:
-        await client.start_workflow(
-            WORKFLOW_NAME,
-            request,
-            id=request.run_id,
-            task_queue=workflow_queue(settings.cluster.task_queue_prefix),
-            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-        )
-    except WorkflowAlreadyStartedError as exc:
-        raise UsageError(
-            f"run {request.run_id} is already running on the cluster (a run is submitted once)",
-            hint=f"follow it with `orchestrator runs show {request.run_id}`, or cancel it first",
-        ) from exc
+    frontend = await connect_frontend(settings)
+    await frontend.start_workflow(  # a second start while it is open: UsageError (exit 2)
+        WORKFLOW_NAME,
+        request,
+        workflow_id=request.run_id,
+        task_queue=workflow_queue(settings.cluster.task_queue_prefix),
+    )
 
 
 def cancel_workflow(settings: Settings, run_id: str) -> None:
@@ -81,9 +66,9 @@ def cancel_workflow(settings: Settings, run_id: str) -> None:
 async def _cancel(settings: Settings, run_id: str) -> None:
     from temporalio.service import RPCError
 
-    client: Client = await connect(settings)
+    frontend = await connect_frontend(settings)
     try:
-        await client.get_workflow_handle(run_id).cancel()
+        await frontend.cancel(run_id)
     except RPCError:
         pass  # it closed meanwhile: nothing left to cancel
 
@@ -184,12 +169,11 @@ def request_cancel(settings: Settings, store: Store, run_id: str, source: str) -
 
 
 async def _closed(settings: Settings, run_id: str, timeout_s: float | None) -> None:
-    from temporalio.client import WorkflowFailureError
     from temporalio.service import RPCError
 
-    client = await connect(settings)
-    with contextlib.suppress(WorkflowFailureError, RPCError, TimeoutError):
-        await asyncio.wait_for(client.get_workflow_handle(run_id).result(), timeout_s)
+    frontend = await connect_frontend(settings)
+    with contextlib.suppress(RPCError, TimeoutError):  # NOT_FOUND (gone): nothing to wait for
+        await asyncio.wait_for(frontend.wait_closed(run_id), timeout_s)
 
 
 def wait_closed(settings: Settings, run_id: str, timeout_s: float | None = CLOSE_WAIT_S) -> None:

@@ -16,23 +16,19 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import structlog
 
-from orchestrator.cluster.client import connect
+from orchestrator.cluster.frontend import NOT_FOUND, Frontend, connect_frontend
 from orchestrator.cluster.queues import agents_queue, workflow_queue
 from orchestrator.config import Settings
 from orchestrator.events import RunFinished
 from orchestrator.store import Store
 
-if TYPE_CHECKING:
-    from temporalio.client import Client
-
 log = structlog.get_logger(__name__)
 
 CHECK_EVERY_S = 3.0
-NOT_FOUND = "NOT_FOUND"  # no workflow with the run's id on the server
 # `runs show` and `runs resume` judge a run only once it has not been written for this long: between
 # the submitter's hand-over (or claim, for a resume) and its workflow's start, the server knows no
 # workflow (or only the previous, closed one) for a run that is about to be driven.
@@ -67,17 +63,9 @@ def vanished(run_id: str, workflow_status: str) -> Vanished | None:
     return Vanished("failed", f"run failed: {why}; {again}")
 
 
-async def workflow_status(client: Client, run_id: str) -> str:
+async def workflow_status(frontend: Frontend, run_id: str) -> str:
     """The status of the run's newest workflow (RUNNING, TERMINATED, ...), or NOT_FOUND."""
-    from temporalio.service import RPCError, RPCStatusCode
-
-    try:
-        description = await client.get_workflow_handle(run_id).describe()
-    except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:
-            return NOT_FOUND
-        raise
-    return description.status.name if description.status is not None else "RUNNING"
+    return await frontend.status(run_id)
 
 
 def end_vanished(store: Store, run_id: str, gone: Vanished) -> bool:
@@ -118,7 +106,7 @@ def settle_vanished(settings: Settings, store: Store, run_id: str, *, now: float
 
 
 async def _status_once(settings: Settings, run_id: str) -> str:
-    return await workflow_status(await connect(settings), run_id)
+    return await (await connect_frontend(settings)).status(run_id)
 
 
 class WorkflowWatch:
@@ -157,11 +145,11 @@ class WorkflowWatch:
         asyncio.run(self._watch())
 
     async def _watch(self) -> None:
-        client: Client | None = None
+        frontend: Frontend | None = None
         while not self._stop.is_set():
             try:
-                client = client or await connect(self.settings)
-                status = await workflow_status(client, self.run_id)
+                frontend = frontend or await connect_frontend(self.settings)
+                status = await frontend.status(self.run_id)
             except Exception as exc:  # noqa: BLE001 - the server is away for now: ask again later
                 log.info("workflow not checked", run_id=self.run_id, error=str(exc))
             else:
@@ -211,29 +199,13 @@ def check_queues(settings: Settings, agents: Sequence[str]) -> str | None:
 
 
 async def _check_queues(settings: Settings, agents: Sequence[str]) -> str | None:
-    client = await connect(settings)
+    frontend = await connect_frontend(settings)
     prefix = settings.cluster.task_queue_prefix
     step_pollers, workflow_pollers = await asyncio.gather(
-        queue_pollers(client, agents_queue(prefix, agents), activities=True),
-        queue_pollers(client, workflow_queue(prefix), activities=False),
+        frontend.pollers(agents_queue(prefix, agents), activities=True),
+        frontend.pollers(workflow_queue(prefix), activities=False),
     )
     return missing_workers(agents, step_pollers=step_pollers, workflow_pollers=workflow_pollers)
-
-
-async def queue_pollers(client: Client, queue: str, *, activities: bool) -> int:
-    """How many pollers (worker processes) the server saw on `queue` lately."""
-    from temporalio.api.enums.v1 import TaskQueueKind, TaskQueueType
-    from temporalio.api.taskqueue.v1 import TaskQueue
-    from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
-
-    kind = TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY if activities else TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW
-    request = DescribeTaskQueueRequest(
-        namespace=client.namespace,
-        task_queue=TaskQueue(name=queue, kind=TaskQueueKind.TASK_QUEUE_KIND_NORMAL),
-        task_queue_type=kind,
-    )
-    response = await client.workflow_service.describe_task_queue(request)
-    return len(response.pollers)
 
 
 def reachable_and_served(settings: Settings) -> tuple[str, ...]:
@@ -247,11 +219,11 @@ def reachable_and_served(settings: Settings) -> tuple[str, ...]:
 async def _reachable_and_served(settings: Settings) -> tuple[str, ...]:
     from orchestrator.adapters import AGENT_NAMES
 
-    client = await connect(settings)
+    frontend = await connect_frontend(settings)
     prefix = settings.cluster.task_queue_prefix
     try:
         pollers = await asyncio.gather(
-            *(queue_pollers(client, agents_queue(prefix, [agent]), activities=True) for agent in AGENT_NAMES)
+            *(frontend.pollers(agents_queue(prefix, [agent]), activities=True) for agent in AGENT_NAMES)
         )
     except Exception as exc:  # noqa: BLE001 - routing then falls back to fallback_order's first
         log.info("served agents not asked", error=str(exc))

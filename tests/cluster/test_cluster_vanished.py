@@ -12,7 +12,9 @@ import time
 
 import pytest
 
+from orchestrator.cluster.frontend import connect_frontend
 from orchestrator.cluster.watch import NOT_FOUND, SETTLE_AFTER_S, workflow_status
+from orchestrator.config import Settings
 from orchestrator.events import Notice, RunFinished
 from orchestrator.proc import CommandResult, run_command
 from orchestrator.store import Store
@@ -40,9 +42,8 @@ def temporal(cluster: Cluster, *args: str) -> CommandResult:
 
 def status_of(cluster: Cluster, run_id: str) -> str:
     async def ask() -> str:
-        from temporalio.client import Client
-
-        return await workflow_status(await Client.connect(cluster.temporal.address), run_id)
+        settings = Settings.model_validate({"cluster": {"temporal": cluster.temporal.address}})
+        return await workflow_status(await connect_frontend(settings), run_id)
 
     return asyncio.run(ask())
 
