@@ -28,6 +28,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+# Before any model is built: pydantic's plugin look-up without importlib.metadata (see there).
+import orchestrator.pydantic_plugins  # noqa: F401
 from orchestrator.adapters import AGENT_NAMES, get_adapter
 from orchestrator.errors import ConfigError
 from orchestrator.files import read_config_text
