@@ -28,9 +28,11 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+# Before any model is built: pydantic's plugin look-up without importlib.metadata (see there).
+import orchestrator.pydantic_plugins  # noqa: F401
 from orchestrator.adapters import AGENT_NAMES, get_adapter
 from orchestrator.errors import ConfigError
-from orchestrator.files import read_config_text
+from orchestrator.files import load_yaml, read_config_text
 from orchestrator.limits.ledger import Budgets
 from orchestrator.secrets import masked_url, url_has_credentials
 from orchestrator.trust import require_trust, trust_state, untrusted_config_keys, without_trust_keys
@@ -313,7 +315,7 @@ def _read_config_data(path: Path, how: str) -> Any:
         exc.hint = exc.hint or "check the path given by " + how
         raise
     try:
-        return yaml.safe_load(text)
+        return load_yaml(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"not valid YAML: {exc}", file=str(path)) from exc
 

@@ -1,9 +1,10 @@
 """structlog, imported without the modules of rich it would import for nothing.
 
-With rich installed, structlog's package imports rich's traceback and pretty-printer modules (30 ms or
-more at every start of the orchestrator) for exception formatters our set-up (logs.py) never calls:
-format_exc_info renders an exception as plain text before any renderer sees it, and the console renderer
-is given the plain formatter. A None in sys.modules makes an import fail, so while structlog is imported
+With rich installed, structlog's package imports rich's console, traceback and pretty-printer modules
+(45 ms or more at every start of the orchestrator) for exception formatters our set-up (logs.py) never
+calls: format_exc_info renders an exception as plain text before any renderer sees it, and the console
+renderer is given the plain formatter. (rich's console is imported by whoever prints with it: not at all
+when the output is plain, in CI and pipes; see cli/render.py.) A None in sys.modules makes an import fail, so while structlog is imported
 here it falls back to what it does without rich; rich itself (the console, the tables) stays importable,
 and those modules too once structlog is in. better_exceptions likewise (structlog would warn that its
 support is deprecated). Where structlog is imported already this changes nothing.
@@ -22,7 +23,7 @@ import sys
 import types
 from typing import Any
 
-_HIDDEN = ("rich.traceback", "rich.pretty", "better_exceptions")
+_HIDDEN = ("rich.console", "rich.traceback", "rich.pretty", "better_exceptions")
 
 
 class _AsyncioOnUse(types.ModuleType):

@@ -1,8 +1,9 @@
 """The supervisor that stands between the orchestrator and every agent it starts (part of proc.py).
 
-proc.py runs `python -I -S proc_shim.py supervise ...`; this program starts the real command and keeps
-its whole tree on a leash. It is run as a script by path, with only the standard library (no site, no
-import of the orchestrator), so it starts in about 15 ms.
+proc.py runs `python -I -S proc_shim.py supervise ...` (by way of `-c`, which runs this file's cached
+bytecode: proc_supervise.py); this program starts the real command and keeps its whole tree on a leash.
+It runs with only the standard library (no site, no import of the orchestrator), so it starts in about
+12 ms.
 
 Why a supervisor per spawn (and not the orchestrator alone):
 - It is a child subreaper (PR_SET_CHILD_SUBREAPER): anything the agent starts, at any depth, that is

@@ -25,6 +25,19 @@ from orchestrator.proc_shim import start_time
 from orchestrator.proc_tree import owner_id
 
 _SHIM = str(Path(__file__).with_name("proc_shim.py"))
+# The supervisor and the guardian: proc_shim.py in an interpreter without site (-S) or the user's
+# environment and paths (-I). Not run as a script (`python proc_shim.py`), which Python compiles anew
+# at every start (some 5 ms of each agent's way to its start): its compiled form is read from
+# __pycache__ by the same loader an import uses, then run as __main__ (argv[0] is proc_shim.py's path,
+# as before, so it stays in the process's command line).
+_RUN_SHIM = (
+    "import sys\n"
+    "from importlib.machinery import SourceFileLoader\n"
+    "del sys.argv[0]\n"
+    "__file__ = sys.argv[0]\n"
+    "exec(SourceFileLoader('proc_shim', __file__).get_code('proc_shim'))\n"
+)
+_SHIM_ARGV = (sys.executable, "-I", "-S", "-c", _RUN_SHIM, _SHIM)
 _records_root: Path | None = None
 _state_lock = threading.Lock()
 
@@ -52,10 +65,7 @@ def _record_file(spawn_id: str) -> str:
 def supervised(argv: Sequence[str], spawn_id: str, *, record: bool = True) -> list[str]:
     """argv run under a supervisor (proc_shim.py), which ends the whole tree, whatever happens."""
     return [
-        sys.executable,
-        "-I",
-        "-S",
-        _SHIM,
+        *_SHIM_ARGV,
         "supervise",
         str(os.getpid()),
         _record_file(spawn_id) if record else "-",
@@ -76,7 +86,7 @@ class _Guardian:
         read_end, write_end = os.pipe()
         try:
             proc = subprocess.Popen(  # noqa: S603 - argv list, never a shell
-                [sys.executable, "-I", "-S", _SHIM, "guard", str(read_end)],
+                [*_SHIM_ARGV, "guard", str(read_end)],
                 pass_fds=(read_end,),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,

@@ -1,13 +1,14 @@
-"""Configuration and workflow files are read within bounds."""
+"""Configuration and workflow files are read within bounds, and parsed as yaml.safe_load would."""
 
 from __future__ import annotations
 
 import os
 
 import pytest
+import yaml
 
 from orchestrator.errors import ConfigError
-from orchestrator.files import read_config_text
+from orchestrator.files import load_yaml, read_config_text
 
 
 def test_a_small_file_is_read(tmp_path):
@@ -33,3 +34,14 @@ def test_what_is_not_a_small_regular_file_is_refused_naming_it(tmp_path, make, s
         read_config_text(path, what="configuration file")
     assert said in str(info.value) and str(path) in str(info.value)
     assert info.value.exit_code == 2
+
+
+def test_load_yaml_gives_what_safe_load_gives_and_its_errors():
+    text = "a: yes\nb: 1.5e3\nc: 2026-12-06\nd: ~\ne: 017\nf: [1, {g: h}]\nlong: |\n  two\n  lines\n"
+    assert load_yaml(text) == yaml.safe_load(text)
+    for bad in ("agents: [unclosed", "x: !!python/object:os.system ls", "\t- x"):
+        with pytest.raises(yaml.YAMLError) as ours:
+            load_yaml(bad)
+        with pytest.raises(yaml.YAMLError) as theirs:
+            yaml.safe_load(bad)
+        assert str(ours.value) == str(theirs.value)

@@ -1,5 +1,5 @@
 """What starting the orchestrator imports for logging: structlog without the modules it would import
-for nothing (rich's traceback and pretty-printer, asyncio), and still working in full (its async log
+for nothing (rich's console, traceback and pretty-printer, asyncio), and still working in full (its async log
 methods find the real asyncio). A fresh interpreter each: this process has imported everything."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ PROBE = """
 import json, sys
 import orchestrator.logs as logs
 import orchestrator.engine.service, orchestrator.cli.run_cmd
-loaded = {name: name in sys.modules for name in ("asyncio", "rich.traceback", "rich.pretty", "tenacity", "importlib.metadata")}
+loaded = {name: name in sys.modules for name in ("asyncio", "rich.console", "rich.traceback", "rich.pretty", "tenacity", "importlib.metadata")}
 logs.configure_logging("info", json=True)
 import structlog, asyncio
 async def main():
@@ -34,6 +34,7 @@ def test_starting_imports_neither_asyncio_nor_riches_tracebacks_and_async_loggin
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["loaded"] == {
         "asyncio": False,
+        "rich.console": False,
         "rich.traceback": False,
         "rich.pretty": False,
         "tenacity": False,

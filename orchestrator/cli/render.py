@@ -10,10 +10,7 @@ import os
 import sys
 import time
 from collections.abc import Mapping
-from typing import Any, TextIO
-
-from rich.console import Console
-from rich.markup import escape
+from typing import TYPE_CHECKING, Any, TextIO
 
 from orchestrator.events import (
     AgentActivity,
@@ -35,6 +32,9 @@ from orchestrator.events import (
     ToolUse,
     Usage,
 )
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 _VERB = {
     "file_edit": ("editing", "edited"),
@@ -61,6 +61,8 @@ def describe_tool(event: ToolUse) -> str:
 def make_console(stream: TextIO | None = None, **options: Any) -> Console:
     """A rich console that prints no escape codes at all when NO_COLOR is set. (Rich alone drops only
     the colours and still prints bold, italic and underline.)"""
+    from rich.console import Console  # here: plain output (CI, pipes) never needs rich (15 ms to import)
+
     if os.environ.get("NO_COLOR"):
         options["color_system"] = None
     return Console(file=stream, **options)
@@ -78,11 +80,18 @@ class ConsoleRenderer:
     ) -> None:
         self.stream = stream or sys.stderr
         self.plain = wants_plain(os.environ, self.stream) if plain is None else plain
-        self.console = make_console(self.stream, highlight=False, soft_wrap=True)
+        self._console: Console | None = None
         self.quiet = quiet
         # An adapter may complete a result after the process ends (adding the final text): say
         # "finished" once per step.
         self._last_was_result = False
+
+    @property
+    def console(self) -> Console:
+        """The rich console, made on first use: plain output never uses it."""
+        if self._console is None:
+            self._console = make_console(self.stream, highlight=False, soft_wrap=True)
+        return self._console
 
     def _line(self, who: str, text: str, style: str = "") -> None:
         if self.quiet:
@@ -93,6 +102,8 @@ class ConsoleRenderer:
             self.stream.write("".join(f"{stamp}{line}\n" for line in text.splitlines() or [""]))
             self.stream.flush()
         else:
+            from rich.markup import escape
+
             body = escape(text)
             self.console.print(
                 f"[bold]{escape(who)}[/] [{style}]{body}[/]" if style else f"[bold]{escape(who)}[/] {body}"

@@ -14,7 +14,6 @@ from orchestrator.cli.render import ConsoleRenderer
 from orchestrator.cli.worker import run_cancellable
 from orchestrator.engine.inputs import check_task, read_task_file
 from orchestrator.engine.report import RunReport
-from orchestrator.engine.report_render import render_markdown, render_text
 from orchestrator.engine.service import RunService, RunSpec
 from orchestrator.errors import EXIT_INTERRUPTED, UsageError
 from orchestrator.events import Notice, Subscriber
@@ -29,6 +28,8 @@ def publish_outputs(report: RunReport, *, report_file: Path | None, summary_file
     if report_file is not None:
         report_file.parent.mkdir(parents=True, exist_ok=True)
         report_file.write_text(report.to_json() + "\n", encoding="utf-8")
+    from orchestrator.engine.report_render import render_markdown  # at the end of a run only
+
     markdown = render_markdown(report)
     if summary_file is not None:
         summary_file.parent.mkdir(parents=True, exist_ok=True)
@@ -276,6 +277,8 @@ def run(
         if as_json:
             print_json(report.model_dump(mode="json"))
         else:
+            from orchestrator.engine.report_render import render_text  # at the end of a run only
+
             click.echo(render_text(report))
     finally:
         service.close()

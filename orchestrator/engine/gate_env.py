@@ -15,12 +15,10 @@ the gate as misconfigured the same way.
 
 from __future__ import annotations
 
-import configparser
 import json
 import os
 import re
 import shutil
-import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,6 +85,10 @@ def import_roots(tree: Path) -> list[Path]:
 
 def _declared_names(tree: Path) -> list[str]:
     """Project and module names declared in pyproject.toml, setup.cfg or setup.py."""
+    # Imported here: only a gate needs them (a run's first agent starts before its first gate, mostly).
+    import configparser
+    import tomllib
+
     names: list[str] = []
     try:
         pyproject = tomllib.loads(_read(tree / "pyproject.toml"))

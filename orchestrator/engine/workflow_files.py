@@ -37,7 +37,7 @@ from orchestrator.engine.workflow_model import (
 from orchestrator.engine.workflow_steps import GateStep, SetupEntry, Step, _Strict
 from orchestrator.engine.workflow_union import AnyStep, TaskStep
 from orchestrator.errors import ConfigError, UsageError
-from orchestrator.files import read_config_text
+from orchestrator.files import load_yaml, read_config_text
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _NAME_RULE = "letters, digits, '.', '_' and '-', starting with a letter or digit"
@@ -157,7 +157,7 @@ def read_workflow_file(path: Path) -> list[FileWorkflow]:
     file = str(path)
     text = read_config_text(path, what="workflow file")
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""

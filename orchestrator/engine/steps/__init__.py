@@ -10,6 +10,7 @@ holds the concurrency limits.
 from __future__ import annotations
 
 import functools
+import importlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -35,35 +36,31 @@ class StepKind(Protocol):
     def replay(self, engine: RunEngine, at: StepAt, record: StepRecord) -> None: ...
 
 
-@functools.cache
-def _kinds() -> dict[type, StepKind]:
-    # Imported here: each kind's module imports this one (StepAt).
-    from orchestrator.engine.steps.agent import AgentStepKind
-    from orchestrator.engine.steps.attempts import AttemptsKind
-    from orchestrator.engine.steps.consensus import ConsensusKind
-    from orchestrator.engine.steps.for_each import ForEachKind
-    from orchestrator.engine.steps.gate import GateKind
-    from orchestrator.engine.steps.merge import MergeKind
-    from orchestrator.engine.steps.plan_step import PlanKind
-    from orchestrator.engine.workflow import (
-        AttemptsStep,
-        ConsensusStep,
-        ForEachStep,
-        MergeStep,
-        PlanStep,
-        Step,
-    )
+# Each kind's module, imported when a workflow first has a step of that kind (not all at once: the
+# kinds a run does not use, with the scheduler and consensus they import, stay off its start).
+_KIND_MODULES = {
+    "Step": ("agent", "AgentStepKind"),
+    "GateStep": ("gate", "GateKind"),
+    "AttemptsStep": ("attempts", "AttemptsKind"),
+    "ConsensusStep": ("consensus", "ConsensusKind"),
+    "PlanStep": ("plan_step", "PlanKind"),
+    "ForEachStep": ("for_each", "ForEachKind"),
+    "MergeStep": ("merge", "MergeKind"),
+}
 
-    return {
-        Step: AgentStepKind(),
-        GateStep: GateKind(),
-        AttemptsStep: AttemptsKind(),
-        ConsensusStep: ConsensusKind(),
-        PlanStep: PlanKind(),
-        ForEachStep: ForEachKind(),
-        MergeStep: MergeKind(),
-    }
+
+@functools.cache
+def _kind(step_type: type) -> StepKind:
+    # Imported here: each kind's module imports this one (StepAt).
+    from orchestrator.engine import workflow
+
+    name = step_type.__name__
+    if getattr(workflow, name, None) is not step_type or name not in _KIND_MODULES:
+        raise KeyError(step_type)
+    module, kind = _KIND_MODULES[name]
+    kind_class: type[StepKind] = getattr(importlib.import_module(f"orchestrator.engine.steps.{module}"), kind)
+    return kind_class()
 
 
 def kind_for(step: TaskStep | GateStep) -> StepKind:
-    return _kinds()[type(step)]
+    return _kind(type(step))
