@@ -40,6 +40,12 @@ class WorkspaceState:
     environ: Mapping[str, str] | None = None
     # What the caller should tell the user (e.g. the run branch was left where the user put it).
     notes: list[str] = field(default_factory=list, compare=False)
+    # The "user repository" is a cluster worker's own bare mirror (cluster/mirror.py): no user has
+    # it, so there are no user's refs to watch around a step and no checkout of the run branch.
+    worker_mirror: bool = field(default=False, compare=False)
+    # Set by whoever has just found the run repository clean at the run's tip (or put it there), so
+    # the engine's resume need not ask git again (cluster/mirror.py's open_run_workspace).
+    at_tip_checked: bool = field(default=False, compare=False)
     _user_git: Git | None = field(default=None, init=False, repr=False, compare=False)
     _wt_git: Git | None = field(default=None, init=False, repr=False, compare=False)
 
@@ -176,11 +182,12 @@ class WorkspaceState:
             "update-ref", "-m", f"orchestrator run {self.run_id}", f"refs/heads/{self.branch}", new
         )
 
-    def _publish(self, new: str) -> None:
+    def _publish(self, new: str, *, old: str | None = None) -> None:
         """Bring `new` into the user's repository as the run's tip, and move the run branch there too,
-        unless the user has it checked out or moved it (then it is left alone, and a note says so)."""
+        unless the user has it checked out or moved it (then it is left alone, and a note says so).
+        `old`: the run's tip as the caller has just read it (else it is read here)."""
         user = self._user()
-        old = self.head()
+        old = old or self.head()
         ref = f"refs/heads/{self.branch}"
         if self.has_worktree():
             fetch_commit(user, self.worktree, new)
@@ -189,7 +196,7 @@ class WorkspaceState:
         branch = user.rev_parse(ref)
         if branch == new:
             return
-        where = checked_out_in(user, ref) if branch == old else None
+        where = checked_out_in(user, ref) if branch == old and not self.worker_mirror else None
         if branch == old and where is None:
             user.run("update-ref", "-m", f"orchestrator run {self.run_id}", ref, new, old)
             return
