@@ -17,19 +17,45 @@ and the stand-in's start file:
   publishing into the worker's mirror, the step's events.
 
 Also the worker's CPU per step (the worker process with everything it spawned: git, the supervisor,
-the stand-in with its two Python starts) and the worker process alone. Numbers, not asserts.
+the stand-in with its two Python starts) and the worker process alone. With --count-git, the worker
+finds a `git` first on its PATH that counts its calls, then becomes the real one: the git commands
+the worker runs per step (not the ones git starts itself: upload-pack, pack-objects...), a count the
+machine's load does not blur (the shim's own start adds to the latencies: read those without it).
+Numbers, not asserts.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
+from pathlib import Path
 
-from benchmarks.cluster_bench import cluster_bench
+from benchmarks.cluster_bench import ClusterBench, cluster_bench
 from benchmarks.cpu_meter import CpuDelta, sample
 from orchestrator.events import StepStarted
 from orchestrator.store import Store
+from orchestrator.testing.cluster import WorkerProcess, cluster_env, start_worker
+
+GIT_SHIM = """#!/bin/sh
+echo x >> {log}
+exec {git} "$@"
+"""
+
+
+def counting_worker(bench: ClusterBench, log: Path) -> WorkerProcess:
+    """A worker whose PATH starts with a `git` that appends a line to `log` per call."""
+    real = shutil.which("git")
+    assert real is not None, "git is not installed"
+    shims = bench.root / "git-shim"
+    shims.mkdir()
+    (shims / "git").write_text(GIT_SHIM.format(log=log, git=real))
+    (shims / "git").chmod(0o755)
+    env = cluster_env(bench.root, "w", {"PATH": f"{shims}:{os.environ.get('PATH', '')}"})
+    worker = start_worker(bench.config, env, cwd=bench.root, name="w", concurrency=2)
+    bench.workers["w"] = worker
+    return worker
 
 
 def phases(store: Store, run_id: str) -> tuple[list[float], list[tuple[float, str]], dict[str, list[float]]]:
@@ -69,12 +95,15 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=6)
     parser.add_argument("--step-s", type=float, default=0.5)
+    parser.add_argument("--count-git", action="store_true")
     args = parser.parse_args()
     with cluster_bench("phases", step_s=args.step_s) as bench:
-        worker = bench.start_worker("w", concurrency=2)
+        calls = bench.root / "git-calls"
+        worker = counting_worker(bench, calls) if args.count_git else bench.start_worker("w", concurrency=2)
         warm = bench.submit("warm-up")
         bench.wait_all([warm])
         seen = len(bench.starts())
+        calls_before = len(calls.read_text().splitlines()) if calls.exists() else 0
         alone = {"worker process alone": [worker.pid] if worker.pid is not None else []}
         trees = {"worker": [worker.pid] if worker.pid is not None else []}
         before = sample(trees, alone)
@@ -116,6 +145,9 @@ def main() -> None:
         for name, values in tails.items():
             print(f"(c) last agent event -> step_finished, {name}: {ms(values)}")
         print(f"  {cpu.line(steps=steps, wall_s=wall)}")
+        if args.count_git:
+            count = len(calls.read_text().splitlines()) - calls_before
+            print(f"git commands the worker ran: {count / steps:.1f} per step ({count} for {steps} steps)")
         print(f"load average: {os.getloadavg()[0]:.1f}")
 
 
