@@ -32,6 +32,7 @@ import threading
 import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import structlog
 from temporalio import activity
@@ -46,6 +47,7 @@ from orchestrator.engine.service import RunService
 from orchestrator.errors import StaleFence, UsageError
 from orchestrator.events import Notice, RunFinished
 from orchestrator.store import Store
+from orchestrator.workspace.run_workspace import RunWorkspace
 
 log = structlog.get_logger(__name__)
 
@@ -77,8 +79,13 @@ class StepActivities:
         self._services = threading.local()
         self._all_services: list[RunService] = []
         self._services_lock = threading.Lock()
-        # Run id -> the fencing token of this worker's last push of the run's refs that landed.
-        self._pushed: dict[str, int] = {}
+        # Run id -> the fencing token of this worker's last push of the run's refs that landed, and
+        # the workspace that step ran in (the next step of the run here needs no fetch and no open).
+        self._pushed: dict[str, tuple[int, RunWorkspace]] = {}
+        # URL -> this machine's mirror of it: one per worker, so its git (and the identity look-up
+        # that git makes once) is the same from step to step.
+        self._mirrors: dict[str, RepoMirror] = {}
+        self._mirrors_lock = threading.Lock()
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
@@ -164,21 +171,19 @@ class StepActivities:
             run = store.get_run(run_id)
             if run.finished:  # a retry of a step whose run finished already (its answer was lost)
                 return self._outcome(store, run_id)
-            mirror = RepoMirror.for_url(
-                repo_url(run.options, run.repo), state_home=service.state_home, env=self.env
-            )
-            fetch = not self._pushed_last(run_id, token)
-            if fetch:
+            mirror = self._mirror(repo_url(run.options, run.repo), service.state_home)
+            kept = self._pushed_last(run_id, token)
+            if kept is None:
                 mirror.update()
             workspace = open_run_workspace(
-                mirror, run_id, state_home=service.state_home, env=self.env, fetch=fetch
+                mirror, run_id, state_home=service.state_home, env=self.env, kept=kept
             )
             expected = workspace.head()
             first = store.last_seq(run_id) == 0
             log.info("step", run_id=run_id, number=request.number, attempt=attempt, worker=self.name)
             report = service.execute_node(run_id, workspace=workspace, cancel=cancel, first=first)
             mirror.push_run(run_id, expected=expected)
-            self._pushed[run_id] = token
+            self._pushed[run_id] = (token, workspace)
             if report is None:
                 return StepOutcome(finished=False, worker=self.name)
             self._pushed.pop(run_id, None)
@@ -193,11 +198,20 @@ class StepActivities:
             store.release_fence(run_id)
             log.info("step done", run_id=request.run_id, seconds=round(time.monotonic() - started, 3))
 
-    def _pushed_last(self, run_id: str, token: int) -> bool:
-        """Whether the URL's run refs are the ones this worker's mirror holds: this worker pushed them
-        in the run's previous attempt (its token just below `token`, so no attempt came between and
-        every later push needed a lease on that tip). Then the mirror needs no fetch for the step."""
-        return self._pushed.pop(run_id, None) == token - 1
+    def _pushed_last(self, run_id: str, token: int) -> RunWorkspace | None:
+        """The workspace of the run's previous attempt when the URL's run refs are the ones this
+        worker's mirror holds: this worker pushed them in that attempt (its token just below `token`,
+        so no attempt came between and every later push needed a lease on that tip). Then the mirror
+        needs no fetch for the step, and the workspace no opening again (its refs are read anew)."""
+        pushed = self._pushed.pop(run_id, None)
+        return pushed[1] if pushed is not None and pushed[0] == token - 1 else None
+
+    def _mirror(self, url: str, state_home: Path) -> RepoMirror:
+        with self._mirrors_lock:
+            mirror = self._mirrors.get(url)
+            if mirror is None or not mirror.exists():
+                mirror = self._mirrors[url] = RepoMirror.for_url(url, state_home=state_home, env=self.env)
+            return mirror
 
     def _outcome(self, store: Store, run_id: str) -> StepOutcome:
         from orchestrator.engine.report import build_report

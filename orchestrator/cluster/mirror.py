@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import os
 import re
@@ -118,13 +119,17 @@ class RepoMirror:
         folder.mkdir(parents=True, exist_ok=True)
         mirror = cls(folder / f"{mirror_key(url)}.git", url, env)
         with mirror._locked():
-            if not (mirror.path / "HEAD").is_file():
+            if not mirror.exists():
                 Git(folder, environ=env).run("init", "-q", "--bare", "--template=", str(mirror.path))
         return mirror
 
-    @property
+    @functools.cached_property
     def git(self) -> Git:
+        """git in the mirror, one for the mirror's life (its identity look-up made once)."""
         return Git(self.path, environ=self.env, timeout_s=TRANSFER_TIMEOUT_S)
+
+    def exists(self) -> bool:
+        return (self.path / "HEAD").is_file()
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
@@ -252,22 +257,38 @@ def _rejected(porcelain: str) -> dict[str, str]:
 
 
 def open_run_workspace(
-    mirror: RepoMirror, run_id: str, *, state_home: Path, env: Mapping[str, str], fetch: bool = True
+    mirror: RepoMirror,
+    run_id: str,
+    *,
+    state_home: Path,
+    env: Mapping[str, str],
+    kept: RunWorkspace | None = None,
 ) -> RunWorkspace:
     """This worker's RunWorkspace for the run, its "user repository" the mirror: the run's refs
-    fetched from the URL first (unless `fetch` is False: the mirror has them already, this worker
-    pushed them), then its run repository made if absent, or moved to the run branch's tip if it is
+    fetched from the URL first and the workspace opened (unless `kept`: the workspace of the run's
+    previous step on this worker, which pushed the refs the mirror holds, so nothing is fetched or
+    read again), then its run repository made if absent, or moved to the run branch's tip if it is
     elsewhere (the previous step ran on another worker, or this one was cut short), what it held kept
-    under a backup ref first."""
-    if fetch:
+    under a backup ref first (`at_tip_checked` says when it is at the tip)."""
+    if kept is not None and kept.repo == mirror.path:
+        ws = kept
+    else:
         mirror.update_run(run_id)
-    ws = RunWorkspace.open(mirror.path, run_id, state_home, environ=env)
+        ws = RunWorkspace.open(mirror.path, run_id, state_home, environ=env)
+    # The mirror is this worker's, no user's: other steps here move its branches (update()), so
+    # watching its refs around a step would only report those.
+    ws.worker_mirror = True
+    ws.at_tip_checked = False
     if not ws.has_worktree():
         ws.ensure_worktree()
-    elif not ws.ready_at_head() and not ws.has_uncommitted():
-        kept = ws.reset_to(ws.head())  # behind (the last step ran elsewhere): only pushed commits
-        if kept is not None:
-            ws.notes.append(f"this worker's copy of the run was behind; kept under {kept}")
+        ws.at_tip_checked = True  # made at the tip
+    elif ws.ready_at_head():
+        ws.at_tip_checked = True
+    elif not ws.has_uncommitted():
+        kept_as = ws.reset_to(ws.head())  # behind (the last step ran elsewhere): only pushed commits
+        ws.at_tip_checked = True
+        if kept_as is not None:
+            ws.notes.append(f"this worker's copy of the run was behind; kept under {kept_as}")
     # A copy with a cut-short attempt's edits is left as it is: the engine's resume
     # (RunService.execute_node) withholds what holds a given secret, keeps the rest under a backup ref
     # and resets, so no secret gets into a ref this worker pushes.

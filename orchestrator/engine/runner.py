@@ -362,7 +362,8 @@ class RunEngine(AgentCalls, ResumeState):
     def watch_user_refs(self) -> None:
         """Without a sandbox an agent could write the user's refs through a path (not through its own
         repository): note them before the step, to name any that moved after it."""
-        self._user_refs_before = None if self.sandbox.on else self.ws.user_refs()
+        watched = not self.ws.worker_mirror and not self.sandbox.on
+        self._user_refs_before = self.ws.user_refs() if watched else None
 
     def _workspace_warnings(self, step_id: str) -> list[str]:
         """What the workspace has to tell (a branch left alone, a restored config) and the user's refs

@@ -300,8 +300,11 @@ class RunService:
             fresh_workspace=fresh is not None and one_node is None,
         )
         # A cluster worker's workspace is usually at the run's tip already (open_run_workspace moved a
-        # clean copy there): then there is nothing to keep aside or reset.
-        if (resume and one_node is None) or (one_node is not None and not one_node.ready_at_head()):
+        # clean copy there, and says so): then there is nothing to keep aside or reset.
+        at_tip = one_node is not None and (one_node.at_tip_checked or one_node.ready_at_head())
+        if one_node is not None:
+            one_node.at_tip_checked = False  # this step's: the next one checks again
+        if (resume and one_node is None) or (one_node is not None and not at_tip):
             # The interrupted step starts again from the last commit; partial edits are kept aside
             # (under a backup ref, or only in the run's folder when they hold a secret). A worker's
             # run repository is made here when this worker has none for the run yet.

@@ -40,8 +40,15 @@ class WorkspaceState:
     environ: Mapping[str, str] | None = None
     # What the caller should tell the user (e.g. the run branch was left where the user put it).
     notes: list[str] = field(default_factory=list, compare=False)
+    # The "user repository" is a cluster worker's own bare mirror (cluster/mirror.py): no user has
+    # it, so there are no user's refs to watch around a step and no checkout of the run branch.
+    worker_mirror: bool = field(default=False, compare=False)
+    # Set by whoever has just found the run repository clean at the run's tip (or put it there), so
+    # the engine's resume need not ask git again (cluster/mirror.py's open_run_workspace).
+    at_tip_checked: bool = field(default=False, compare=False)
     _user_git: Git | None = field(default=None, init=False, repr=False, compare=False)
     _wt_git: Git | None = field(default=None, init=False, repr=False, compare=False)
+    _common_dir: Path | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def branch(self) -> str:
@@ -176,22 +183,30 @@ class WorkspaceState:
             "update-ref", "-m", f"orchestrator run {self.run_id}", f"refs/heads/{self.branch}", new
         )
 
-    def _publish(self, new: str) -> None:
+    def _publish(self, new: str, *, old: str | None = None) -> None:
         """Bring `new` into the user's repository as the run's tip, and move the run branch there too,
-        unless the user has it checked out or moved it (then it is left alone, and a note says so)."""
+        unless the user has it checked out or moved it (then it is left alone, and a note says so).
+        `old`: the run's tip as the caller has just read it (else it is read here)."""
         user = self._user()
-        old = self.head()
+        old = old or self.head()
         ref = f"refs/heads/{self.branch}"
         if self.has_worktree():
             fetch_commit(user, self.worktree, new)
+        message = f"orchestrator run {self.run_id}"
+        if new != old and self.worker_mirror:
+            # No checkout of the run branch to look for: the tip and the branch move in one
+            # transaction when the branch is where the run left it (else as below, one by one).
+            both = f"update {tip_ref(self.run_id)} {new} {old}\nupdate {ref} {new} {old}\n"
+            if user.run("update-ref", "-m", message, "--stdin", input=both, check=False).ok:
+                return
         if new != old:
-            user.run("update-ref", "-m", f"orchestrator run {self.run_id}", tip_ref(self.run_id), new, old)
+            user.run("update-ref", "-m", message, tip_ref(self.run_id), new, old)
         branch = user.rev_parse(ref)
         if branch == new:
             return
-        where = checked_out_in(user, ref) if branch == old else None
+        where = checked_out_in(user, ref) if branch == old and not self.worker_mirror else None
         if branch == old and where is None:
-            user.run("update-ref", "-m", f"orchestrator run {self.run_id}", ref, new, old)
+            user.run("update-ref", "-m", message, ref, new, old)
             return
         why = (
             f"it is checked out in {where}"
@@ -258,8 +273,11 @@ class WorkspaceState:
     def _clear_stale_locks(self) -> None:
         """Remove lock files of this run that a killed process left behind. Only the owner of a run
         (the process resuming it) calls this."""
-        user = self._user()
-        common = Path(user.out("rev-parse", "--path-format=absolute", "--git-common-dir"))
+        if self._common_dir is None:  # the user's repository's git folder: the same for its life
+            self._common_dir = Path(
+                self._user().out("rev-parse", "--path-format=absolute", "--git-common-dir")
+            )
+        common = self._common_dir
         candidates = [common / "refs" / "heads" / f"{self.branch}.lock"]
         run_git = self.worktree / ".git"
         if run_git.is_dir() and not run_git.is_symlink():

@@ -354,7 +354,7 @@ class RunWorkspace(WorkspaceMerges):
         published = self.head()
         tip = self._clone_tip() or published
         parent = tip
-        if step_start is not None and not wt.is_ancestor(step_start, tip):
+        if step_start is not None and step_start != tip and not wt.is_ancestor(step_start, tip):
             parent = step_start
         wt.run("add", "-A", "--", ".")
         tree = wt.out("write-tree")
@@ -363,7 +363,7 @@ class RunWorkspace(WorkspaceMerges):
         if tree == trees.tree_of(wt, parent) and not moved:
             self._move_clone_branch(parent)
             self._attach_head(parent)
-            self._publish(parent)
+            self._publish(parent, old=published)
             return StepCommit(changed=False, sha=None, step_id=step_id, agent=agent)
         subject = message or f"{step_id}: {agent}"
         trailer_values = {
@@ -377,7 +377,7 @@ class RunWorkspace(WorkspaceMerges):
             self._keep("agent-moved", tip)
         self._move_clone_branch(sha)
         self._attach_head(sha)
-        self._publish(sha)
+        self._publish(sha, old=published)
         files = trees.changed_paths(wt, since, sha)
         return StepCommit(changed=True, sha=sha, files=files, step_id=step_id, agent=agent)
 

@@ -252,3 +252,39 @@ def test_workers_on_one_machine_share_a_mirror_safely(tmp_path):
     assert [p.name for p in (home / "cluster" / "mirrors").iterdir() if p.suffix == ".git"] == [
         f"{mirror_key(setup.url)}.git"
     ]
+
+
+def test_a_workers_next_step_keeps_its_workspace_and_publishes_tip_and_branch_together(tmp_path):
+    setup = Setup(tmp_path, "origin")
+    worker = setup.worker("a")
+    ws = worker.open()
+    assert ws.worker_mirror and ws.at_tip_checked  # made at the tip: the engine need not look again
+    start = ws.head()
+    (ws.worktree / "one.txt").write_text("one\n")
+    one = ws.commit_step(step_id="s1", agent="fake", step_start=start).sha
+    assert one is not None
+    worker.mirror.push_run(RUN, expected=start)
+
+    # The next step here (this worker pushed the refs the mirror holds): the same workspace, nothing
+    # fetched, still checked at the tip. An agent's leftover file makes it not at the tip.
+    ws.at_tip_checked = False
+    again = open_run_workspace(worker.mirror, RUN, state_home=worker.home, env=ENV, kept=ws)
+    assert again is ws and again.at_tip_checked
+    (ws.worktree / "stray.txt").write_text("left by a cut-short attempt\n")
+    assert not open_run_workspace(worker.mirror, RUN, state_home=worker.home, env=ENV, kept=ws).at_tip_checked
+    (ws.worktree / "stray.txt").unlink()
+
+    # Tip and branch move together in the mirror; a branch moved by someone else is left where it is
+    # (a note says so) while the run's tip still moves.
+    mirror = worker.mirror.git
+    branch = f"refs/heads/orchestrator/{RUN}"
+    assert mirror.rev_parse(branch) == mirror.rev_parse(f"refs/orchestrator/runs/{RUN}/tip") == one
+    (ws.worktree / "two.txt").write_text("two\n")
+    two = ws.commit_step(step_id="s2", agent="fake", step_start=one).sha
+    assert two is not None and mirror.rev_parse(branch) == two
+    mirror.run("update-ref", branch, start)
+    (ws.worktree / "three.txt").write_text("three\n")
+    three = ws.commit_step(step_id="s3", agent="fake", step_start=two).sha
+    assert mirror.rev_parse(f"refs/orchestrator/runs/{RUN}/tip") == three
+    assert mirror.rev_parse(branch) == start
+    assert any("was left as it is" in note for note in ws.notes)
