@@ -203,7 +203,11 @@ def _children_of_children(pid: int) -> list[int]:
 def child_pids(pid: int) -> list[int]:
     """The children of `pid`, every thread's (from /proc)."""
     found: list[int] = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return found  # it has ended meanwhile: no children
+    for task in tasks:
         try:
             found += [int(p) for p in (task / "children").read_text().split()]
         except OSError:
