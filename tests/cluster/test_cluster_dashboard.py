@@ -24,13 +24,13 @@ from orchestrator.testing.cluster import (
 )
 from tests.cluster.conftest import APPROVE, Cluster
 from tests.cluster.test_cluster_runs import step_attempts
+from tests.doc_pictures import doc_picture
 from tests.ui.browser import Console, chromium
 from tests.ui.conftest import TOKEN, Server
 
 pytestmark = pytest.mark.slow
 
 FIXED = {"write_file": {"path": "app.py", "content": "def greet():\n    return 'Hello'\n"}}
-SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "dashboard-cluster.png"
 
 
 def serve(cluster: Cluster) -> Server:
@@ -118,8 +118,9 @@ def test_the_dashboard_lists_a_cluster_run_live(cluster: Cluster, browser: Brows
     assert shown == list(range(1, len(shown) + 1))
     expect(page.locator("#steps tr[data-step=i1-s2-review]")).to_contain_text("succeeded")
     page.wait_for_timeout(300)
-    page.screenshot(path=str(SCREENSHOT), full_page=True)
-    assert SCREENSHOT.stat().st_size > 20_000
+    picture = doc_picture("dashboard-cluster.png", cluster.tmp)
+    page.screenshot(path=str(picture), full_page=True)
+    assert picture.stat().st_size > 20_000
     assert run.join(120).exit_code == 0, run.output
     assert server.get(f"/api/runs/{run_id}")["status"] == "approved"
     # Back on the runs list: approved there too.

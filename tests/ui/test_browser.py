@@ -423,8 +423,9 @@ def test_agent_output_holding_html_renders_as_text(world, browser):
 
 @pytest.mark.real
 def test_the_readme_screenshot_from_the_demo(world, browser, tmp_path):
-    """docs/dashboard.png: `orchestrator demo --serve`, the real CLIs against the scripted model server."""
-    from pathlib import Path
+    """docs/dashboard.png (with ORCHESTRATOR_UPDATE_DOCS=1): `orchestrator demo --serve`, the real CLIs
+    against the scripted model server."""
+    from tests.doc_pictures import doc_picture
 
     from .conftest import Background
 
@@ -461,8 +462,7 @@ def test_the_readme_screenshot_from_the_demo(world, browser, tmp_path):
     expect(refine).to_have_text(re.compile(r"^■ i1-s4-refine succeeded commit [0-9a-f]{10} \(calc\.py\)$"))
     assert "[object" not in page.inner_text("#timeline")
     page.wait_for_timeout(500)
-    out = Path(__file__).resolve().parents[2] / "docs" / "dashboard.png"
-    out.parent.mkdir(exist_ok=True)
+    out = doc_picture("dashboard.png", tmp_path)
     page.screenshot(path=str(out), full_page=True)
     assert out.stat().st_size > 20_000
     report = server.get(f"/api/runs/{run_id}")
