@@ -47,7 +47,12 @@ async def connect(settings: Settings, identity: str | None = None) -> Client:
         )
         return await asyncio.wait_for(connecting, CONNECT_TIMEOUT_S)
     except Exception as exc:  # noqa: BLE001 - refused, unresolvable, timed out: all "unreachable"
-        raise UsageError(
-            f"cannot reach the Temporal server at {cluster.temporal}: {str(exc).strip() or type(exc).__name__}",
-            hint="start it (or check cluster.temporal in your configuration and the network to it)",
-        ) from exc
+        raise unreachable(cluster.temporal, exc) from exc
+
+
+def unreachable(address: str, exc: BaseException) -> UsageError:
+    """What a submitter or a worker says when the Temporal server at `address` does not answer."""
+    return UsageError(
+        f"cannot reach the Temporal server at {address}: {str(exc).strip() or type(exc).__name__}",
+        hint="start it (or check cluster.temporal in your configuration and the network to it)",
+    )

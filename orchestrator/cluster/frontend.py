@@ -23,6 +23,7 @@ import socket
 import uuid
 from typing import TYPE_CHECKING, Any
 
+from orchestrator.cluster.client import unreachable
 from orchestrator.config import Settings
 from orchestrator.errors import UsageError
 
@@ -170,8 +171,5 @@ async def connect_frontend(settings: Settings) -> Frontend:
             ServiceClient.connect(ConnectConfig(target_host=cluster.temporal)), CONNECT_TIMEOUT_S
         )
     except Exception as exc:  # noqa: BLE001 - refused, unresolvable, timed out: all "unreachable"
-        raise UsageError(
-            f"cannot reach the Temporal server at {cluster.temporal}: {str(exc).strip() or type(exc).__name__}",
-            hint="start it (or check cluster.temporal in your configuration and the network to it)",
-        ) from exc
+        raise unreachable(cluster.temporal, exc) from exc
     return Frontend(service, cluster.namespace)
